@@ -1,0 +1,1 @@
+"""The write path: a Faust worker that validates events and learns them into Redis."""

@@ -1,0 +1,36 @@
+"""The contract between the write path (`stream_app`) and the read path (`serving`).
+
+Event schemas, the Redis key layout, the decay arithmetic both sides rely on, and settings.
+"""
+
+from .decay import DAY_MS, forward_decayed, half_life_ms, value_at
+from .events import (
+    InteractionEvent,
+    InvalidRecord,
+    ItemEvent,
+    describe_validation_error,
+    parse_interaction,
+    parse_item,
+    validation_context,
+)
+from .keys import LIST_SEPARATOR, RedisKeys
+from .settings import IMPRESSION, Settings, Similarity
+
+__all__ = [
+    "DAY_MS",
+    "IMPRESSION",
+    "LIST_SEPARATOR",
+    "InteractionEvent",
+    "InvalidRecord",
+    "ItemEvent",
+    "RedisKeys",
+    "Settings",
+    "Similarity",
+    "describe_validation_error",
+    "forward_decayed",
+    "half_life_ms",
+    "parse_interaction",
+    "parse_item",
+    "validation_context",
+    "value_at",
+]

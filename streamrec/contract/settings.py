@@ -1,0 +1,106 @@
+"""Every tunable of the system, read from `STREAMREC_*` environment variables.
+
+The worker, the service, the launcher and the tools all take one `Settings`
+object; nothing reads the environment anywhere else.
+"""
+
+from typing import Literal
+
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchase": 8.0}
+
+Similarity = Literal["cosine", "jaccard", "count"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STREAMREC_", frozen=True)
+
+    # --- where the servers are -------------------------------------------------
+    kafka_bootstrap_servers: str = Field(
+        "localhost:9092", description="Comma-separated Kafka bootstrap servers."
+    )
+    redis_url: str = Field("redis://localhost:6379/0", description="Redis (or Valkey) URL.")
+    redis_timeout_seconds: PositiveFloat = Field(
+        0.5, description="Socket timeout of the service's Redis calls; past it: HTTP 503."
+    )
+    key_prefix: str = Field("sr", description="Prefix of every Redis key the system owns.")
+
+    # --- Kafka topics ----------------------------------------------------------
+    events_topic: str = Field("streamrec-events", description="Interaction events, keyed by user.")
+    items_topic: str = Field("streamrec-items", description="Catalogue events, keyed by item.")
+    dead_letter_topic: str = Field(
+        "streamrec-dead-letter", description="Rejected records: original bytes, reason in headers."
+    )
+    topic_partitions: PositiveInt = Field(8, description="Partitions of the events topic.")
+    consumer_group: str = Field("streamrec-worker", description="Kafka consumer group of workers.")
+
+    # --- worker batching -------------------------------------------------------
+    batch_max_events: PositiveInt = Field(
+        200, description="Events applied to Redis in one atomic script call."
+    )
+    batch_within_seconds: PositiveFloat = Field(
+        0.02, description="Longest wait for a batch to fill before applying what is there."
+    )
+    max_event_bytes: PositiveInt = Field(
+        65536, description="Larger records go to dead-letter unparsed."
+    )
+    max_future_seconds: PositiveFloat = Field(
+        3600, description="Events stamped further in the future than this are rejected."
+    )
+
+    # --- the model -------------------------------------------------------------
+    event_weights: dict[str, PositiveFloat] = Field(
+        default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS),
+        description="Interaction types and their weights (JSON object).",
+    )
+    affinity_half_life_days: PositiveFloat = Field(
+        30, description="Half-life of user affinities (SAR's default)."
+    )
+    trending_half_life_days: PositiveFloat = Field(30, description="Half-life of trending scores.")
+    decay_anchor_ms: int = Field(
+        1_704_067_200_000,
+        description="Landmark of forward decay (2024-01-01); keep within ~1000 half-lives of "
+        "event times.",
+    )
+    pair_window: PositiveInt = Field(
+        20, description="A new item co-occurs with the user's last W distinct items."
+    )
+    history_length: PositiveInt = Field(50, description="Recent distinct items kept per user.")
+    cooccurrence_row_cap: PositiveInt = Field(
+        500, description="Strongest co-occurring items kept per item."
+    )
+    similarity: Similarity = Field("cosine", description="cosine, jaccard or count.")
+    vote_items: PositiveInt = Field(20, description="Recent items that vote for candidates.")
+    vote_position_decay: float = Field(
+        0.9, gt=0, le=1, description="Weight of a vote per step of age (newest 1)."
+    )
+    candidate_row_depth: PositiveInt = Field(
+        100, description="Top co-occurring items read per voting item."
+    )
+    recommendation_ttl_seconds: PositiveInt = Field(
+        7 * 86400, description="How long a served list's recommender is remembered for clicks."
+    )
+
+    # --- HTTP service ----------------------------------------------------------
+    http_host: str = Field("127.0.0.1", description="Address the HTTP service binds.")
+    http_port: int = Field(8000, ge=0, le=65535, description="Port of the HTTP service.")
+    max_request_bytes: PositiveInt = Field(1_048_576, description="Largest accepted request body.")
+    max_events_per_request: PositiveInt = Field(1000, description="Events in one POST at most.")
+
+    @model_validator(mode="after")
+    def _check_windows(self) -> "Settings":
+        if "impression" in self.event_weights:
+            raise ValueError("event_weights: 'impression' is reserved for served lists")
+        if self.history_length < max(self.pair_window, self.vote_items):
+            raise ValueError("history_length must be >= pair_window and >= vote_items")
+        return self
+
+    @property
+    def event_types(self) -> frozenset[str]:
+        """Accepted `event_type` values: the weighted interactions plus impressions."""
+        return frozenset(self.event_weights) | {IMPRESSION}
+
+
+IMPRESSION = "impression"
