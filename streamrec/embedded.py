@@ -49,11 +49,12 @@ def wait_for_port(host: str, port: int, process: subprocess.Popen, timeout: floa
 
 def start_child(args: Sequence[str], log_path: Path, env: dict[str, str] | None = None
                 ) -> subprocess.Popen:
-    """Start a child process that dies with us, its output in `log_path`."""
+    """Start a child that dies with us and ignores our terminal's Ctrl-C (we stop it in
+    order), its output in `log_path`."""
     log = log_path.open("ab")
-    return subprocess.Popen(  # noqa: S603 - arguments are ours
+    return subprocess.Popen(
         list(args), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        preexec_fn=_die_with_parent, env=env,
+        preexec_fn=_die_with_parent, env=env, start_new_session=True,
     )
 
 

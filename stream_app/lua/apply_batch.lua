@@ -87,6 +87,7 @@ local function saw_user(user, ts)
 end
 
 local function count_feedback(recommender, event_type, item)
+  redis.call('SADD', K.recommenders, recommender)
   redis.call('HINCRBY', key('recommender_metrics', recommender), event_type, 1)
   redis.call('HINCRBY', key('item_feedback', event_type), item, 1)
 end
@@ -144,7 +145,6 @@ local function apply_impression(user, item, ts, recommendation_id, recommender)
       'EX', config.recommendation_ttl_seconds)
     recommender_of[recommendation_id] = recommender
   end
-  redis.call('SADD', K.recommenders, recommender)
   count_feedback(recommender, 'impression', item)
   saw_user(user, ts)
 end

@@ -34,7 +34,7 @@ SMALLEST_PLAUSIBLE_EPOCH_MS = 100_000_000_000
 class InteractionEvent(BaseModel):
     """A user did something with an item, or was shown it (`impression`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     event_id: Identifier
     user_id: Identifier
@@ -66,7 +66,7 @@ class InteractionEvent(BaseModel):
 class ItemEvent(BaseModel):
     """A catalogue entry: what the service may recommend and how it can be filtered."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     item_id: Identifier
     categories: list[Label] = Field(default_factory=list, max_length=32)

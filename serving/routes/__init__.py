@@ -1,0 +1,10 @@
+"""One router per resource."""
+
+from .events import router as events
+from .health import router as health
+from .items import router as items
+from .metrics import router as metrics
+from .trending import router as trending
+from .users import router as users
+
+__all__ = ["events", "health", "items", "metrics", "trending", "users"]

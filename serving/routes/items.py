@@ -1,0 +1,40 @@
+from fastapi import APIRouter, Request
+
+from streamrec.contract import ItemEvent, parse_item
+
+from ..dependencies import (
+    Category,
+    Count,
+    Exclude,
+    ItemId,
+    OptionalUser,
+    PublisherDep,
+    RecommenderDep,
+    SettingsDep,
+    excluded,
+)
+from ..impressions import publish_impressions
+from ..ingest import Accepted, body_schema, ingest
+from ..recommender import RecommendationList
+
+router = APIRouter(prefix="/v1/items", tags=["items"])
+
+
+@router.get("/{item_id}/similar", response_model=RecommendationList)
+async def similar_items(
+    item_id: ItemId, recommender: RecommenderDep, publisher: PublisherDep,
+    settings: SettingsDep, n: Count = 10, category: Category = None, exclude: Exclude = None,
+    user_id: OptionalUser = None,
+) -> RecommendationList:
+    """Items most often used together with `item_id`, by normalised co-occurrence."""
+    served = await recommender.similar_items(item_id, n, category, excluded(exclude))
+    publish_impressions(publisher, settings, user_id, served)
+    return served
+
+
+@router.post("", status_code=202, response_model=Accepted, openapi_extra=body_schema(ItemEvent))
+async def post_items(request: Request, settings: SettingsDep, publisher: PublisherDep
+                     ) -> Accepted:
+    """Add or update catalogue entries (categories, tags, availability, title)."""
+    return await ingest(request, settings, publisher, settings.items_topic,
+                        lambda raw: parse_item(raw, settings), "item_id", "item_id")

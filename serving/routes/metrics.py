@@ -1,0 +1,34 @@
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from ..dependencies import RecommenderDep
+
+router = APIRouter(prefix="/v1/metrics", tags=["metrics"])
+
+
+class RecommenderMetrics(BaseModel):
+    events: dict[str, int]
+    ctr: float | None
+
+
+class Metrics(BaseModel):
+    recommenders: dict[str, RecommenderMetrics]
+    counters: dict[str, int]
+
+
+@router.get("", response_model=Metrics)
+async def metrics(recommender: RecommenderDep) -> Metrics:
+    """Online metrics from the feedback loop: per recommender the impressions and the events
+    on its items (CTR = clicks / impressions), and the worker's counters."""
+    reader = recommender.reader
+    per_recommender = await reader.recommender_metrics()
+    return Metrics(
+        recommenders={
+            name: RecommenderMetrics(
+                events=events,
+                ctr=events.get("click", 0) / events["impression"] if events.get("impression")
+                else None)
+            for name, events in per_recommender.items()
+        },
+        counters=await reader.counters(),
+    )

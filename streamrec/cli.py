@@ -1,0 +1,73 @@
+"""The `streamrec` command: run the worker, the service, the embedded demo, demo traffic."""
+
+import asyncio
+import logging
+from typing import Annotated
+
+import typer
+
+from streamrec.contract import Settings
+
+
+def _settings_help() -> str:
+    lines = ["Settings come from environment variables (defaults in brackets):\n\n"]
+    for name, field in Settings.model_fields.items():
+        default = field.default_factory() if field.default_factory else field.default
+        lines.append(f"STREAMREC_{name.upper()} [{default}]: {field.description}\n\n")
+    return "".join(lines)
+
+
+app = typer.Typer(help="Real-time recommendations from event streams.",
+                  epilog=_settings_help(), no_args_is_help=True, rich_markup_mode=None)
+
+LogLevel = Annotated[str, typer.Option(help="debug, info, warning or error.")]
+
+
+@app.command()
+def worker(log_level: LogLevel = "info") -> None:
+    """Run a stream worker: consume events and catalogue, learn them into Redis."""
+    from stream_app.worker import run_worker
+
+    run_worker(Settings(), log_level)
+
+
+@app.command()
+def serve(log_level: LogLevel = "info") -> None:
+    """Run the HTTP service on STREAMREC_HTTP_HOST:STREAMREC_HTTP_PORT."""
+    from serving.app import run_service
+
+    logging.basicConfig(level=log_level.upper())
+    run_service(Settings(), log_level)
+
+
+@app.command()
+def demo(
+    rate: Annotated[float, typer.Option(help="Synthetic events per second.")] = 200.0,
+    users: Annotated[int, typer.Option(help="Synthetic users.")] = 300,
+) -> None:
+    """Start everything on this machine (broker, Redis, worker, service, traffic) until Ctrl-C."""
+    from streamrec.demo import run_demo
+
+    run_demo(Settings(), rate, users)
+
+
+@app.command()
+def traffic(
+    rate: Annotated[float, typer.Option(help="Events per second.")] = 200.0,
+    users: Annotated[int, typer.Option(help="Synthetic users.")] = 300,
+    count: Annotated[int, typer.Option(help="Stop after this many events (0: never).")] = 0,
+) -> None:
+    """Produce the synthetic catalogue, then synthetic shopper events, to Kafka."""
+    from streamrec.traffic import produce_traffic
+
+    asyncio.run(produce_traffic(Settings(), rate, users, count))
+
+
+@app.command("settings")
+def show_settings() -> None:
+    """Print the settings in effect, as JSON."""
+    typer.echo(Settings().model_dump_json(indent=2))
+
+
+def main() -> None:
+    app()

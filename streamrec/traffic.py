@@ -1,0 +1,38 @@
+"""Live synthetic traffic for the demo: the catalogue once, then shopper events at a steady
+rate, stamped with the wall clock."""
+
+import asyncio
+import logging
+import time
+
+from aiokafka import AIOKafkaProducer
+
+from streamrec.contract import Settings
+from streamrec.synthetic import events, make_world
+
+log = logging.getLogger(__name__)
+TICK_SECONDS = 0.05
+
+
+async def produce_traffic(settings: Settings, rate: float, users: int, count: int = 0) -> None:
+    world = make_world(users=users)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, linger_ms=5)
+    await producer.start()
+    try:
+        for item in world.catalogue():
+            await producer.send(settings.items_topic, key=item.item_id.encode(),
+                                value=item.model_dump_json().encode())
+        await producer.flush()
+        stream = events(world, count or 10**12, start_ms=int(time.time() * 1000))
+        sent, started = 0, time.monotonic()
+        for event in stream:
+            live = event.model_copy(update={"timestamp": int(time.time() * 1000)})
+            await producer.send(settings.events_topic, key=live.user_id.encode(),
+                                value=live.model_dump_json().encode())
+            sent += 1
+            ahead = sent / rate - (time.monotonic() - started)
+            if ahead > TICK_SECONDS:
+                await asyncio.sleep(ahead)
+        await producer.flush()
+    finally:
+        await producer.stop()

@@ -1,0 +1,91 @@
+"""The event contract: what is accepted, what is rejected and with which message."""
+
+import pytest
+
+from streamrec.contract import InvalidRecord, Settings, parse_interaction, parse_item
+
+NOW_MS = 1_764_000_000_000
+SETTINGS = Settings()
+VALID = {"event_id": "e1", "user_id": "u1", "item_id": "i1", "event_type": "view",
+         "timestamp": NOW_MS}
+
+
+def interaction(**changes: object) -> dict[str, object]:
+    record = {**VALID, **changes}
+    return {k: v for k, v in record.items() if v is not ...}
+
+
+def test_valid_event_is_accepted_as_is() -> None:
+    event = parse_interaction(interaction(), SETTINGS, now_ms=NOW_MS)
+    assert (event.user_id, event.item_id, event.event_type, event.timestamp) == (
+        "u1", "i1", "view", NOW_MS)
+
+
+@pytest.mark.parametrize(("stamp", "epoch_ms"), [
+    ("2025-11-24T16:00:00Z", 1_764_000_000_000),
+    ("2025-11-24T17:00:00+01:00", 1_764_000_000_000),
+    ("2025-11-24T16:00:00.250+00:00", 1_764_000_000_250),
+    (1_764_000_000_000, 1_764_000_000_000),
+])
+def test_timestamps_are_normalised_to_epoch_ms(stamp: object, epoch_ms: int) -> None:
+    assert parse_interaction(interaction(timestamp=stamp), SETTINGS,
+                             now_ms=NOW_MS).timestamp == epoch_ms
+
+
+@pytest.mark.parametrize(("record", "message"), [
+    (interaction(user_id=...), "user_id: Field required"),
+    (interaction(event_id=...), "event_id: Field required"),
+    (interaction(item_id=""), "item_id: String should have at least 1 character"),
+    (interaction(item_id="a\nb"), "item_id: String should match pattern"),
+    (interaction(user_id="x" * 257), "user_id: String should have at most 256 characters"),
+    (interaction(user_id=42), "user_id: Input should be a valid string"),
+    (interaction(event_type="like"), "event_type: unknown event_type 'like'; expected one of"),
+    (interaction(timestamp="2025-11-24T16:00:00"), "timestamp: timestamp has no timezone"),
+    (interaction(timestamp="yesterday"), "timestamp: timestamp is not ISO-8601"),
+    (interaction(timestamp=1_764_000_000), "timestamp: timestamp looks like epoch seconds"),
+    (interaction(timestamp=-5), "timestamp: timestamp must be a finite, non-negative"),
+    (interaction(timestamp=True), "timestamp: timestamp must be epoch milliseconds or an ISO"),
+    (interaction(timestamp=NOW_MS + 2 * 3600 * 1000), "timestamp: timestamp is too far in the"),
+    (interaction(colour="red"), "colour: Extra inputs are not permitted"),
+    (interaction(properties={"a": {"nested": 1}}), "properties.a."),
+])
+def test_each_invalid_field_names_itself(record: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidRecord) as raised:
+        parse_interaction(record, SETTINGS, now_ms=NOW_MS)
+    assert message in raised.value.reason
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    (b"\xff\xfe not utf-8", "Invalid JSON"),
+    (b'{"event_id": "e1", "user_id"', "Invalid JSON"),
+    (b'{"timestamp": NaN}', "timestamp: timestamp must be a finite, non-negative"),
+    (b'{"properties": {"score": NaN}}', "properties.score.float: Input should be a finite number"),
+    (b"[1, 2]", "Input should be an object"),
+    (b"x" * 70_000, "record is 70000 bytes; the limit is 65536"),
+    (b"[" * 5000 + b"]" * 5000, "recursion limit"),
+])
+def test_bytes_that_are_not_an_event_are_rejected(raw: bytes, message: str) -> None:
+    with pytest.raises(InvalidRecord) as raised:
+        parse_interaction(raw, SETTINGS, now_ms=NOW_MS)
+    assert message in raised.value.reason
+
+
+def test_configured_event_types_replace_the_defaults() -> None:
+    custom = Settings(event_weights={"play": 1.0, "skip": 0.5})
+    assert parse_interaction(interaction(event_type="play"), custom, NOW_MS).event_type == "play"
+    assert parse_interaction(interaction(event_type="impression"), custom,
+                             NOW_MS).event_type == "impression"
+    with pytest.raises(InvalidRecord, match="unknown event_type 'view'"):
+        parse_interaction(interaction(), custom, now_ms=NOW_MS)
+
+
+def test_impression_cannot_be_given_a_weight() -> None:
+    with pytest.raises(ValueError, match="'impression' is reserved"):
+        Settings(event_weights={"impression": 1.0})
+
+
+def test_item_events() -> None:
+    item = parse_item(b'{"item_id": "i1", "categories": ["shoes"], "available": false}', SETTINGS)
+    assert (item.categories, item.available, item.tags) == (["shoes"], False, [])
+    with pytest.raises(InvalidRecord, match="categories.0: String should match pattern"):
+        parse_item({"item_id": "i1", "categories": ["a|b"]}, SETTINGS)

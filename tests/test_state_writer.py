@@ -1,0 +1,175 @@
+"""The write path's state on a hand-made stream: every counter, row and vector exactly."""
+
+import pytest
+from redis.asyncio import Redis
+
+from stream_app.state_writer import StateWriter, StreamRecord
+from streamrec.contract import (
+    DAY_MS,
+    InteractionEvent,
+    ItemEvent,
+    RedisKeys,
+    Settings,
+    forward_decayed,
+    half_life_ms,
+)
+
+from .conftest import Servers, isolated_settings
+from .state import differences, dump_state
+
+ANCHOR = Settings().decay_anchor_ms
+T0 = ANCHOR + 30 * DAY_MS
+HALF_LIFE = half_life_ms(30)
+
+CATALOGUE = [
+    ItemEvent(item_id="a", categories=["shoes"], title="Red shoes"),
+    ItemEvent(item_id="b", categories=["shoes", "sale"]),
+    ItemEvent(item_id="c", categories=["hats"]),
+]
+#: (user, item, event type, seconds after T0, recommendation id)
+STREAM = [
+    ("u1", "a", "view", 1, None),
+    ("u1", "b", "click", 2, None),
+    ("u1", "c", "purchase", 3, None),
+    ("u2", "b", "view", 4, None),
+    ("u2", "c", "view", 5, None),
+    ("u1", "a", "click", 6, None),      # a repeat: no new co-occurrence
+    ("u1", "d", "view", 7, None),       # pairs with u1's last 2 distinct: a, c (not b)
+    ("u3", "d", "purchase", 8, None),
+    ("u3", "a", "view", 9, None),
+    ("u2", "a", "impression", 10, "r1"),
+    ("u2", "a", "click", 11, "r1"),     # a click on a served list
+]
+
+
+def t(seconds: int) -> int:
+    return T0 + seconds * 1000
+
+
+def records() -> list[StreamRecord]:
+    result = [StreamRecord("items:0", k, item) for k, item in enumerate(CATALOGUE)]
+    for k, (user, item, event_type, second, rid) in enumerate(STREAM):
+        properties = {"recommender": "personalised"} if event_type == "impression" else {}
+        event = InteractionEvent(event_id=f"e{k}", user_id=user, item_id=item,
+                                 event_type=event_type, timestamp=t(second),
+                                 recommendation_id=rid, properties=properties)
+        result.append(StreamRecord("events:0", k, event))
+    result.append(StreamRecord("events:0", len(STREAM), None))  # a record sent to dead-letter
+    return result
+
+
+@pytest.fixture
+def small_settings(servers: Servers) -> Settings:
+    return isolated_settings(servers, pair_window=2, history_length=3, vote_items=2,
+                             cooccurrence_row_cap=2)
+
+
+def decayed(*terms: tuple[float, int]) -> float:
+    return sum(forward_decayed(w, t(s), ANCHOR, HALF_LIFE) for w, s in terms)
+
+
+async def test_hand_made_stream_gives_exact_state(redis: Redis, small_settings: Settings) -> None:
+    result = await StateWriter(redis, small_settings).apply(records(), applied_at_ms=123)
+    assert (result.applied, result.duplicates_skipped, result.dead_lettered) == (11, 0, 1)
+
+    state = await dump_state(redis, small_settings.key_prefix)
+    k = RedisKeys(small_settings.key_prefix)
+    # Co-occurrence (pair window 2), rows capped at 2: ties at the cap drop the smallest id.
+    # a: b2 c2 d2 -> c d; b: a2 c2; c: a2 b2 d1 -> a b; d: a2 c1
+    assert state[k.item_cooccurrence("a")] == {"c": 2.0, "d": 2.0}
+    assert state[k.item_cooccurrence("b")] == {"a": 2.0, "c": 2.0}
+    assert state[k.item_cooccurrence("c")] == {"a": 2.0, "b": 2.0}
+    assert state[k.item_cooccurrence("d")] == {"a": 2.0, "c": 1.0}
+    assert state[k.item_user_counts] == {"a": "3", "b": "2", "c": "2", "d": "2"}
+    assert state[k.users] == {"u1", "u2", "u3"}
+
+    assert state[k.popularity] == {"a": 6.0, "b": 3.0, "c": 9.0, "d": 9.0}
+    expected_trending = {
+        "a": decayed((1, 1), (2, 6), (1, 9), (2, 11)), "b": decayed((2, 2), (1, 4)),
+        "c": decayed((8, 3), (1, 5)), "d": decayed((1, 7), (8, 8)),
+    }
+    assert not differences({"t": state[k.trending]}, {"t": expected_trending})
+    assert state[k.category_popularity("shoes")] == {"a": 6.0, "b": 3.0}
+    assert state[k.category_popularity("sale")] == {"b": 3.0}
+    assert state[k.category_popularity("hats")] == {"c": 9.0}
+    assert state[k.category_items("shoes")] == {"a", "b"}
+
+    assert not differences({"u1": state[k.user_affinity("u1")]}, {"u1": {
+        "a": decayed((1, 1), (2, 6)), "b": decayed((2, 2)), "c": decayed((8, 3)),
+        "d": decayed((1, 7))}})
+    assert not differences({"u1": state[k.user_category_affinity("u1")]}, {"u1": {
+        "shoes": decayed((1, 1), (2, 2), (2, 6)), "sale": decayed((2, 2)),
+        "hats": decayed((8, 3))}})
+    # History keeps the newest 3 distinct items, each with its latest event type.
+    assert state[k.user_recent("u1")] == {"c": t(3), "a": t(6), "d": t(7)}
+    assert state[k.user_recent_types("u1")] == {"c": "purchase", "a": "click", "d": "view"}
+    assert state[k.user_recent("u2")] == {"b": t(4), "c": t(5), "a": t(11)}
+
+    # The feedback loop: an impression, then a click on the same list.
+    assert state[k.user_shown("u2")] == {"a": "1"}
+    assert state[k.recommender_metrics("personalised")] == {"impression": "1", "click": "1"}
+    assert state[k.item_feedback("impression")] == {"a": "1"}
+    assert state[k.item_feedback("click")] == {"a": "1"}
+    assert state[k.recommendation("r1")] == "personalised"
+    assert await redis.ttl(k.recommendation("r1")) > 0
+
+    assert state[k.user_watermark("u1")] == {"event_time_ms": str(t(7))}
+    assert state[k.user_watermark("u2")] == {"event_time_ms": str(t(11))}
+    assert state[k.watermark] == {"event_time_ms": str(t(11))}
+    assert await redis.hget(k.watermark, "applied_at_ms") == b"123"
+    assert state[k.counters] == {"events_applied": "11", "items_applied": "3",
+                                 "dead_lettered": "1"}
+    assert state[k.applied_offsets] == {"items:0": "2", "events:0": str(len(STREAM))}
+
+
+async def test_redelivered_records_change_nothing(redis: Redis, small_settings: Settings) -> None:
+    writer = StateWriter(redis, small_settings)
+    await writer.apply(records())
+    before = await dump_state(redis, small_settings.key_prefix)
+    again = await writer.apply(records())
+    assert (again.applied, again.duplicates_skipped) == (0, len(records()))
+    assert not differences(before, await dump_state(redis, small_settings.key_prefix))
+
+
+async def test_overlapping_redelivery_equals_one_clean_pass(redis: Redis, servers: Servers
+                                                            ) -> None:
+    clean, replayed = (isolated_settings(servers, pair_window=2, history_length=3, vote_items=2)
+                       for _ in range(2))
+    await StateWriter(redis, clean).apply(records())
+    writer = StateWriter(redis, replayed)
+    everything = records()
+    for start, stop in ((0, 6), (3, 10), (0, 12), (8, len(everything))):
+        await writer.apply(everything[start:stop])
+    assert not differences(
+        await dump_state(redis, clean.key_prefix),
+        {key.replace(replayed.key_prefix, clean.key_prefix, 1): value
+         for key, value in (await dump_state(redis, replayed.key_prefix)).items()})
+
+
+async def test_catalogue_updates_move_categories_and_availability(
+        redis: Redis, settings: Settings) -> None:
+    writer = StateWriter(redis, settings)
+    k = RedisKeys(settings.key_prefix)
+    await writer.apply([StreamRecord("items:0", 0, ItemEvent(item_id="a", categories=["x", "y"]))])
+    await writer.apply([StreamRecord("items:0", 1, ItemEvent(
+        item_id="a", categories=["y", "z"], tags=["t1"], available=False, title="A"))])
+    assert await redis.smembers(k.category_items("x")) == set()
+    assert await redis.smembers(k.category_items("z")) == {b"a"}
+    assert await redis.smembers(k.unavailable_items) == {b"a"}
+    assert await redis.hgetall(k.item_meta("a")) == {
+        b"categories": b"y|z", b"tags": b"t1", b"available": b"0", b"title": b"A"}
+    await writer.apply([StreamRecord("items:0", 2, ItemEvent(item_id="a"))])
+    assert await redis.smembers(k.unavailable_items) == set()
+
+
+async def test_out_of_order_event_does_not_rewind_history(redis: Redis, settings: Settings
+                                                          ) -> None:
+    k = RedisKeys(settings.key_prefix)
+    newer = InteractionEvent(event_id="1", user_id="u", item_id="a", event_type="purchase",
+                             timestamp=t(10))
+    older = newer.model_copy(update={"event_id": "2", "event_type": "view", "timestamp": t(5)})
+    await StateWriter(redis, settings).apply(
+        [StreamRecord("e:0", 0, newer), StreamRecord("e:0", 1, older)])
+    assert await redis.zscore(k.user_recent("u"), "a") == t(10)
+    assert await redis.hget(k.user_recent_types("u"), "a") == b"purchase"
+    assert await redis.hget(k.user_watermark("u"), "event_time_ms") == str(t(10)).encode()
