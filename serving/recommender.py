@@ -78,7 +78,7 @@ class Recommender:
                 voters, settings.candidate_row_depth)
             candidates = {j for row in rows.values() for j, _ in row}.difference(exclude)
             facts = await self.reader.item_facts(list(candidates), user_id, category)
-            rejected = facts.seen | facts.unavailable | facts.outside_category
+            rejected = facts.seen | facts.unavailable | facts.outside_category | set(exclude)
             scored = score_candidates(votes, rows, {**facts.user_counts, **user_counts},
                                       settings.similarity)
             voter_type = {vote.item_id: vote.event_type for vote in votes}

@@ -173,3 +173,22 @@ async def test_out_of_order_event_does_not_rewind_history(redis: Redis, settings
     assert await redis.zscore(k.user_recent("u"), "a") == t(10)
     assert await redis.hget(k.user_recent_types("u"), "a") == b"purchase"
     assert await redis.hget(k.user_watermark("u"), "event_time_ms") == str(t(10)).encode()
+
+
+async def test_category_rankings_follow_catalogue_changes(redis: Redis, settings: Settings
+                                                         ) -> None:
+    """Events before the catalogue entry still count in the category once the item joins."""
+    k = RedisKeys(settings.key_prefix)
+    writer = StateWriter(redis, settings)
+    view = InteractionEvent(event_id="1", user_id="u", item_id="a", event_type="purchase",
+                            timestamp=t(1))
+    await writer.apply([StreamRecord("e:0", 0, view)])
+    await writer.apply([StreamRecord("i:0", 0, ItemEvent(item_id="a", categories=["x"]))])
+    assert await redis.zrange(k.category_popularity("x"), 0, -1, withscores=True) == [(b"a", 8.0)]
+    assert await redis.zscore(k.category_trending("x"), "a") == await redis.zscore(k.trending, "a")
+    await writer.apply([StreamRecord("e:0", 1, view.model_copy(update={"event_id": "2"}))])
+    assert await redis.zscore(k.category_popularity("x"), "a") == 16.0
+    await writer.apply([StreamRecord("i:0", 1, ItemEvent(item_id="a", categories=["y"]))])
+    assert await redis.zcard(k.category_popularity("x")) == 0
+    assert await redis.zcard(k.category_trending("x")) == 0
+    assert await redis.zscore(k.category_popularity("y"), "a") == 16.0

@@ -149,15 +149,28 @@ local function apply_impression(user, item, ts, recommendation_id, recommender)
   saw_user(user, ts)
 end
 
+-- A category's rankings hold its members' global scores, so an item that joins a category
+-- (even after its first events) brings its score along, and one that leaves takes it away.
 local function apply_item(item, new_categories, tags, available, title)
   local meta = key('item_meta', item)
-  local keep = {}
+  local keep, had = {}, {}
   for _, category in ipairs(new_categories) do keep[category] = true end
   for _, category in ipairs(split(redis.call('HGET', meta, 'categories'))) do
-    if not keep[category] then redis.call('SREM', key('category_items', category), item) end
+    had[category] = true
+    if not keep[category] then
+      redis.call('SREM', key('category_items', category), item)
+      redis.call('ZREM', key('category_popularity', category), item)
+      redis.call('ZREM', key('category_trending', category), item)
+    end
   end
+  local popularity = redis.call('ZSCORE', K.popularity, item)
+  local trending = redis.call('ZSCORE', K.trending, item)
   for _, category in ipairs(new_categories) do
     redis.call('SADD', key('category_items', category), item)
+    if popularity and not had[category] then
+      redis.call('ZADD', key('category_popularity', category), popularity, item)
+      redis.call('ZADD', key('category_trending', category), trending, item)
+    end
   end
   redis.call('HSET', meta,
     'categories', table.concat(new_categories, separator),

@@ -17,7 +17,7 @@ the only place a key is spelled.
 | item_user_counts | hash | i -> n_i, distinct users who touched i |
 | users | set | every user with an interaction: N = SCARD |
 | popularity, trending | zset | item -> all-time weight sum, forward-decayed weight sum |
-| category:{c}:popularity, :trending | zset | the same within category c |
+| category:{c}:popularity, :trending | zset | the same scores, for category c's members |
 | category:{c}:items | set | catalogue items in category c |
 | unavailable_items | set | items that must never be recommended |
 | item_feedback:{type} | hash | item -> events of that type carrying a recommendation id |

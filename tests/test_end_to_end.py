@@ -1,0 +1,225 @@
+"""The whole flow on real servers: Kafka -> worker -> Redis -> HTTP, and back as impressions."""
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+import redis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from streamrec.contract import RedisKeys, Settings
+from streamrec.topics import ensure_topics
+
+from .conftest import Servers, isolated_settings
+from .system import ChildProcesses, wait_for
+
+
+@dataclass
+class System:
+    settings: Settings
+    base: str
+    http: httpx.Client
+    redis: redis.Redis
+
+    def recommendations(self, user: str, **params: object) -> dict:
+        response = self.http.get(f"{self.base}/v1/users/{user}/recommendations", params=params)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def recent_items(self, user: str) -> set[str]:
+        key = RedisKeys(self.settings.key_prefix).user_recent(user)
+        return {m.decode() for m in self.redis.zrange(key, 0, -1)}
+
+    def counters(self) -> dict[str, int]:
+        return self.http.get(f"{self.base}/v1/metrics").json()["counters"]
+
+
+@pytest.fixture(scope="module")
+def system(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    settings = isolated_settings(servers)
+    asyncio.run(ensure_topics(settings))
+    children = ChildProcesses(settings, tmp_path_factory.mktemp("e2e"))
+    try:
+        children.start_worker()
+        _, base = children.start_service()
+        with httpx.Client(timeout=5) as http, redis.Redis.from_url(settings.redis_url) as client:
+            running = System(settings, base, http, client)
+            # The worker is ready once a probe event posted over HTTP has been applied.
+            http.post(f"{base}/v1/events", json={"user_id": "probe", "item_id": "probe",
+                                                 "event_type": "view"})
+            wait_for(lambda: running.counters().get("events_applied"), "the worker", 60)
+            yield running
+    finally:
+        children.stop_all()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def event(user: str, item: str, event_type: str = "view", **extra: object) -> dict:
+    return {"event_id": uuid.uuid4().hex, "user_id": user, "item_id": item,
+            "event_type": event_type, "timestamp": now_ms(), **extra}
+
+
+async def produce(settings: Settings, topic: str, values: list[bytes], key: bytes) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(topic, value=value, key=key)
+    finally:
+        await producer.stop()
+
+
+def post(system: System, path: str, body: object) -> httpx.Response:
+    return system.http.post(f"{system.base}{path}", json=body)
+
+
+def item_ids(body: dict) -> list[str]:
+    return [item["item_id"] for item in body["items"]]
+
+
+def test_events_through_kafka_and_http_change_recommendations(system: System) -> None:
+    tag = uuid.uuid4().hex[:6]
+    shoes, laces, polish = f"shoes-{tag}", f"laces-{tag}", f"polish-{tag}"
+    # Other shoppers buy shoes with laces (and polish): co-occurrence to learn from.
+    history = [event(f"{tag}-shopper{k}", item) for k in range(3) for item in (shoes, laces)]
+    history += [event(f"{tag}-shopper0", polish)]
+    asyncio.run(produce(system.settings, system.settings.events_topic,
+                        [json.dumps(e).encode() for e in history], key=b"shoppers"))
+    user = f"{tag}-newcomer"
+    assert all(i["source"] == "trending" for i in system.recommendations(user)["items"])
+
+    # The newcomer looks at shoes (through the HTTP API, no event id or timestamp given).
+    accepted = post(system, "/v1/events", {"user_id": user, "item_id": shoes,
+                                           "event_type": "view"})
+    assert accepted.status_code == 202, accepted.text
+    assert len(accepted.json()["ids"]) == 1
+
+    body = wait_for(lambda: (b := system.recommendations(user, n=3))["items"][0]["item_id"] == laces
+                    and b, "laces to be recommended after shoes", timeout=10)
+    first = body["items"][0]
+    assert first["source"] == "co-occurrence"
+    assert first["reason"] == f"because you viewed {shoes}"
+    assert shoes not in item_ids(body)  # seen
+    assert body["freshness"]["scope"] == "user"
+    assert body["freshness"]["applied_ms_ago"] < 60_000
+
+
+def test_planted_co_purchase_pair_are_each_others_top_similar(system: System) -> None:
+    tag = uuid.uuid4().hex[:6]
+    left, right = f"left-{tag}", f"right-{tag}"
+    events = []
+    for k in range(6):
+        user = f"{tag}-buyer{k}"
+        events += [event(user, f"noise-{tag}-{k}"), event(user, left, "purchase"),
+                   event(user, right, "purchase"), event(user, f"noise-{tag}-{k + 1}")]
+    assert post(system, "/v1/events", events).status_code == 202
+
+    def top_similar(item: str) -> str | None:
+        body = system.http.get(f"{system.base}/v1/items/{item}/similar", params={"n": 3}).json()
+        return body["items"][0]["item_id"] if body["items"] else None
+
+    wait_for(lambda: top_similar(left) == right, "right to be most similar to left", 10)
+    assert top_similar(right) == left
+
+
+def test_served_lists_come_back_as_impressions_and_clicks_count(system: System) -> None:
+    tag = uuid.uuid4().hex[:6]
+    catalogue = [{"item_id": f"{tag}-{k}", "categories": [f"cat{tag}"]} for k in range(3)]
+    assert post(system, "/v1/items", catalogue).status_code == 202
+    assert post(system, "/v1/events", [event(f"{tag}-fan", f"{tag}-{k}", "purchase")
+                                       for k in range(3)]).status_code == 202
+    wait_for(lambda: system.http.get(f"{system.base}/v1/trending", params={
+        "category": f"cat{tag}"}).json()["items"], "category trending", 10)
+
+    before = system.http.get(f"{system.base}/v1/metrics").json()["recommenders"]
+    served = system.http.get(f"{system.base}/v1/trending",
+                             params={"category": f"cat{tag}", "n": 3, "user_id": f"{tag}-viewer"}
+                             ).json()
+    assert len(served["items"]) == 3
+    clicked = served["items"][0]["item_id"]
+    assert post(system, "/v1/events", event(f"{tag}-viewer", clicked, "click",
+                                            recommendation_id=served["recommendation_id"])
+                ).status_code == 202
+
+    def trending_metrics() -> dict | None:
+        now = system.http.get(f"{system.base}/v1/metrics").json()["recommenders"].get(
+            "trending", {"events": {}})
+        old = before.get("trending", {"events": {}})["events"]
+        grown = {k: v - old.get(k, 0) for k, v in now["events"].items()}
+        return grown if grown.get("click") else None
+
+    assert wait_for(trending_metrics, "the impressions and the click", 10) == {
+        "impression": 3, "click": 1}
+
+
+def test_bad_records_go_to_dead_letter_and_the_good_ones_around_them_apply(system: System
+                                                                          ) -> None:
+    tag = uuid.uuid4().hex[:6]
+    user = f"{tag}-user"
+    bad = [b"\xff\xfe garbage", b'{"user_id": "' + user.encode() + b'"}',
+           json.dumps(event(user, "x", "teleport")).encode()]
+    values = [json.dumps(event(user, f"{tag}-before")).encode(), *bad,
+              json.dumps(event(user, f"{tag}-after")).encode()]
+    settings = system.settings
+    asyncio.run(produce(settings, settings.events_topic, values, key=user.encode()))
+
+    wait_for(lambda: system.recent_items(user) == {f"{tag}-before", f"{tag}-after"},
+             "the good events to apply", 10)
+
+    async def dead_letters() -> dict[bytes, str]:
+        consumer = AIOKafkaConsumer(settings.dead_letter_topic, auto_offset_reset="earliest",
+                                    bootstrap_servers=settings.kafka_bootstrap_servers)
+        await consumer.start()
+        found: dict[bytes, str] = {}
+        try:
+            deadline = time.monotonic() + 15
+            while len(found) < len(bad) and time.monotonic() < deadline:
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    for record in records:
+                        if record.key == user.encode():
+                            found[record.value] = dict(record.headers)["streamrec.reason"].decode()
+        finally:
+            await consumer.stop()
+        return found
+
+    found = asyncio.run(dead_letters())
+    assert set(found) == set(bad)  # the original bytes, each once
+    assert "Invalid JSON" in found[bad[0]]
+    assert "item_id: Field required" in found[bad[1]]
+    assert "unknown event_type 'teleport'" in found[bad[2]]
+
+
+def test_http_rejects_bad_input_with_messages_that_say_what_to_fix(system: System) -> None:
+    response = post(system, "/v1/events", [event("u", "i"), event("u", "i", "teleport")])
+    assert response.status_code == 422
+    assert response.json()["error"] == "invalid records; nothing was accepted"
+    assert response.json()["details"] == [
+        "[1] event_type: unknown event_type 'teleport'; expected one of "
+        "['add_to_cart', 'click', 'impression', 'purchase', 'view']"]
+    naive = post(system, "/v1/events", {"user_id": "u", "item_id": "i", "event_type": "view",
+                                        "timestamp": "2026-01-01T00:00:00"})
+    assert naive.json()["details"] == ["[0] timestamp: timestamp has no timezone; add one "
+                                       "(e.g. Z or +01:00)"]
+    garbage = system.http.post(f"{system.base}/v1/events", content=b"{not json")
+    assert garbage.status_code == 422
+    assert garbage.json()["error"].startswith("request body is not valid JSON")
+    huge = system.http.post(f"{system.base}/v1/events", content=b"[" + b" " * 2_000_000 + b"]")
+    assert huge.status_code == 413
+    too_many = system.http.get(f"{system.base}/v1/users/u/recommendations", params={"n": 0})
+    assert too_many.status_code == 422
+    assert too_many.json()["details"] == ["query.n: Input should be greater than or equal to 1"]
+
+
+def test_health_and_readiness(system: System) -> None:
+    assert system.http.get(f"{system.base}/healthz").json() == {"status": "ok"}
+    assert system.http.get(f"{system.base}/readyz").json() == {
+        "status": "ready", "redis": True, "kafka": True}
+    assert system.http.get(f"{system.base}/openapi.json").status_code == 200

@@ -1,0 +1,111 @@
+"""The read path over a hand-made state: scores, filters, fallbacks and reasons exactly."""
+
+import math
+
+import pytest
+from redis.asyncio import Redis
+
+from serving.recommender import Recommender
+from serving.state_reader import StateReader
+from stream_app.state_writer import StateWriter, StreamRecord
+from streamrec.contract import DAY_MS, InteractionEvent, ItemEvent, RedisKeys, Settings
+
+from .conftest import Servers, isolated_settings
+
+T0 = Settings().decay_anchor_ms + 10 * DAY_MS
+NOW = T0 + 30 * DAY_MS
+
+CATALOGUE = [("a", "shoes", "Red shoes"), ("b", "shoes", None), ("c", "hats", None),
+             ("d", "hats", None), ("e", "shoes", None), ("f", "shoes", None)]
+STREAM = [("u1", "a", "view"), ("u1", "b", "view"), ("u2", "a", "view"), ("u2", "c", "view"),
+          ("u3", "a", "view"), ("u3", "c", "view"), ("u4", "b", "view"), ("u4", "d", "view"),
+          ("u5", "e", "view"), ("u5", "f", "purchase"),
+          ("me", "b", "view"), ("me", "a", "purchase")]
+
+
+async def build_state(redis: Redis, settings: Settings) -> None:
+    records = [StreamRecord("items:0", k, ItemEvent(item_id=i, categories=[c], title=title))
+               for k, (i, c, title) in enumerate(CATALOGUE)]
+    records += [
+        StreamRecord("events:0", k, InteractionEvent(
+            event_id=str(k), user_id=u, item_id=i, event_type=kind, timestamp=T0 + k * 1000))
+        for k, (u, i, kind) in enumerate(STREAM)
+    ]
+    records.append(StreamRecord("items:0", len(CATALOGUE), ItemEvent(
+        item_id="f", categories=["shoes"], available=False)))
+    await StateWriter(redis, settings).apply(records, applied_at_ms=777)
+
+
+async def recommender(redis: Redis, servers: Servers, **overrides: object) -> Recommender:
+    settings = isolated_settings(servers, vote_position_decay=0.5, **overrides)
+    await build_state(redis, settings)
+    return Recommender(StateReader(redis, RedisKeys(settings.key_prefix)), settings)
+
+
+def listed(items: list) -> list[tuple[str, str]]:
+    return [(item.item_id, item.source) for item in items]
+
+
+async def test_personalised_scores_are_votes_times_cosine(redis: Redis, servers: Servers) -> None:
+    # me: a (purchase, vote 8), b (view, vote 0.5 * 1). n_a=4 n_b=3 n_c=2 n_d=1, c_ac=2 c_bd=1.
+    rec = await recommender(redis, servers)
+    served = await rec.for_user("me", 3, now_ms=NOW)
+    assert listed(served.items) == [("c", "co-occurrence"), ("d", "co-occurrence"),
+                                    ("e", "trending")]
+    assert served.items[0].score == pytest.approx(8 * 2 / math.sqrt(4 * 2))
+    assert served.items[1].score == pytest.approx(0.5 * 1 / math.sqrt(3 * 1))
+    assert served.items[0].reason == "because you bought Red shoes"
+    assert served.items[1].reason == "because you viewed b"
+    assert served.freshness.scope == "user"
+    assert served.freshness.event_time_ms == T0 + 11_000
+    assert served.freshness.applied_at_ms == 777
+    assert served.recommender == "personalised"
+    assert len(served.recommendation_id) == 32
+
+
+async def test_jaccard_is_a_setting(redis: Redis, servers: Servers) -> None:
+    rec = await recommender(redis, servers, similarity="jaccard")
+    served = await rec.for_user("me", 2, now_ms=NOW)
+    assert [i.score for i in served.items] == pytest.approx([8 * 2 / (4 + 2 - 2),
+                                                             0.5 * 1 / (3 + 1 - 1)])
+
+
+async def test_filters_exclude_category_seen_and_unavailable(redis: Redis, servers: Servers
+                                                             ) -> None:
+    rec = await recommender(redis, servers)
+    assert listed((await rec.for_user("me", 3, exclude={"c"}, now_ms=NOW)).items) == [
+        ("d", "co-occurrence"), ("e", "trending")]  # a, b seen; f unavailable
+    assert listed((await rec.for_user("me", 5, category="shoes", now_ms=NOW)).items) == [
+        ("e", "trending")]
+    assert [i.reason for i in (await rec.for_user("me", 1, category="shoes", now_ms=NOW)).items
+            ] == ["trending in shoes"]
+
+
+async def test_cold_user_gets_trending_with_decayed_scores(redis: Redis, servers: Servers
+                                                           ) -> None:
+    rec = await recommender(redis, servers)
+    served = await rec.for_user("stranger", 3, now_ms=NOW)
+    assert listed(served.items) == [("a", "trending"), ("b", "trending"), ("c", "trending")]
+    # a: views at T0+0s, 2s, 4s and a purchase (8) at 11s, each halved once by NOW (T0 + 30d).
+    assert served.items[0].score == pytest.approx(11 / 2, rel=1e-4)
+    assert served.freshness.event_time_ms is None
+
+
+async def test_similar_items_rank_by_normalised_cooccurrence(redis: Redis, servers: Servers
+                                                             ) -> None:
+    rec = await recommender(redis, servers)
+    served = await rec.similar_items("a", 3, now_ms=NOW)
+    # c_ab = 2 (u1, me), c_ac = 2 (u2, u3): cos(a,c) = 2/sqrt(4*2) > cos(a,b) = 2/sqrt(4*3)
+    assert listed(served.items) == [("c", "co-occurrence"), ("b", "co-occurrence"),
+                                    ("e", "trending")]  # e's view is newer than d's
+    assert served.items[0].score == pytest.approx(2 / math.sqrt(8))
+    assert served.items[0].reason == "2 people who liked Red shoes also liked this"
+    assert served.freshness.scope == "global"
+
+
+async def test_trending_skips_unavailable_and_respects_category(redis: Redis, servers: Servers
+                                                                ) -> None:
+    rec = await recommender(redis, servers)
+    assert listed((await rec.trending(10, category="hats", now_ms=NOW)).items) == [
+        ("c", "trending"), ("d", "trending")]
+    assert "f" not in {i.item_id for i in (await rec.trending(10, now_ms=NOW)).items}
