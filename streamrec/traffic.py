@@ -9,12 +9,14 @@ from aiokafka import AIOKafkaProducer
 
 from streamrec.contract import Settings
 from streamrec.synthetic import events, make_world
+from streamrec.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 0.05
 
 
 async def produce_traffic(settings: Settings, rate: float, users: int, count: int = 0) -> None:
+    await ensure_topics(settings)
     world = make_world(users=users)
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, linger_ms=5)
     await producer.start()

@@ -27,10 +27,11 @@ class Servers:
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     workdir = tmp_path_factory.mktemp("servers")
     if USE_DOCKER:
-        from testcontainers.kafka import KafkaContainer
-        from testcontainers.redis import RedisContainer
+        from testcontainers.community.kafka import KafkaContainer
+        from testcontainers.community.redis import RedisContainer
 
-        with KafkaContainer("apache/kafka:3.9.1").with_kraft() as kafka, \
+        # testcontainers' Kafka module drives Confluent's build of Apache Kafka (KRaft mode).
+        with KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft() as kafka, \
                 RedisContainer("redis:7.4") as redis:
             host, port = redis.get_container_host_ip(), redis.get_exposed_port(6379)
             yield Servers(kafka.get_bootstrap_server(), f"redis://{host}:{port}/0", workdir)
@@ -42,12 +43,13 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
 def isolated_settings(servers: Servers, **overrides: object) -> Settings:
     """Settings whose keys, topics and consumer group no other test uses."""
     tag = uuid.uuid4().hex[:10]
-    return Settings(
-        kafka_bootstrap_servers=servers.bootstrap_servers, redis_url=servers.redis_url,
-        key_prefix=f"t{tag}", events_topic=f"events-{tag}", items_topic=f"items-{tag}",
-        dead_letter_topic=f"dead-letter-{tag}", consumer_group=f"workers-{tag}",
-        topic_partitions=4, **overrides,
-    )
+    values: dict[str, object] = {
+        "kafka_bootstrap_servers": servers.bootstrap_servers, "redis_url": servers.redis_url,
+        "key_prefix": f"t{tag}", "events_topic": f"events-{tag}", "items_topic": f"items-{tag}",
+        "dead_letter_topic": f"dead-letter-{tag}", "consumer_group": f"workers-{tag}",
+        "topic_partitions": 4,
+    }
+    return Settings(**{**values, **overrides})
 
 
 @pytest.fixture

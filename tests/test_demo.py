@@ -1,0 +1,67 @@
+"""The README's first command: the embedded demo serves personalised recommendations, and
+Ctrl-C leaves no process behind."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from streamrec.embedded import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def children_of(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return state != "Z"
+
+
+def test_demo_serves_then_ctrl_c_stops_every_child(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "STREAMREC_HTTP_PORT": str(port), "COLUMNS": "160"}
+    demo = subprocess.Popen([sys.executable, "-m", "streamrec", "demo", "--rate", "300"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    output = []
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            line = demo.stdout.readline()
+            output.append(line)
+            if "Ctrl-C stops everything" in line or demo.poll() is not None:
+                break
+        text = "".join(output)
+        assert f"streamrec is serving at http://127.0.0.1:{port}" in text, text
+        assert "co-occurrence" in text and "because you" in text, text
+        body = httpx.get(f"http://127.0.0.1:{port}/v1/trending?n=3").json()
+        assert len(body["items"]) == 3
+        spawned = children_of(demo.pid)
+        assert len(spawned) == 5, text  # broker, Redis, worker, service, traffic
+    finally:
+        demo.send_signal(signal.SIGINT)
+        rest, _ = demo.communicate(timeout=60)
+    assert demo.returncode == 0, rest
+    assert "stopped:" in rest
+    assert [pid for pid in spawned if alive(pid)] == []

@@ -1,0 +1,139 @@
+"""No event lost, none counted twice: workers killed with SIGKILL mid-stream and a consumer
+group rebalancing end with exactly the state of an undisturbed run over the same events.
+
+Floating-point state (decayed scores) is compared with a relative tolerance of 1e-9: sums
+taken in another order across partitions may differ in the last bits; everything else is
+compared exactly.
+"""
+
+import asyncio
+import random
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from streamrec.contract import RedisKeys, Settings
+from streamrec.synthetic import events, make_world
+from streamrec.topics import ensure_topics
+
+from .conftest import Servers, isolated_settings
+from .state import differences, dump_state
+from .system import ChildProcesses, wait_for
+
+EVENTS = 50_000
+BAD_RECORDS = 50
+WORLD = make_world(users=2000, categories=8, items_per_category=40)
+
+pytestmark = pytest.mark.slow
+
+
+async def produce_stream(settings: Settings) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers,
+                                linger_ms=20, max_batch_size=256 * 1024)
+    await producer.start()
+    try:
+        stream = events(WORLD, EVENTS, start_ms=Settings().decay_anchor_ms)
+        for number, event in enumerate(stream):
+            key = event.user_id.encode()
+            if number % (EVENTS // BAD_RECORDS) == 0:
+                await producer.send(settings.events_topic, key=key, value=b"\x00 not an event")
+            await producer.send(settings.events_topic, key=key,
+                                value=event.model_dump_json().encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+@pytest.fixture(scope="module")
+def stream(servers: Servers) -> Iterator[Settings]:
+    """One topic holding 50k events and 50 bad records, read by each scenario's own group."""
+    settings = isolated_settings(servers, topic_partitions=8)
+    asyncio.run(ensure_topics(settings))
+    asyncio.run(produce_stream(settings))
+    yield settings
+
+
+def group_of(stream: Settings, name: str) -> Settings:
+    return stream.model_copy(update={"key_prefix": f"{stream.key_prefix}-{name}",
+                                     "consumer_group": f"{stream.consumer_group}-{name}"})
+
+
+def counter(client: redis.Redis, settings: Settings, name: str) -> int:
+    return int(client.hget(RedisKeys(settings.key_prefix).counters, name) or 0)
+
+
+def run_scenario(stream: Settings, name: str, logs: Path,
+                 disturb: Callable[[ChildProcesses, Callable[[], int]], None]) -> dict:
+    settings = group_of(stream, name)
+    children = ChildProcesses(settings, logs)
+    with redis.Redis.from_url(settings.redis_url) as client:
+        def applied() -> int:
+            return counter(client, settings, "events_applied")
+
+        try:
+            children.start_worker(f"{name}-first")
+            disturb(children, applied)
+            wait_for(lambda: applied() == EVENTS, f"all events applied ({name})", 300, 0.2)
+        finally:
+            children.stop_all()
+        duplicates = counter(client, settings, "duplicates_skipped")
+        total = applied()
+    state = asyncio.run(_dump(settings))
+    return {"state": _renamed(state, settings.key_prefix), "duplicates_skipped": duplicates,
+            "applied": total}
+
+
+async def _dump(settings: Settings) -> dict:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(settings.redis_url)
+    try:
+        return await dump_state(client, settings.key_prefix)
+    finally:
+        await client.aclose()
+
+
+def _renamed(state: dict, prefix: str) -> dict:
+    return {key.removeprefix(prefix): value for key, value in state.items()}
+
+
+@pytest.fixture(scope="module")
+def undisturbed(stream: Settings, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return run_scenario(stream, "clean", tmp_path_factory.mktemp("clean"), lambda *_: None)
+
+
+def test_sigkill_at_random_points_loses_and_doubles_nothing(
+        stream: Settings, undisturbed: dict, tmp_path: Path) -> None:
+    kill_points = sorted(random.Random(5).sample(range(5_000, EVENTS - 5_000), 3))
+
+    def kill_and_restart(children: ChildProcesses, applied: Callable[[], int]) -> None:
+        for number, point in enumerate(kill_points):
+            wait_for(lambda p=point: applied() >= p, f"{point} events applied", 120, 0.01)
+            children.processes[-1].send_signal(signal.SIGKILL)
+            children.processes[-1].wait()
+            children.start_worker(f"restarted-{number}")
+
+    crashed = run_scenario(stream, "crash", tmp_path, kill_and_restart)
+    assert undisturbed["applied"] == crashed["applied"] == EVENTS
+    assert crashed["state"][":counters"]["dead_lettered"] == str(BAD_RECORDS)
+    assert crashed["duplicates_skipped"] > 0  # records were redelivered, and skipped
+    assert differences(undisturbed["state"], crashed["state"]) == []
+
+
+def test_rebalance_as_workers_leave_and_join(stream: Settings, undisturbed: dict,
+                                             tmp_path: Path) -> None:
+    def rebalance(children: ChildProcesses, applied: Callable[[], int]) -> None:
+        children.start_worker("second")
+        wait_for(lambda: applied() >= EVENTS // 4, "a quarter of the events", 120, 0.01)
+        children.processes[0].send_signal(signal.SIGTERM)  # leaves the group cleanly
+        wait_for(lambda: applied() >= EVENTS // 2, "half of the events", 120, 0.01)
+        children.start_worker("third")
+
+    rebalanced = run_scenario(stream, "rebalance", tmp_path, rebalance)
+    assert rebalanced["applied"] == EVENTS
+    assert differences(undisturbed["state"], rebalanced["state"]) == []

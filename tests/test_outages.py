@@ -1,0 +1,113 @@
+"""Servers going away: the service answers 503 (never hangs, never 500) and recovers by
+itself; the worker waits out a Redis outage without losing or doubling events."""
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from streamrec.contract import RedisKeys
+from streamrec.embedded import RedisServer, free_port
+from streamrec.topics import ensure_topics
+
+from .conftest import Servers, isolated_settings
+from .system import ChildProcesses, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def test_service_answers_503_while_redis_is_down_and_recovers(servers: Servers, tmp_path: Path
+                                                              ) -> None:
+    store = RedisServer(tmp_path, persist=True)
+    store.start()
+    settings = isolated_settings(servers).model_copy(update={"redis_url": store.url})
+    children = ChildProcesses(settings, tmp_path)
+    try:
+        _, base = children.start_service()
+        url = f"{base}/v1/users/someone/recommendations"
+        assert httpx.get(url).status_code == 200
+        store.kill()
+        started = time.monotonic()
+        down = httpx.get(url, timeout=10)
+        assert time.monotonic() - started < 2.0
+        assert down.status_code == 503
+        assert down.headers["Retry-After"] == "1"
+        assert down.json()["error"] == "the recommendation store (Redis) is unavailable; retry"
+        assert httpx.get(f"{base}/readyz").json()["redis"] is False
+        store.start()
+        wait_for(lambda: httpx.get(url).status_code == 200, "the service to recover", 10)
+    finally:
+        children.stop_all()
+        store.stop()
+
+
+def test_posting_events_answers_503_while_the_broker_is_unreachable(servers: Servers,
+                                                                   tmp_path: Path) -> None:
+    nowhere = f"127.0.0.1:{free_port()}"
+    settings = isolated_settings(servers).model_copy(update={"kafka_bootstrap_servers": nowhere})
+    children = ChildProcesses(settings, tmp_path)
+    try:
+        _, base = children.start_service()
+        started = time.monotonic()
+        response = httpx.post(f"{base}/v1/events", json={
+            "user_id": "u", "item_id": "i", "event_type": "view"}, timeout=30)
+        assert time.monotonic() - started < 10.0
+        assert response.status_code == 503
+        assert response.json()["error"] == "the event broker (Kafka) is unavailable; retry"
+        assert httpx.get(f"{base}/readyz", timeout=30).json() == {
+            "status": "unavailable", "redis": True, "kafka": False}
+        assert httpx.get(f"{base}/v1/trending").status_code == 200  # reads do not need Kafka
+    finally:
+        children.stop_all()
+
+
+def test_worker_rides_out_a_redis_outage_without_losing_or_doubling(servers: Servers,
+                                                                   tmp_path: Path) -> None:
+    store = RedisServer(tmp_path, persist=True)
+    store.start()
+    settings = isolated_settings(servers).model_copy(update={"redis_url": store.url})
+    asyncio.run(ensure_topics(settings))
+    children = ChildProcesses(settings, tmp_path)
+    counters = RedisKeys(settings.key_prefix).counters
+    total = 3000
+    try:
+        worker = children.start_worker()
+        asyncio.run(_produce(settings, total))
+        with redis.Redis.from_url(store.url) as client:
+            wait_for(lambda: int(client.hget(counters, "events_applied") or 0) > 0,
+                     "the first events", 60)
+            store.kill()
+            time.sleep(2.0)
+            store.start()
+        with redis.Redis.from_url(store.url) as client:
+            wait_for(lambda: int(client.hget(counters, "events_applied") or 0) == total,
+                     "every event", 60, 0.2)
+            time.sleep(1.0)  # nothing more arrives
+            assert int(client.hget(counters, "events_applied")) == total
+            assert worker.poll() is None
+    finally:
+        children.stop_all()
+        store.stop()
+
+
+async def _produce(settings: object, total: int) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        for k in range(total):
+            user = f"u{k % 50}"
+            body = {"event_id": str(k), "user_id": user, "item_id": f"i{k % 97}",
+                    "event_type": "view", "timestamp": 1_764_000_000_000 + k}
+            await producer.send(settings.events_topic, key=user.encode(),
+                                value=json.dumps(body).encode())
+            if k % 100 == 0:
+                await asyncio.sleep(0.01)  # spread the stream over the outage
+        await producer.flush()
+    finally:
+        await producer.stop()

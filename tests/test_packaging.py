@@ -1,0 +1,55 @@
+"""What can be checked without Docker: the compose file, the image recipe, the CLI help."""
+
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from streamrec.cli import app
+from streamrec.contract import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMANDS = {command.name or command.callback.__name__ for command in app.registered_commands}
+
+
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_compose_services_run_our_commands_from_a_buildable_context() -> None:
+    services = compose()["services"]
+    assert services["kafka"]["image"].startswith("apache/kafka:")
+    assert services["redis"]["image"].startswith("redis:")
+    ours = {name: s for name, s in services.items() if "build" in s}
+    assert set(ours) == {"worker", "service", "traffic"}
+    for name, service in ours.items():
+        context = ROOT / service["build"]
+        assert (context / "Dockerfile").is_file(), name
+        assert service["command"][0] in COMMANDS, name
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    for copied in ("streamrec", "stream_app", "serving", "pyproject.toml"):
+        assert f"COPY {copied}" in dockerfile
+        assert (ROOT / copied).exists()
+
+
+def test_compose_environment_names_are_settings_and_ports_match() -> None:
+    fields = {f"STREAMREC_{name.upper()}" for name in Settings.model_fields}
+    services = compose()["services"]
+    for name in ("worker", "service", "traffic"):
+        environment = services[name]["environment"]
+        assert set(environment) <= fields, name
+        assert environment["STREAMREC_KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+        assert environment["STREAMREC_REDIS_URL"].startswith("redis://redis:6379")
+    service = services["service"]
+    published = service["ports"][0].split(":")[1]
+    assert published == service["environment"]["STREAMREC_HTTP_PORT"]
+    assert service["environment"]["STREAMREC_HTTP_HOST"] == "0.0.0.0"
+
+
+def test_help_lists_every_setting() -> None:
+    result = CliRunner().invoke(app, ["--help"], terminal_width=200)
+    assert result.exit_code == 0
+    for name in Settings.model_fields:
+        assert f"STREAMREC_{name.upper()}" in result.output
+    for command in ("worker", "serve", "demo", "traffic"):
+        assert command in COMMANDS
