@@ -121,4 +121,5 @@ class StateReader:
                 for name, counts in zip(names, replies, strict=True)}
 
     async def counters(self) -> dict[str, int]:
-        return {k.decode(): int(v) for k, v in (await self.redis.hgetall(self.keys.counters)).items()}
+        counters = await self.redis.hgetall(self.keys.counters)
+        return {name.decode(): int(value) for name, value in counters.items()}

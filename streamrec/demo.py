@@ -70,7 +70,8 @@ def show_samples(base: str, users: int, shown: int = 3) -> None:
         for item in body["items"]:
             table.add_row(item["item_id"], f"{item['score']:.3g}", item["source"], item["reason"])
         console.print(table)
-        console.print(f"  their last event was applied {body['freshness']['applied_ms_ago']} ms ago")
+        ago = body["freshness"]["applied_ms_ago"]
+        console.print(f"  their last event was applied {ago} ms ago")
 
 
 def run_demo(settings: Settings, rate: float, users: int) -> None:
@@ -99,13 +100,14 @@ def run_demo(settings: Settings, rate: float, users: int) -> None:
             sample_users = make_world(users=users).users[:20]
             wait_until(lambda: any(personalised(base, u) for u in sample_users),
                        "personalised recommendations", children, logs)
+            ready_in = time.monotonic() - started
             console.print(f"\n[bold green]streamrec is serving at {base}[/] "
-                          f"(ready in {time.monotonic() - started:.1f}s; API docs at {base}/docs)\n")
+                          f"(ready in {ready_in:.1f}s; API docs at {base}/docs)\n")
             show_samples(base, users)
+            purchase = '{"user_id":"user-1","item_id":"item-c0-3","event_type":"purchase"}'
             console.print(f"\nTry:\n  curl '{base}/v1/users/user-1/recommendations?n=5'\n"
                           f"  curl -X POST {base}/v1/events -H 'content-type: application/json' "
-                          """-d '{"user_id":"user-1","item_id":"item-c0-3","event_type":"purchase"}'"""
-                          f"\n  curl '{base}/v1/trending?n=5&category=c2'\n"
+                          f"-d '{purchase}'\n  curl '{base}/v1/trending?n=5&category=c2'\n"
                           f"\n{rate:.0f} synthetic events/s are flowing. Ctrl-C stops everything.")
             while True:
                 ensure_alive(children, logs)

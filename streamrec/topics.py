@@ -5,6 +5,7 @@ topic's partition count bounds how many workers can share the load.
 """
 
 import asyncio
+import contextlib
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -32,10 +33,8 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
             missing = [NewTopic(name, partitions, replication_factor=1)
                        for name, partitions in wanted.items() if name not in existing]
             if missing:
-                try:
+                with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
                     await admin.create_topics(missing)
-                except TopicAlreadyExistsError:
-                    pass  # another process won the race; fine
                 log.info("created topics %s", [t.name for t in missing])
             return
         except KafkaConnectionError:

@@ -26,12 +26,11 @@ async def produce_traffic(settings: Settings, rate: float, users: int, count: in
                                 value=item.model_dump_json().encode())
         await producer.flush()
         stream = events(world, count or 10**12, start_ms=int(time.time() * 1000))
-        sent, started = 0, time.monotonic()
-        for event in stream:
+        started = time.monotonic()
+        for sent, event in enumerate(stream, start=1):
             live = event.model_copy(update={"timestamp": int(time.time() * 1000)})
             await producer.send(settings.events_topic, key=live.user_id.encode(),
                                 value=live.model_dump_json().encode())
-            sent += 1
             ahead = sent / rate - (time.monotonic() - started)
             if ahead > TICK_SECONDS:
                 await asyncio.sleep(ahead)

@@ -87,5 +87,5 @@ def test_impression_cannot_be_given_a_weight() -> None:
 def test_item_events() -> None:
     item = parse_item(b'{"item_id": "i1", "categories": ["shoes"], "available": false}', SETTINGS)
     assert (item.categories, item.available, item.tags) == (["shoes"], False, [])
-    with pytest.raises(InvalidRecord, match="categories.0: String should match pattern"):
+    with pytest.raises(InvalidRecord, match=r"categories\.0: String should match pattern"):
         parse_item({"item_id": "i1", "categories": ["a|b"]}, SETTINGS)

@@ -53,3 +53,11 @@ def test_help_lists_every_setting() -> None:
         assert f"STREAMREC_{name.upper()}" in result.output
     for command in ("worker", "serve", "demo", "traffic"):
         assert command in COMMANDS
+
+
+def test_readme_documents_every_setting_and_the_two_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for name in Settings.model_fields:
+        assert f"`STREAMREC_{name.upper()}`" in readme
+    assert "make demo" in readme and "make test" in readme
+    assert "make test" in (ROOT / ".ci" / "run").read_text()

@@ -24,7 +24,11 @@ Identifier = Annotated[
     str,
     StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$"),
 ]
-Label = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f|]+$")]
+#: Categories and tags: like ids, and without '|', their separator in Redis.
+Label = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f|]+$"),
+]
 PropertyValue = Annotated[str, StringConstraints(max_length=1024)] | int | float | bool | None
 
 #: Epoch milliseconds below this are almost surely epoch seconds sent by mistake (it is 1973).

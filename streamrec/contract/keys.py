@@ -6,9 +6,9 @@ the only place a key is spelled.
 
 | key | type | holds |
 |---|---|---|
-| user:{u}:recent | zset | item -> epoch ms of u's latest interaction with it (newest `history_length`) |
+| user:{u}:recent | zset | item -> epoch ms of u's latest event on it (newest `history_length`) |
 | user:{u}:recent_types | hash | item -> event type of that latest interaction |
-| user:{u}:affinity | zset | item -> forward-decayed sum of u's event weights; every item u touched |
+| user:{u}:affinity | zset | item -> forward-decayed sum of u's event weights; all u touched |
 | user:{u}:category_affinity | zset | category -> forward-decayed sum of weights |
 | user:{u}:shown | hash | item -> times u was shown it in a served list |
 | user:{u}:watermark | hash | event_time_ms, applied_at_ms of u's newest applied event |
