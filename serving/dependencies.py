@@ -1,13 +1,16 @@
 """What routes receive by injection; built once per process in `serving.app.lifespan`."""
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
 
 from streamrec.contract import Settings
 
+from .impressions import publish_impressions
 from .publisher import EventPublisher
-from .recommender import Recommender
+from .recommender import RecommendationList, Recommender
 
 
 def _settings(request: Request) -> Settings:
@@ -29,15 +32,6 @@ PublisherDep = Annotated[EventPublisher, Depends(_publisher)]
 ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 UserId = Annotated[str, Path(min_length=1, max_length=256, pattern=ID_PATTERN)]
 ItemId = Annotated[str, Path(min_length=1, max_length=256, pattern=ID_PATTERN)]
-Count = Annotated[int, Query(ge=1, le=500, description="How many items to return.")]
-Category = Annotated[
-    str | None,
-    Query(min_length=1, max_length=128, pattern=ID_PATTERN, description="Only this category."),
-]
-Exclude = Annotated[
-    str | None,
-    Query(max_length=65536, description="Comma-separated item ids never to return."),
-]
 OptionalUser = Annotated[
     str | None,
     Query(min_length=1, max_length=256, pattern=ID_PATTERN,
@@ -45,5 +39,38 @@ OptionalUser = Annotated[
 ]
 
 
-def excluded(exclude: str | None) -> set[str]:
-    return {item.strip() for item in (exclude or "").split(",") if item.strip()}
+@dataclass
+class ListOptions:
+    """Query parameters every list endpoint takes."""
+
+    n: Annotated[int, Query(ge=1, le=500, description="How many items to return.")] = 10
+    category: Annotated[
+        str | None,
+        Query(min_length=1, max_length=128, pattern=ID_PATTERN, description="Only this category."),
+    ] = None
+    exclude: Annotated[
+        str | None,
+        Query(max_length=65536, description="Comma-separated item ids never to return."),
+    ] = None
+
+    @property
+    def excluded(self) -> set[str]:
+        return {item.strip() for item in (self.exclude or "").split(",") if item.strip()}
+
+
+ListQuery = Annotated[ListOptions, Depends()]
+
+
+def _impressions(request: Request) -> Callable[[str | None, RecommendationList],
+                                               RecommendationList]:
+    def shown(user_id: str | None, served: RecommendationList) -> RecommendationList:
+        publish_impressions(request.app.state.publisher, request.app.state.settings, user_id,
+                            served)
+        return served
+
+    return shown
+
+
+#: `shown(user_id, served)` publishes the list's impressions (when a user is known), returns it.
+Shown = Annotated[Callable[[str | None, RecommendationList], RecommendationList],
+                  Depends(_impressions)]

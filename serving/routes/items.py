@@ -3,17 +3,14 @@ from fastapi import APIRouter, Request
 from streamrec.contract import ItemEvent, parse_item
 
 from ..dependencies import (
-    Category,
-    Count,
-    Exclude,
     ItemId,
+    ListQuery,
     OptionalUser,
     PublisherDep,
     RecommenderDep,
     SettingsDep,
-    excluded,
+    Shown,
 )
-from ..impressions import publish_impressions
 from ..ingest import Accepted, body_schema, ingest
 from ..recommender import RecommendationList
 
@@ -21,15 +18,11 @@ router = APIRouter(prefix="/v1/items", tags=["items"])
 
 
 @router.get("/{item_id}/similar", response_model=RecommendationList)
-async def similar_items(
-    item_id: ItemId, recommender: RecommenderDep, publisher: PublisherDep,
-    settings: SettingsDep, n: Count = 10, category: Category = None, exclude: Exclude = None,
-    user_id: OptionalUser = None,
-) -> RecommendationList:
+async def similar_items(item_id: ItemId, options: ListQuery, recommender: RecommenderDep,
+                        shown: Shown, user_id: OptionalUser = None) -> RecommendationList:
     """Items most often used together with `item_id`, by normalised co-occurrence."""
-    served = await recommender.similar_items(item_id, n, category, excluded(exclude))
-    publish_impressions(publisher, settings, user_id, served)
-    return served
+    return shown(user_id, await recommender.similar_items(item_id, options.n, options.category,
+                                                          options.excluded))
 
 
 @router.post("", status_code=202, response_model=Accepted, openapi_extra=body_schema(ItemEvent))

@@ -1,28 +1,14 @@
 from fastapi import APIRouter
 
-from ..dependencies import (
-    Category,
-    Count,
-    Exclude,
-    OptionalUser,
-    PublisherDep,
-    RecommenderDep,
-    SettingsDep,
-    excluded,
-)
-from ..impressions import publish_impressions
+from ..dependencies import ListQuery, OptionalUser, RecommenderDep, Shown
 from ..recommender import RecommendationList
 
 router = APIRouter(prefix="/v1/trending", tags=["trending"])
 
 
 @router.get("", response_model=RecommendationList)
-async def trending(
-    recommender: RecommenderDep, publisher: PublisherDep, settings: SettingsDep,
-    n: Count = 10, category: Category = None, exclude: Exclude = None,
-    user_id: OptionalUser = None,
-) -> RecommendationList:
+async def trending(options: ListQuery, recommender: RecommenderDep, shown: Shown,
+                   user_id: OptionalUser = None) -> RecommendationList:
     """Items with the highest exponentially decayed popularity, overall or in a category."""
-    served = await recommender.trending(n, category, excluded(exclude), user_id)
-    publish_impressions(publisher, settings, user_id, served)
-    return served
+    return shown(user_id, await recommender.trending(options.n, options.category,
+                                                     options.excluded, user_id))
