@@ -7,6 +7,7 @@ same functions.
 import time
 import uuid
 from collections.abc import Collection
+from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
 
@@ -17,15 +18,16 @@ from .state_reader import StateReader, Watermark
 
 COOCCURRENCE = "co-occurrence"
 TRENDING = "trending"
+POPULAR = "popular"
 
-#: Trending items inspected at most when filters reject many (keeps a request bounded).
-TRENDING_SCAN_LIMIT = 2000
+#: Ranked items inspected at most when filters reject many (keeps a request bounded).
+RANKING_SCAN_LIMIT = 2000
 
 
 class RecommendedItem(BaseModel):
     item_id: str
     score: float
-    source: str = Field(description="co-occurrence or trending")
+    source: str = Field(description="co-occurrence, trending or popular")
     reason: str
 
 
@@ -51,6 +53,16 @@ def _freshness(scope: str, watermark: Watermark) -> Freshness:
                      applied_at_ms=watermark.applied_at_ms, applied_ms_ago=ago)
 
 
+@dataclass(frozen=True, slots=True)
+class Ranking:
+    """A stored item ranking (a zset) and how to present its entries."""
+
+    key: str
+    source: str
+    reason: str
+    half_life_ms: float | None  # set for forward-decayed scores
+
+
 def _new_list(recommender: str, items: list[RecommendedItem], scope: str,
               watermark: Watermark) -> RecommendationList:
     return RecommendationList(recommendation_id=uuid.uuid4().hex, recommender=recommender,
@@ -64,34 +76,29 @@ class Recommender:
         self._trending_half_life = half_life_ms(settings.trending_half_life_days)
 
     async def for_user(self, user_id: str, n: int, category: str | None = None,
-                       exclude: Collection[str] = (), now_ms: int | None = None
-                       ) -> RecommendationList:
-        """Co-occurrence with the user's recent items, topped up from trending."""
+                       exclude: Collection[str] = (), now_ms: int | None = None,
+                       fallback: bool = True) -> RecommendationList:
+        """Co-occurrence with the user's recent items, topped up from trending (`fallback`)."""
         settings = self.settings
         history = await self.reader.user_history(user_id, settings.vote_items)
         items: list[RecommendedItem] = []
         if history.recent:
             votes = recency_votes(history.recent, settings.event_weights,
                                   settings.vote_position_decay)
-            voters = [vote.item_id for vote in votes]
-            rows, user_counts, titles = await self.reader.cooccurrence_rows(
-                voters, settings.candidate_row_depth)
-            candidates = {j for row in rows.values() for j, _ in row}.difference(exclude)
-            facts = await self.reader.item_facts(list(candidates), user_id, category)
-            rejected = facts.seen | facts.unavailable | facts.outside_category | set(exclude)
-            scored = score_candidates(votes, rows, {**facts.user_counts, **user_counts},
-                                      settings.similarity)
+            found = await self.reader.candidates([vote.item_id for vote in votes],
+                                                 settings.candidate_row_depth, user_id, category)
+            scored = score_candidates(votes, found.rows, found.user_counts, settings.similarity)
             voter_type = {vote.item_id: vote.event_type for vote in votes}
             items = [
                 RecommendedItem(
                     item_id=s.item_id, score=s.score, source=COOCCURRENCE,
                     reason=because_you(voter_type[s.because_of],
-                                       titles.get(s.because_of, s.because_of)))
-                for s in top_n({j: s for j, s in scored.items() if j not in rejected}, n)
+                                       found.titles.get(s.because_of, s.because_of)))
+                for s in top_n({j: s for j, s in scored.items() if j not in exclude}, n)
             ]
-        if len(items) < n:
-            items += await self._trending(n - len(items), category, user_id,
-                                          {*exclude, *(i.item_id for i in items)}, now_ms)
+        if fallback and len(items) < n:
+            items += await self._top_of(self._trending(category), n - len(items), user_id,
+                                        {*exclude, *(i.item_id for i in items)}, now_ms)
         return _new_list("personalised", items, "user", history.watermark)
 
     async def similar_items(self, item_id: str, n: int, category: str | None = None,
@@ -99,16 +106,13 @@ class Recommender:
                             ) -> RecommendationList:
         """Items most similar to `item_id` by normalised co-occurrence, topped up from trending."""
         settings = self.settings
-        depth = max(settings.candidate_row_depth, n)
-        rows, user_counts, titles = await self.reader.cooccurrence_rows([item_id], depth)
-        row = [(j, c) for j, c in rows[item_id] if j not in exclude]
-        facts = await self.reader.item_facts([j for j, _ in row], None, category)
-        rejected = facts.unavailable | facts.outside_category
-        n_i = user_counts.get(item_id, 0.0)
-        label = titles.get(item_id, item_id)
+        found = await self.reader.candidates([item_id], max(settings.candidate_row_depth, n),
+                                             None, category)
+        n_i = found.user_counts[item_id]
+        label = found.titles.get(item_id, item_id)
         ranked = sorted(
-            ((similarity(settings.similarity, c, n_i, facts.user_counts.get(j, 0.0)), j, c)
-             for j, c in row if j not in rejected),
+            ((similarity(settings.similarity, c, n_i, found.user_counts[j]), j, c)
+             for j, c in found.rows[item_id] if j not in exclude),
             key=lambda entry: (-entry[0], entry[1]),
         )[:n]
         items = [
@@ -117,35 +121,54 @@ class Recommender:
             for score, j, c in ranked
         ]
         if len(items) < n:
-            items += await self._trending(n - len(items), category, None,
-                                          {*exclude, item_id, *(i.item_id for i in items)}, now_ms)
+            items += await self._top_of(self._trending(category), n - len(items), None,
+                                        {*exclude, item_id, *(i.item_id for i in items)}, now_ms)
         return _new_list("similar", items, "global", await self.reader.global_watermark())
 
     async def trending(self, n: int, category: str | None = None,
                        exclude: Collection[str] = (), user_id: str | None = None,
                        now_ms: int | None = None) -> RecommendationList:
-        items = await self._trending(n, category, user_id, set(exclude), now_ms)
+        """Highest exponentially decayed popularity (half-life `trending_half_life_days`)."""
+        items = await self._top_of(self._trending(category), n, user_id, set(exclude), now_ms)
         return _new_list("trending", items, "global", await self.reader.global_watermark())
 
-    async def _trending(self, n: int, category: str | None, user_id: str | None,
-                        exclude: set[str], now_ms: int | None) -> list[RecommendedItem]:
-        """Top decayed-popularity items, skipping excluded, seen and unavailable ones."""
+    async def popular(self, n: int, category: str | None = None,
+                      exclude: Collection[str] = (), user_id: str | None = None
+                      ) -> RecommendationList:
+        """Highest all-time popularity (sum of event weights)."""
+        items = await self._top_of(self._popular(category), n, user_id, set(exclude), None)
+        return _new_list("popular", items, "global", await self.reader.global_watermark())
+
+    def _trending(self, category: str | None) -> Ranking:
         keys = self.reader.keys
-        ranking = keys.category_trending(category) if category else keys.trending
-        reason = f"trending in {category}" if category else "trending now"
+        if category:
+            return Ranking(keys.category_trending(category), TRENDING,
+                           f"trending in {category}", self._trending_half_life)
+        return Ranking(keys.trending, TRENDING, "trending now", self._trending_half_life)
+
+    def _popular(self, category: str | None) -> Ranking:
+        keys = self.reader.keys
+        if category:
+            return Ranking(keys.category_popularity(category), POPULAR,
+                           f"popular in {category}", None)
+        return Ranking(keys.popularity, POPULAR, "popular", None)
+
+    async def _top_of(self, ranking: Ranking, n: int, user_id: str | None, exclude: set[str],
+                      now_ms: int | None) -> list[RecommendedItem]:
+        """The ranking's top items, skipping excluded, seen (by `user_id`) and unavailable ones."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         picked: list[RecommendedItem] = []
         page = max(2 * n, 50)
-        for start in range(0, TRENDING_SCAN_LIMIT, page):
-            entries = await self.reader.ranking_page(ranking, start, page)
-            facts = await self.reader.item_facts([i for i, _ in entries], user_id, None)
+        for start in range(0, RANKING_SCAN_LIMIT, page):
+            entries = await self.reader.ranking_page(ranking.key, start, page)
+            hidden = await self.reader.not_showable([i for i, _ in entries], user_id)
             for item, stored in entries:
-                if item in exclude or item in facts.seen or item in facts.unavailable:
+                if item in exclude or item in hidden:
                     continue
-                score = value_at(stored, now_ms, self.settings.decay_anchor_ms,
-                                 self._trending_half_life)
-                picked.append(RecommendedItem(item_id=item, score=score, source=TRENDING,
-                                              reason=reason))
+                score = stored if ranking.half_life_ms is None else value_at(
+                    stored, now_ms, self.settings.decay_anchor_ms, ranking.half_life_ms)
+                picked.append(RecommendedItem(item_id=item, score=score, source=ranking.source,
+                                              reason=ranking.reason))
                 if len(picked) == n:
                     return picked
             if len(entries) < page:

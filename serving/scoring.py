@@ -65,17 +65,19 @@ def score_candidates(
 ) -> dict[str, ScoredItem]:
     """score(j) = sum_i v_i * s_ij over the co-occurrence rows of the voting items."""
     totals: dict[str, float] = {}
-    best_term: dict[str, tuple[float, str]] = {}
+    best: dict[str, tuple[float, str]] = {}
     for vote in votes:
         n_i = user_counts.get(vote.item_id, 0.0)
         for candidate, c_ij in rows.get(vote.item_id, ()):
             term = vote.weight * similarity(kind, c_ij, n_i, user_counts.get(candidate, 0.0))
-            totals[candidate] = totals.get(candidate, 0.0) + term
-            if term > best_term.get(candidate, (-1.0, ""))[0]:
-                best_term[candidate] = (term, vote.item_id)
-    return {
-        item: ScoredItem(item, total, best_term[item][1]) for item, total in totals.items()
-    }
+            if candidate in totals:
+                totals[candidate] += term
+                if term > best[candidate][0]:
+                    best[candidate] = (term, vote.item_id)
+            else:
+                totals[candidate] = term
+                best[candidate] = (term, vote.item_id)
+    return {item: ScoredItem(item, total, best[item][1]) for item, total in totals.items()}
 
 
 def top_n(scored: Mapping[str, ScoredItem], n: int) -> list[ScoredItem]:

@@ -2,7 +2,9 @@
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib.resources import files
 
+import orjson
 from redis.asyncio import Redis
 
 from streamrec.contract import LIST_SEPARATOR, RedisKeys
@@ -21,13 +23,18 @@ class UserHistory:
 
 
 @dataclass(frozen=True, slots=True)
-class ItemFacts:
-    """What filtering and scoring need to know about a list of items."""
+class Candidates:
+    rows: dict[str, list[tuple[str, float]]]  # voter -> [(candidate, c_ij)], best first
+    user_counts: dict[str, float]  # n_i of voters and candidates
+    titles: dict[str, str]  # voter -> title, where the catalogue has one
 
-    user_counts: dict[str, float]
-    seen: set[str]
-    unavailable: set[str]
-    outside_category: set[str]
+
+def _pairs(flat: Sequence[bytes]) -> list[tuple[str, float]]:
+    values = iter(flat)
+    return [(item.decode(), float(count)) for item, count in zip(values, values, strict=True)]
+
+
+COLLECT_CANDIDATES_LUA = files("serving").joinpath("lua/collect_candidates.lua").read_text()
 
 
 def _watermark(fields: dict[bytes, bytes]) -> Watermark:
@@ -45,6 +52,8 @@ class StateReader:
     def __init__(self, redis: Redis, keys: RedisKeys) -> None:
         self.redis = redis
         self.keys = keys
+        self._collect_candidates = redis.register_script(COLLECT_CANDIDATES_LUA)
+        self._script_config = orjson.dumps({"keys": keys.templates()})
 
     async def user_history(self, user_id: str, length: int) -> UserHistory:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -60,48 +69,35 @@ class StateReader:
     async def global_watermark(self) -> Watermark:
         return _watermark(await self.redis.hgetall(self.keys.watermark))
 
-    async def cooccurrence_rows(
-        self, items: Sequence[str], depth: int
-    ) -> tuple[dict[str, list[tuple[str, float]]], dict[str, float], dict[str, str]]:
-        """Top-`depth` co-occurring items per item, plus n_i and title of each (non-empty)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for item in items:
-                pipe.zrevrange(self.keys.item_cooccurrence(item), 0, depth - 1, withscores=True)
-            for item in items:
-                pipe.hget(self.keys.item_meta(item), "title")
-            pipe.hmget(self.keys.item_user_counts, list(items))
-            replies = await pipe.execute()
-        count = len(items)
-        rows = {item: [(j.decode(), c) for j, c in replies[k]] for k, item in enumerate(items)}
-        titles = {item: t.decode() for item, t in zip(items, replies[count:2 * count], strict=True)
-                  if t}
-        counts = replies[2 * count]
-        user_counts = {item: float(n) for item, n in zip(items, counts, strict=True) if n}
-        return rows, user_counts, titles
+    async def candidates(self, voters: Sequence[str], depth: int, user_id: str | None,
+                         category: str | None) -> Candidates:
+        """The voters' top-`depth` co-occurrence rows, keeping only candidates `user_id` has not
+        seen, that are available and (with `category`) in it; n_i of voters and candidates."""
+        voter_counts, voter_titles, rows, candidate_counts = await self._collect_candidates(
+            args=[self._script_config, user_id or "", category or "", depth, *voters])
+        counts = {voter: float(n) for voter, n in zip(voters, voter_counts, strict=True)}
+        flat = iter(candidate_counts)
+        counts.update((j.decode(), float(n)) for j, n in zip(flat, flat, strict=True))
+        return Candidates(
+            rows={voter: _pairs(row) for voter, row in zip(voters, rows, strict=True)},
+            user_counts=counts,
+            titles={voter: t.decode() for voter, t in zip(voters, voter_titles, strict=True) if t},
+        )
 
-    async def item_facts(
-        self, items: Sequence[str], user_id: str | None, category: str | None
-    ) -> ItemFacts:
+    async def not_showable(self, items: Sequence[str], user_id: str | None) -> set[str]:
+        """Which of `items` are unavailable or, with a `user_id`, already seen by the user."""
         if not items:
-            return ItemFacts({}, set(), set(), set())
+            return set()
         wanted = list(items)
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(self.keys.item_user_counts, wanted)
             pipe.smismember(self.keys.unavailable_items, wanted)
             if user_id is not None:
                 pipe.zmscore(self.keys.user_affinity(user_id), wanted)
-            if category is not None:
-                pipe.smismember(self.keys.category_items(category), wanted)
-            replies = iter(await pipe.execute())
-        counts, unavailable = next(replies), next(replies)
-        seen = next(replies) if user_id is not None else [None] * len(wanted)
-        in_category = next(replies) if category is not None else [1] * len(wanted)
-        return ItemFacts(
-            user_counts={i: float(n) for i, n in zip(wanted, counts, strict=True) if n},
-            seen={i for i, s in zip(wanted, seen, strict=True) if s is not None},
-            unavailable={i for i, u in zip(wanted, unavailable, strict=True) if u},
-            outside_category={i for i, c in zip(wanted, in_category, strict=True) if not c},
-        )
+            replies = await pipe.execute()
+        unavailable = {i for i, u in zip(wanted, replies[0], strict=True) if u}
+        if user_id is None:
+            return unavailable
+        return unavailable | {i for i, s in zip(wanted, replies[1], strict=True) if s is not None}
 
     async def ranking_page(self, key: str, start: int, count: int) -> list[tuple[str, float]]:
         page = await self.redis.zrevrange(key, start, start + count - 1, withscores=True)

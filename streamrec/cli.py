@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -61,6 +62,30 @@ def traffic(
     from streamrec.traffic import produce_traffic
 
     asyncio.run(produce_traffic(Settings(), rate, users, count))
+
+
+@app.command()
+def evaluate(
+    path: Annotated[Path, typer.Argument(help="CSV with user_id,item_id,timestamp columns.")],
+    columns: Annotated[str | None, typer.Option(
+        help="Map our names to the file's, e.g. user_id=userId,item_id=movieId")] = None,
+    time_unit: Annotated[str, typer.Option(help="s, ms or auto (detected).")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Apply events in batches of B (1: exact).")] = 1,
+    every: Annotated[int, typer.Option(help="Evaluate every k-th event.")] = 5,
+    out: Annotated[Path | None, typer.Option(help="Write metrics.json and a plot here.")] = None,
+    redis_url: Annotated[str | None, typer.Option(
+        help="Replay into this Redis (under a fresh key prefix) instead of an embedded one.")
+    ] = None,
+) -> None:
+    """Prequential replay of a CSV through the production write and read code."""
+    from streamrec.evaluation import parse_columns
+    from streamrec.evaluation_report import run_evaluation
+
+    try:
+        mapping = parse_columns(columns)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--columns") from None
+    run_evaluation(path, Settings(), mapping, time_unit, batch_size, every, out, redis_url)
 
 
 @app.command("settings")

@@ -1,0 +1,207 @@
+"""Prequential (test-then-learn) evaluation through the production code.
+
+Events are replayed in time order into a real Redis with the worker's own `StateWriter`,
+and the recommenders are the service's own `Recommender` methods; only Kafka, Faust and
+HTTP are left out (they move bytes, they do not change what is learned or served).
+
+Protocol (as in ../shared/README.md): stable sort by timestamp; the first `train_fraction`
+of events only train; after that every `every`-th event (global index k, k % every == 0)
+is evaluated when its user already has history and the item is new to that user: the
+recommender's top k from the state of all earlier events, the user's items excluded, over
+the full catalogue; a hit if the event's item is in it. Then the event is learned.
+With `batch_size` B > 1 the state is only updated every B events, which shows what a
+worker's batching lag costs.
+"""
+
+import csv
+import hashlib
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+from serving.recommender import COOCCURRENCE, Recommender
+from serving.state_reader import StateReader
+from stream_app.state_writer import StateWriter, StreamRecord
+from streamrec.contract import InteractionEvent, RedisKeys, Settings
+
+REQUIRED_COLUMNS = ("user_id", "item_id", "timestamp")
+#: Events applied per script call while no evaluation needs the state (bounds Redis stalls).
+MAX_APPLY_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Interaction:
+    user_id: str
+    item_id: str
+    timestamp_ms: int
+    event_type: str
+
+
+def load_interactions(path: Path, columns: dict[str, str] | None = None,
+                      time_unit: str = "auto", event_type: str = "click") -> list[Interaction]:
+    """Rows of a CSV as interactions, stably sorted by time. `columns` maps our names
+    (user_id, item_id, timestamp, event_type) to the file's; `time_unit` is s, ms or auto."""
+    names = {name: name for name in (*REQUIRED_COLUMNS, "event_type")} | (columns or {})
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = [names[c] for c in REQUIRED_COLUMNS if names[c] not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path} has no column(s) {missing}; its header is "
+                             f"{reader.fieldnames}; map them with --columns")
+        typed = names["event_type"] in (reader.fieldnames or [])
+        rows = [(row[names["user_id"]], row[names["item_id"]], float(row[names["timestamp"]]),
+                 row[names["event_type"]] if typed else event_type) for row in reader]
+    if time_unit == "auto":
+        time_unit = "s" if rows and max(r[2] for r in rows) < 1e11 else "ms"
+    scale = 1000 if time_unit == "s" else 1
+    interactions = [Interaction(u, i, int(t * scale), kind) for u, i, t, kind in rows]
+    return sorted(interactions, key=lambda x: x.timestamp_ms)  # sorted() is stable
+
+
+def fingerprint(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def rank_of(recommended: Sequence[str], target: str) -> int | None:
+    """1-based rank of `target` in the list, None when absent."""
+    for rank, item in enumerate(recommended, start=1):
+        if item == target:
+            return rank
+    return None
+
+
+@dataclass
+class Scoreboard:
+    """Running HR@k, NDCG@k, MRR@k and the items a recommender recommended."""
+
+    evaluated: int = 0
+    hits: int = 0
+    ndcg: float = 0.0
+    reciprocal_rank: float = 0.0
+    recommended: set[str] = field(default_factory=set)
+    window_hits: list[int] = field(default_factory=list)
+
+    def add(self, recommended: Sequence[str], target: str) -> None:
+        rank = rank_of(recommended, target)
+        self.evaluated += 1
+        self.recommended.update(recommended)
+        self.window_hits.append(rank is not None)
+        if rank is not None:
+            self.hits += 1
+            self.ndcg += 1 / math.log2(rank + 1)
+            self.reciprocal_rank += 1 / rank
+
+    def summary(self, catalogue_size: int, window: int) -> dict[str, object]:
+        n = max(self.evaluated, 1)
+        windows = [
+            {"evaluated_up_to": end, "hr_at_10": sum(self.window_hits[end - window:end]) / window}
+            for end in range(window, self.evaluated + 1, window)
+        ]
+        return {"hr_at_10": self.hits / n, "ndcg_at_10": self.ndcg / n,
+                "mrr_at_10": self.reciprocal_rank / n,
+                "coverage": len(self.recommended) / max(catalogue_size, 1),
+                "evaluated": self.evaluated, "windows": windows}
+
+
+async def ask_all(recommender: Recommender, user_id: str, k: int, now_ms: int
+                  ) -> dict[str, list[str]]:
+    """Top-k item ids of every recommender compared. "default" is what the service serves;
+    "co-occurrence" is its list before the trending top-up, so it comes from the same call."""
+    default = (await recommender.for_user(user_id, k, now_ms=now_ms)).items
+    trending = await recommender.trending(k, user_id=user_id, now_ms=now_ms)
+    popular = await recommender.popular(k, user_id=user_id)
+    return {
+        "default": [item.item_id for item in default],
+        "co-occurrence": [item.item_id for item in default if item.source == COOCCURRENCE],
+        "trending": [item.item_id for item in trending.items],
+        "popularity": [item.item_id for item in popular.items],
+    }
+
+
+RECOMMENDERS = ("default", "co-occurrence", "trending", "popularity")
+DEFAULT_RECOMMENDER = "default"
+
+
+@dataclass
+class Replay:
+    settings: Settings
+    redis: Redis
+    batch_size: int = 1
+    every: int = 5
+    train_fraction: float = 0.1
+    k: int = 10
+    window: int = 1000
+
+    async def run(self, interactions: Sequence[Interaction],
+                  progress: Callable[[int], None] = lambda _: None) -> dict[str, object]:
+        writer = StateWriter(self.redis, self.settings)
+        recommender = Recommender(
+            StateReader(self.redis, RedisKeys(self.settings.key_prefix)), self.settings)
+        boards = {name: Scoreboard() for name in RECOMMENDERS}
+        seen: dict[str, set[str]] = {}
+        items_so_far: set[str] = set()
+        pending: list[StreamRecord] = []
+        train_end = int(len(interactions) * self.train_fraction)
+        started = time.monotonic()
+
+        async def flush() -> None:
+            if pending:
+                await writer.apply(pending)
+                pending.clear()
+
+        for index, event in enumerate(interactions):
+            history = seen.setdefault(event.user_id, set())
+            if (index >= train_end and index % self.every == 0 and history
+                    and event.item_id not in history):
+                if self.batch_size == 1:
+                    await flush()  # exact test-then-learn: the state holds every earlier event
+                lists = await ask_all(recommender, event.user_id, self.k, event.timestamp_ms)
+                for name, recommended in lists.items():
+                    boards[name].add(recommended, event.item_id)
+            history.add(event.item_id)
+            items_so_far.add(event.item_id)
+            pending.append(StreamRecord("replay:0", index, InteractionEvent(
+                event_id=str(index), user_id=event.user_id, item_id=event.item_id,
+                event_type=event.event_type, timestamp=event.timestamp_ms)))
+            if len(pending) >= (MAX_APPLY_CHUNK if self.batch_size == 1 else self.batch_size):
+                await flush()
+            progress(index + 1)
+        await flush()
+        return {
+            "recommenders": {name: board.summary(len(items_so_far), self.window)
+                             for name, board in boards.items()},
+            "default": DEFAULT_RECOMMENDER,
+            "events": len(interactions),
+            "seconds": time.monotonic() - started,
+        }
+
+
+async def delete_prefix(redis: Redis, prefix: str) -> None:
+    keys: list[bytes] = []
+    async for key in redis.scan_iter(match=f"{prefix}:*", count=1000):
+        keys.append(key)
+        if len(keys) >= 1000:
+            await redis.unlink(*keys)
+            keys.clear()
+    if keys:
+        await redis.unlink(*keys)
+
+
+def parse_columns(mapping: str | None) -> dict[str, str]:
+    """'user_id=userId,item_id=movieId' -> {'user_id': 'userId', 'item_id': 'movieId'}"""
+    result: dict[str, str] = {}
+    for pair in filter(None, (mapping or "").split(",")):
+        ours, _, theirs = pair.partition("=")
+        if ours.strip() not in (*REQUIRED_COLUMNS, "event_type") or not theirs.strip():
+            raise ValueError(f"--columns entry {pair!r}: expected NAME=COLUMN with NAME one of "
+                             f"{[*REQUIRED_COLUMNS, 'event_type']}")
+        result[ours.strip()] = theirs.strip()
+    return result
+
+
+def unique(values: Iterable[str]) -> int:
+    return len(set(values))

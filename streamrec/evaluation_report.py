@@ -1,0 +1,103 @@
+"""`streamrec evaluate`: a replay with a progress bar, a summary table, metrics.json and a plot."""
+
+import asyncio
+import json
+import tempfile
+import uuid
+from pathlib import Path
+
+from redis.asyncio import Redis
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from streamrec.contract import Settings
+from streamrec.embedded import RedisServer
+from streamrec.evaluation import Replay, delete_prefix, fingerprint, load_interactions
+from streamrec.plots import plot_series
+
+console = Console()
+
+
+def run_evaluation(path: Path, settings: Settings, columns: dict[str, str], time_unit: str,
+                   batch_size: int, every: int, out: Path | None, redis_url: str | None
+                   ) -> dict[str, object]:
+    interactions = load_interactions(path, columns, time_unit)
+    console.print(f"{path}: {len(interactions):,} events, "
+                  f"{len({i.user_id for i in interactions}):,} users, "
+                  f"{len({i.item_id for i in interactions}):,} items")
+    with tempfile.TemporaryDirectory(prefix="streamrec-eval-") as workdir:
+        server = None
+        if redis_url is None:
+            server = RedisServer(Path(workdir))
+            server.start()
+            redis_url = server.url
+        try:
+            settings = settings.model_copy(update={"redis_url": redis_url,
+                                                   "key_prefix": f"eval-{uuid.uuid4().hex[:8]}"})
+            result = asyncio.run(_replay(interactions, settings, batch_size, every))
+        finally:
+            if server is not None:
+                server.stop()
+    result |= {
+        "dataset": {"path": str(path), "sha256": fingerprint(path),
+                    "events": len(interactions)},
+        "protocol": {"every": every, "batch_size": batch_size, "train_fraction": 0.1, "k": 10},
+        "settings": settings.model_dump(mode="json", exclude={"redis_url", "key_prefix"}),
+    }
+    show(result)
+    if out is not None:
+        write(result, out)
+    return result
+
+
+async def _replay(interactions: list, settings: Settings, batch_size: int, every: int
+                  ) -> dict[str, object]:
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        replay = Replay(settings, redis, batch_size=batch_size, every=every)
+        columns = (TextColumn("replay"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[rate]:>7,.0f} events/s"), TimeElapsedColumn(),
+                   TextColumn("ETA"), TimeRemainingColumn())
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task("replay", total=len(interactions), rate=0.0)
+
+            def advance(done: int) -> None:
+                if done % 500 == 0 or done == len(interactions):
+                    elapsed = progress.tasks[task].elapsed or 1e-9
+                    progress.update(task, completed=done, rate=done / elapsed)
+
+            return await replay.run(interactions, advance)
+    finally:
+        await delete_prefix(redis, settings.key_prefix)
+        await redis.aclose()
+
+
+def show(result: dict) -> None:
+    table = Table(title=f"prequential evaluation ({result['seconds']:.0f}s)")
+    for column in ("recommender", "HR@10", "NDCG@10", "MRR@10", "coverage", "evaluated"):
+        table.add_column(column, justify="right" if column != "recommender" else "left")
+    for name, m in result["recommenders"].items():
+        label = f"{name} (service default)" if name == result["default"] else name
+        table.add_row(label, f"{m['hr_at_10']:.4f}", f"{m['ndcg_at_10']:.4f}",
+                      f"{m['mrr_at_10']:.4f}", f"{m['coverage']:.3f}", f"{m['evaluated']:,}")
+    console.print(table)
+
+
+def write(result: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    series = {
+        name: ([w["evaluated_up_to"] for w in m["windows"]], [w["hr_at_10"] for w in m["windows"]])
+        for name, m in result["recommenders"].items()
+    }
+    plot_series(out / "hr_at_10.png", "HR@10 over the replay (sliding window of 1000 evaluations)",
+                "evaluated events", "HR@10", series)
+    console.print(f"wrote {out / 'metrics.json'} and {out / 'hr_at_10.png'}")

@@ -1,0 +1,27 @@
+"""Figures people would rather look at than read (matplotlib, no display needed)."""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+
+def plot_series(path: Path, title: str, xlabel: str, ylabel: str,
+                series: dict[str, tuple[list[float], list[float]]],
+                references: dict[str, float] | None = None) -> None:
+    """One line per named (x, y) series, optional horizontal reference lines."""
+    figure, axes = plt.subplots(figsize=(9, 5))
+    for name, (xs, ys) in series.items():
+        axes.plot(xs, ys, label=name, linewidth=1.5)
+    for name, value in (references or {}).items():
+        axes.axhline(value, linestyle="--", linewidth=0.8, color="grey")
+        axes.annotate(name, (0, value), xycoords=("axes fraction", "data"), fontsize=7,
+                      color="grey", va="bottom")
+    axes.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
