@@ -109,3 +109,16 @@ async def test_trending_skips_unavailable_and_respects_category(redis: Redis, se
     assert listed((await rec.trending(10, category="hats", now_ms=NOW)).items) == [
         ("c", "trending"), ("d", "trending")]
     assert "f" not in {i.item_id for i in (await rec.trending(10, now_ms=NOW)).items}
+
+
+async def test_popular_ranks_by_all_time_weight_and_fallback_can_be_off(
+        redis: Redis, servers: Servers) -> None:
+    rec = await recommender(redis, servers)
+    # popularity (weights): a 3 views + 1 purchase = 11, b 3, c 2, d 1, e 1; f unavailable.
+    served = await rec.popular(3, user_id="stranger")
+    assert [(i.item_id, i.score, i.source) for i in served.items] == [
+        ("a", 11.0, "popular"), ("b", 3.0, "popular"), ("c", 2.0, "popular")]
+    assert listed((await rec.popular(5, category="hats")).items) == [
+        ("c", "popular"), ("d", "popular")]
+    only_cooccurrence = await rec.for_user("me", 5, now_ms=NOW, fallback=False)
+    assert listed(only_cooccurrence.items) == [("c", "co-occurrence"), ("d", "co-occurrence")]

@@ -1,0 +1,104 @@
+"""The evaluation harness: loading, the protocol's bookkeeping, the metrics, the outputs."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+from typer.testing import CliRunner
+
+from streamrec.cli import app
+from streamrec.evaluation import (
+    Interaction,
+    Replay,
+    Scoreboard,
+    load_interactions,
+    parse_columns,
+    rank_of,
+)
+
+from .conftest import Servers, isolated_settings
+
+
+def write_csv(path: Path, header: str, rows: list[str]) -> Path:
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+def test_plain_layout_loads_with_no_flags_sorted_stably_in_ms(tmp_path: Path) -> None:
+    csv = write_csv(tmp_path / "e.csv", "user_id,item_id,timestamp",
+                    ["u1,b,1700000002", "u1,a,1700000001", "u2,c,1700000001"])
+    assert load_interactions(csv) == [
+        Interaction("u1", "a", 1_700_000_001_000, "click"),
+        Interaction("u2", "c", 1_700_000_001_000, "click"),  # same time: file order kept
+        Interaction("u1", "b", 1_700_000_002_000, "click"),
+    ]
+
+
+def test_other_layouts_map_their_columns(tmp_path: Path) -> None:
+    csv = write_csv(tmp_path / "ml.csv", "userId,movieId,rating,timestamp,kind",
+                    ["1,31,2.5,1700000000000,purchase"])
+    mapping = parse_columns("user_id=userId,item_id=movieId,event_type=kind")
+    assert load_interactions(csv, mapping) == [
+        Interaction("1", "31", 1_700_000_000_000, "purchase")]
+    with pytest.raises(ValueError, match=r"no column\(s\) \['user_id', 'item_id'\]; its"):
+        load_interactions(csv)
+    with pytest.raises(ValueError, match="expected NAME=COLUMN"):
+        parse_columns("rating=rating")
+
+
+def test_metrics_are_hit_rate_ndcg_and_reciprocal_rank() -> None:
+    assert rank_of(["a", "b", "c"], "c") == 3
+    assert rank_of(["a"], "z") is None
+    board = Scoreboard()
+    board.add(["x", "t"], "t")       # rank 2
+    board.add(["t", "y"], "t")       # rank 1
+    board.add(["x", "y"], "t")       # miss
+    board.add(["x", "y", "z", "w"], "w")  # rank 4
+    summary = board.summary(catalogue_size=10, window=2)
+    assert summary["hr_at_10"] == 3 / 4
+    assert summary["mrr_at_10"] == pytest.approx((1 / 2 + 1 + 1 / 4) / 4)
+    assert summary["ndcg_at_10"] == pytest.approx(
+        (1 / math.log2(3) + 1 + 1 / math.log2(5)) / 4)
+    assert summary["coverage"] == 5 / 10  # x t y z w
+    assert summary["windows"] == [{"evaluated_up_to": 2, "hr_at_10": 1.0},
+                                  {"evaluated_up_to": 4, "hr_at_10": 0.5}]
+
+
+async def test_replay_evaluates_exactly_the_protocols_events(redis: Redis, servers: Servers
+                                                             ) -> None:
+    # 20 events; the first 2 only train; k % 5 == 0 for k = 5, 10, 15.
+    # k=5: u1 has history, item new -> evaluated. k=10: u9's first event -> skipped.
+    # k=15: u1 again on an item u1 already has -> skipped.
+    t = 1_700_000_000_000
+    events = [Interaction(f"u{k % 3}", f"i{k}", t + k, "click") for k in range(20)]
+    events[10] = Interaction("u9", "i10", t + 10, "click")
+    events[15] = Interaction("u1", "i1", t + 15, "click")
+    events[3] = Interaction("u0", "i3", t + 3, "purchase")  # the most popular item by k=5
+    events[5] = Interaction("u1", "i3", t + 5, "click")
+    result = await Replay(isolated_settings(servers), redis, window=1).run(events)
+    boards = result["recommenders"]
+    assert {name: m["evaluated"] for name, m in boards.items()} == {
+        "default": 1, "co-occurrence": 1, "trending": 1, "popularity": 1}
+    # Before k=5, i3 (a purchase, weight 8) leads popularity and trending: a hit at rank 1.
+    assert boards["popularity"]["mrr_at_10"] == 1.0
+    assert boards["trending"]["mrr_at_10"] == 1.0
+    assert result["default"] == "default"
+
+
+def test_cli_writes_metrics_json_and_a_plot(tmp_path: Path, servers: Servers) -> None:
+    rows = [f"u{k % 7},i{(k * 3) % 11},{1_700_000_000 + k}" for k in range(300)]
+    csv = write_csv(tmp_path / "e.csv", "user_id,item_id,timestamp", rows)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["evaluate", str(csv), "--out", str(out),
+                                      "--redis-url", servers.redis_url])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["default"] == "default"
+    for name in ("default", "co-occurrence", "trending", "popularity"):
+        assert set(metrics["recommenders"][name]) >= {
+            "hr_at_10", "ndcg_at_10", "mrr_at_10", "coverage", "evaluated", "windows"}
+    assert metrics["dataset"]["events"] == 300
+    assert len(metrics["dataset"]["sha256"]) == 64
+    assert (out / "hr_at_10.png").stat().st_size > 10_000
