@@ -21,7 +21,7 @@ TRENDING = "trending"
 POPULAR = "popular"
 
 #: Ranked items inspected at most when filters reject many (keeps a request bounded).
-RANKING_SCAN_LIMIT = 2000
+RANKING_SCAN_LIMIT = 20_000
 
 
 class RecommendedItem(BaseModel):
@@ -158,8 +158,8 @@ class Recommender:
         """The ranking's top items, skipping excluded, seen (by `user_id`) and unavailable ones."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         picked: list[RecommendedItem] = []
-        page = max(2 * n, 50)
-        for start in range(0, RANKING_SCAN_LIMIT, page):
+        start, page = 0, max(2 * n, 50)
+        while start < RANKING_SCAN_LIMIT:
             entries = await self.reader.ranking_page(ranking.key, start, page)
             hidden = await self.reader.not_showable([i for i, _ in entries], user_id)
             for item, stored in entries:
@@ -173,4 +173,5 @@ class Recommender:
                     return picked
             if len(entries) < page:
                 break
+            start, page = start + page, page * 2  # users who saw much skip many: grow the pages
         return picked

@@ -22,44 +22,92 @@ local function key(name, id)
   return template[1] .. id .. template[2]
 end
 
-local affinity = user ~= '' and key('user_affinity', user) or nil
-local members = category ~= '' and key('category_items', category) or nil
-
-local verdict = {}  -- candidate -> n_j (string) when kept, false when rejected
-local function keep(candidate)
-  local known = verdict[candidate]
-  if known ~= nil then return known end
-  local kept = not (affinity and redis.call('ZSCORE', affinity, candidate))
-    and redis.call('SISMEMBER', K.unavailable_items, candidate) == 0
-    and (members == nil or redis.call('SISMEMBER', members, candidate) == 1)
-  if kept then
-    kept = redis.call('HGET', K.item_user_counts, candidate) or '0'
-  end
-  verdict[candidate] = kept
-  return kept
-end
-
-local voter_counts, voter_titles, rows, candidate_counts = {}, {}, {}, {}
-for k = 5, #ARGV do
-  local voter = ARGV[k]
-  voter_counts[#voter_counts + 1] = redis.call('HGET', K.item_user_counts, voter) or '0'
-  voter_titles[#voter_titles + 1] = redis.call('HGET', key('item_meta', voter), 'title') or ''
-  local row = redis.call('ZREVRANGE', key('item_cooccurrence', voter), 0, depth - 1,
-    'WITHSCORES')
-  local kept_row = {}
-  for r = 1, #row, 2 do
-    local candidate = row[r]
-    local first_sight = verdict[candidate] == nil
-    local n = keep(candidate)
-    if n then
-      kept_row[#kept_row + 1] = candidate
-      kept_row[#kept_row + 1] = row[r + 1]
-      if first_sight then
-        candidate_counts[#candidate_counts + 1] = candidate
-        candidate_counts[#candidate_counts + 1] = n
+-- Membership tests against a set that is smaller than the candidate list are cheaper as one
+-- read of the whole set than as one command per candidate.
+local function membership(size, read_all, test_one)
+  return function(candidates)
+    local found = {}
+    if size() <= #candidates then
+      for _, member in ipairs(read_all()) do found[member] = true end
+    else
+      for _, candidate in ipairs(candidates) do
+        if test_one(candidate) then found[candidate] = true end
       end
     end
+    return found
   end
-  rows[#rows + 1] = kept_row
 end
-return {voter_counts, voter_titles, rows, candidate_counts}
+
+local rows, order, distinct = {}, {}, {}
+for k = 5, #ARGV do
+  local row = redis.call('ZREVRANGE', key('item_cooccurrence', ARGV[k]), 0, depth - 1,
+    'WITHSCORES')
+  rows[#rows + 1] = row
+  for r = 1, #row, 2 do
+    if not distinct[row[r]] then
+      distinct[row[r]] = true
+      order[#order + 1] = row[r]
+    end
+  end
+end
+
+local unavailable = membership(
+  function() return redis.call('SCARD', K.unavailable_items) end,
+  function() return redis.call('SMEMBERS', K.unavailable_items) end,
+  function(c) return redis.call('SISMEMBER', K.unavailable_items, c) == 1 end)(order)
+local seen = {}
+if user ~= '' then
+  local affinity = key('user_affinity', user)
+  seen = membership(
+    function() return redis.call('ZCARD', affinity) end,
+    function() return redis.call('ZRANGE', affinity, 0, -1) end,
+    function(c) return redis.call('ZSCORE', affinity, c) end)(order)
+end
+local in_category = nil
+if category ~= '' then
+  local members = key('category_items', category)
+  in_category = membership(
+    function() return redis.call('SCARD', members) end,
+    function() return redis.call('SMEMBERS', members) end,
+    function(c) return redis.call('SISMEMBER', members, c) == 1 end)(order)
+end
+
+local kept, candidate_ids = {}, {}
+for _, candidate in ipairs(order) do
+  if not seen[candidate] and not unavailable[candidate]
+      and (in_category == nil or in_category[candidate]) then
+    kept[candidate] = true
+    candidate_ids[#candidate_ids + 1] = candidate
+  end
+end
+
+local voters = {}
+for k = 5, #ARGV do voters[#voters + 1] = ARGV[k] end
+local voter_counts = redis.call('HMGET', K.item_user_counts, unpack(voters))
+local voter_titles = {}
+for k, voter in ipairs(voters) do
+  voter_counts[k] = voter_counts[k] or '0'
+  voter_titles[k] = redis.call('HGET', key('item_meta', voter), 'title') or ''
+end
+
+local candidate_counts = {}
+if #candidate_ids > 0 then
+  local counts = redis.call('HMGET', K.item_user_counts, unpack(candidate_ids))
+  for k, candidate in ipairs(candidate_ids) do
+    candidate_counts[#candidate_counts + 1] = candidate
+    candidate_counts[#candidate_counts + 1] = counts[k] or '0'
+  end
+end
+
+local kept_rows = {}
+for k, row in ipairs(rows) do
+  local kept_row = {}
+  for r = 1, #row, 2 do
+    if kept[row[r]] then
+      kept_row[#kept_row + 1] = row[r]
+      kept_row[#kept_row + 1] = row[r + 1]
+    end
+  end
+  kept_rows[k] = kept_row
+end
+return {voter_counts, voter_titles, kept_rows, candidate_counts}
