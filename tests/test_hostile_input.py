@@ -1,0 +1,143 @@
+"""Anything a producer can send: the worker never stops, every bad record lands in
+dead-letter with a reason, every valid record beside them is applied, and the HTTP API
+answers 4xx, never 5xx."""
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import redis
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamrec.contract import InvalidRecord, RedisKeys, Settings, parse_interaction
+from streamrec.topics import ensure_topics
+
+from .conftest import Servers, isolated_settings
+from .hostile import hostile_corpus, valid_event
+from .system import ChildProcesses, wait_for
+
+CORPUS = 10_000
+VALID_EVERY = 10  # one valid record after every 10 bad ones
+DEFAULTS = Settings()
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
+                                                                 max_size=6),
+    max_leaves=20,
+)
+
+
+@given(st.binary(max_size=2000))
+@settings(max_examples=500, deadline=None)
+def test_any_bytes_are_either_an_event_or_rejected_with_a_reason(raw: bytes) -> None:
+    try:
+        parse_interaction(raw, DEFAULTS)
+    except InvalidRecord as rejected:
+        assert rejected.reason
+
+
+@given(st.dictionaries(st.sampled_from(["event_id", "user_id", "item_id", "event_type",
+                                        "timestamp", "properties", "extra"]), json_values))
+@settings(max_examples=500, deadline=None)
+def test_any_json_object_is_either_an_event_or_rejected_with_a_reason(record: dict) -> None:
+    try:
+        event = parse_interaction(json.dumps(record).encode(), DEFAULTS)
+    except InvalidRecord as rejected:
+        assert rejected.reason
+    else:
+        assert event.event_type in DEFAULTS.event_types
+
+
+@pytest.fixture(scope="module")
+def corpus() -> list[tuple[str, bytes]]:
+    return hostile_corpus(CORPUS)
+
+
+def test_corpus_covers_every_kind(corpus: list[tuple[str, bytes]]) -> None:
+    kinds = Counter(kind for kind, _ in corpus)
+    assert len(corpus) == CORPUS
+    assert set(kinds) == {
+        "invalid utf-8", "truncated json", "deeply nested json", "wrong type", "missing field",
+        "extra field", "unknown event type", "nan timestamp", "negative timestamp",
+        "far-future timestamp", "empty id", "control characters", "not an object",
+        "10 MB string"}
+    for _, raw in corpus:
+        with pytest.raises(InvalidRecord):
+            parse_interaction(raw, DEFAULTS)
+
+
+def interleaved(corpus: list[tuple[str, bytes]]) -> Iterator[tuple[bytes, bytes, bool]]:
+    """(key, value, is_valid) with a valid event after every VALID_EVERY bad records."""
+    import random
+
+    rng = random.Random(9)
+    for number, (_, raw) in enumerate(corpus):
+        yield f"bad{number % 13}".encode(), raw, False
+        if number % VALID_EVERY == VALID_EVERY - 1:
+            event = valid_event(rng, number)
+            yield str(event["user_id"]).encode(), json.dumps(event).encode(), True
+
+
+async def produce(settings: Settings, records: list[tuple[bytes, bytes, bool]]) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers,
+                                max_request_size=16 * 1024 * 1024, linger_ms=10)
+    await producer.start()
+    try:
+        for key, value, _ in records:
+            await producer.send(settings.events_topic, key=key, value=value)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+@pytest.mark.slow
+def test_hostile_corpus_through_kafka(servers: Servers, corpus: list[tuple[str, bytes]],
+                                      tmp_path: object) -> None:
+    settings = isolated_settings(servers)
+    asyncio.run(ensure_topics(settings))
+    records = list(interleaved(corpus))
+    valid = sum(is_valid for _, _, is_valid in records)
+    children = ChildProcesses(settings, tmp_path)
+    counters = RedisKeys(settings.key_prefix).counters
+    try:
+        worker = children.start_worker()
+        asyncio.run(produce(settings, records))
+        with redis.Redis.from_url(settings.redis_url) as client:
+            def count(name: str) -> int:
+                return int(client.hget(counters, name) or 0)
+
+            wait_for(lambda: count("events_applied") + count("dead_lettered") == len(records),
+                     "every record to be applied or dead-lettered", 120, 0.2)
+            assert (count("events_applied"), count("dead_lettered")) == (valid, CORPUS)
+        assert worker.poll() is None
+    finally:
+        children.stop_all()
+
+
+@pytest.mark.slow
+def test_hostile_corpus_through_http(servers: Servers, corpus: list[tuple[str, bytes]],
+                                     tmp_path: object) -> None:
+    children = ChildProcesses(isolated_settings(servers), tmp_path)
+    try:
+        _, base = children.start_service()
+        statuses: Counter[tuple[str, int]] = Counter()
+        with httpx.Client(timeout=30) as http:
+            for kind, raw in corpus:
+                response = http.post(f"{base}/v1/events", content=raw,
+                                     headers={"content-type": "application/json"})
+                statuses[kind, response.status_code] += 1
+        assert sum(statuses.values()) == CORPUS
+        assert {status for _, status in statuses} <= {202, 413, 422}, statuses
+        # Over HTTP a missing event_id or timestamp is filled in, and a list of events is a
+        # batch: those "bad Kafka records" are fine requests. Nothing else is accepted.
+        assert {kind for kind, status in statuses if status == 202} <= {
+            "missing field", "not an object"}, statuses
+    finally:
+        children.stop_all()
