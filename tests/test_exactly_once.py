@@ -84,6 +84,8 @@ def run_scenario(stream: Settings, name: str, logs: Path,
         duplicates = counter(client, settings, "duplicates_skipped")
         total = applied()
     state = asyncio.run(_dump(settings))
+    print(f"{name}: applied {total}, dead-lettered {BAD_RECORDS}, redelivered and skipped "
+          f"{duplicates}")
     return {"state": _renamed(state, settings.key_prefix), "duplicates_skipped": duplicates,
             "applied": total}
 
@@ -137,3 +139,20 @@ def test_rebalance_as_workers_leave_and_join(stream: Settings, undisturbed: dict
     rebalanced = run_scenario(stream, "rebalance", tmp_path, rebalance)
     assert rebalanced["applied"] == EVENTS
     assert differences(undisturbed["state"], rebalanced["state"]) == []
+
+
+def test_sigterm_stops_the_worker_cleanly_and_a_restart_resumes(
+        stream: Settings, undisturbed: dict, tmp_path: Path) -> None:
+    stopped: list[int | None] = []
+
+    def stop_and_restart(children: ChildProcesses, applied: Callable[[], int]) -> None:
+        wait_for(lambda: applied() >= EVENTS // 3, "a third of the events", 120, 0.01)
+        worker = children.processes[-1]
+        worker.send_signal(signal.SIGTERM)
+        stopped.append(worker.wait(timeout=30))
+        children.start_worker("after-sigterm")
+
+    resumed = run_scenario(stream, "sigterm", tmp_path, stop_and_restart)
+    assert stopped == [0]  # finished its batch and exited by itself
+    assert resumed["applied"] == EVENTS
+    assert differences(undisturbed["state"], resumed["state"]) == []
