@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint clean bench
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,3 +26,6 @@ lint: $(VENV)/.installed-dev
 
 clean:
 	rm -rf $(VENV) runs
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python bench/run.py

@@ -25,3 +25,15 @@ def plot_series(path: Path, title: str, xlabel: str, ylabel: str,
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def plot_bars(path: Path, title: str, values: dict[str, float]) -> None:
+    figure, axes = plt.subplots(figsize=(8, 4))
+    axes.barh(list(values), list(values.values()))
+    for y, value in enumerate(values.values()):
+        axes.annotate(f"{value:,.0f}", (value, y), va="center", fontsize=8)
+    axes.set(title=title)
+    axes.grid(alpha=0.3, axis="x")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
