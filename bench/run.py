@@ -306,9 +306,9 @@ def machine() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--seconds", type=float, default=5.0, help="per serving load level")
-    parser.add_argument("--rates", default="100,500,1000,2000")
-    parser.add_argument("--memory", default="100000,300000")
+    parser.add_argument("--seconds", type=float, default=3.0, help="per serving load level")
+    parser.add_argument("--rates", default="50,100,200,400")
+    parser.add_argument("--memory", default="100000,1000000")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     results: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M")}

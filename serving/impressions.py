@@ -11,9 +11,10 @@ from .recommender import RecommendationList
 
 
 def impression_events(user_id: str, served: RecommendationList) -> list[InteractionEvent]:
+    """Built without validation: every field comes from a validated request or from us."""
     now_ms = int(time.time() * 1000)
     return [
-        InteractionEvent(
+        InteractionEvent.model_construct(
             event_id=uuid.uuid4().hex, user_id=user_id, item_id=item.item_id,
             event_type=IMPRESSION, timestamp=now_ms,
             recommendation_id=served.recommendation_id,
