@@ -111,3 +111,39 @@ async def _produce(settings: object, total: int) -> None:
         await producer.flush()
     finally:
         await producer.stop()
+
+
+def test_sigterm_lets_the_service_finish_requests_in_flight(servers: Servers, tmp_path: Path
+                                                            ) -> None:
+    import signal
+
+    settings = isolated_settings(servers)
+    asyncio.run(ensure_topics(settings))
+    children = ChildProcesses(settings, tmp_path)
+    service, base = children.start_service()
+    batch = [{"user_id": f"u{k}", "item_id": "i", "event_type": "view"} for k in range(1000)]
+
+    async def post_all() -> list[object]:
+        async with httpx.AsyncClient(timeout=30) as client:
+            async def post() -> object:
+                try:
+                    return (await client.post(f"{base}/v1/events", json=batch)).status_code
+                except httpx.TransportError:
+                    return "not taken"  # connection refused or closed before it was read
+
+            requests = [asyncio.create_task(post()) for _ in range(40)]
+            await asyncio.sleep(0.05)
+            service.send_signal(signal.SIGTERM)
+            return await asyncio.gather(*requests)
+
+    try:
+        outcomes = asyncio.run(post_all())
+        # uvicorn shuts down gracefully, then re-raises the signal so its exit says why.
+        assert service.wait(timeout=30) == -signal.SIGTERM
+        assert set(outcomes) <= {202, "not taken"}, outcomes
+        # Every request the service started on was finished and answered.
+        log = next(tmp_path.glob("service-*.log")).read_text()
+        assert log.count('"POST /v1/events HTTP/1.1" 202') == outcomes.count(202) > 0
+        assert "Finished server process" in log
+    finally:
+        children.stop_all()
