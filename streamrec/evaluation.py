@@ -17,7 +17,7 @@ import csv
 import hashlib
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -202,6 +202,3 @@ def parse_columns(mapping: str | None) -> dict[str, str]:
         result[ours.strip()] = theirs.strip()
     return result
 
-
-def unique(values: Iterable[str]) -> int:
-    return len(set(values))

@@ -98,6 +98,6 @@ def write(result: dict, out: Path) -> None:
         name: ([w["evaluated_up_to"] for w in m["windows"]], [w["hr_at_10"] for w in m["windows"]])
         for name, m in result["recommenders"].items()
     }
-    plot_series(out / "hr_at_10.png", "HR@10 over the replay (sliding window of 1000 evaluations)",
+    plot_series(out / "hr_at_10.png", "HR@10 over the replay (per window of 1000 evaluations)",
                 "evaluated events", "HR@10", series)
     console.print(f"wrote {out / 'metrics.json'} and {out / 'hr_at_10.png'}")
