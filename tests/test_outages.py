@@ -147,3 +147,47 @@ def test_sigterm_lets_the_service_finish_requests_in_flight(servers: Servers, tm
         assert "Finished server process" in log
     finally:
         children.stop_all()
+
+
+def test_broker_outage_the_worker_resumes_and_the_service_answers_503(
+        servers: Servers, tmp_path: Path) -> None:
+    """The broker stops answering (SIGSTOP: unreachable, data kept) and comes back."""
+    import signal
+
+    from streamrec.embedded import KafkaBroker
+
+    broker = KafkaBroker(tmp_path)
+    broker.start()
+    settings = isolated_settings(servers).model_copy(
+        update={"kafka_bootstrap_servers": broker.bootstrap_servers})
+    asyncio.run(ensure_topics(settings))
+    children = ChildProcesses(settings, tmp_path)
+    counters = RedisKeys(settings.key_prefix).counters
+    total = 3000
+    try:
+        worker = children.start_worker()
+        _, base = children.start_service()
+        asyncio.run(_produce(settings, total))
+        with redis.Redis.from_url(settings.redis_url) as client:
+            wait_for(lambda: int(client.hget(counters, "events_applied") or 0) > 0,
+                     "the first events", 60)
+            broker.process.send_signal(signal.SIGSTOP)
+            started = time.monotonic()
+            response = httpx.post(f"{base}/v1/events", json={
+                "user_id": "u", "item_id": "i", "event_type": "view"}, timeout=30)
+            assert response.status_code == 503
+            assert time.monotonic() - started < 10.0
+            time.sleep(max(0.0, 8.0 - (time.monotonic() - started)))
+            broker.process.send_signal(signal.SIGCONT)
+            wait_for(lambda: int(client.hget(counters, "events_applied") or 0) == total,
+                     "every event after the outage", 90, 0.2)
+            time.sleep(1.0)
+            assert int(client.hget(counters, "events_applied")) == total
+        assert worker.poll() is None
+        assert httpx.post(f"{base}/v1/events", json={
+            "user_id": "u", "item_id": "i", "event_type": "view"}, timeout=30).status_code == 202
+    finally:
+        if broker.process is not None and broker.process.poll() is None:
+            broker.process.send_signal(signal.SIGCONT)
+        children.stop_all()
+        broker.stop()
