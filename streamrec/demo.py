@@ -76,7 +76,10 @@ def show_samples(base: str, users: int, shown: int = 3) -> None:
 
 def run_demo(settings: Settings, rate: float, users: int) -> None:
     started = time.monotonic()
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C
+    # Ctrl-C and SIGTERM stop everything, even where SIGINT was inherited as ignored (shells
+    # start background jobs that way, and Python keeps an inherited "ignore").
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     logs = Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
     logs.mkdir(parents=True, exist_ok=True)
     with embedded_servers(logs) as servers:
