@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
 
-from streamrec.contract import Settings
+from streamrec.contract import MAX_LIST_LENGTH, Settings
 
 from .impressions import publish_impressions
 from .publisher import EventPublisher
@@ -43,7 +43,7 @@ OptionalUser = Annotated[
 class ListOptions:
     """Query parameters every list endpoint takes."""
 
-    n: Annotated[int, Query(ge=1, le=500, description="How many items to return.")] = 10
+    n: Annotated[int, Query(ge=1, le=MAX_LIST_LENGTH, description="How many items to return.")] = 10
     category: Annotated[
         str | None,
         Query(min_length=1, max_length=128, pattern=ID_PATTERN, description="Only this category."),

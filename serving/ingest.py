@@ -80,10 +80,15 @@ async def ingest(request: Request, settings: Settings, publisher: EventPublisher
     return Accepted(accepted=len(records), ids=[getattr(r, id_field) for r in records])
 
 
-def body_schema(model: type[BaseModel], optional: tuple[str, ...] = ()) -> dict[str, Any]:
-    """OpenAPI request body: one record or a list, as the contract validates it."""
-    schema = model.model_json_schema()
-    schema["required"] = [f for f in schema.get("required", []) if f not in optional]
+def body_schema(*models: type[BaseModel], optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    """OpenAPI request body: one record or a list (of any of `models`), as the contract
+    validates it; `optional` fields are filled in by the service."""
+    variants = []
+    for model in models:
+        variant = model.model_json_schema()
+        variant["required"] = [f for f in variant.get("required", []) if f not in optional]
+        variants.append(variant)
+    schema = variants[0] if len(variants) == 1 else {"anyOf": variants}
     one_or_many = {"anyOf": [schema, {"type": "array", "items": schema, "minItems": 1}]}
     return {"requestBody": {"required": True,
                             "content": {"application/json": {"schema": one_or_many}}}}

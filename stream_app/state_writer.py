@@ -12,8 +12,8 @@ import orjson
 from redis.asyncio import Redis
 
 from streamrec.contract import (
-    IMPRESSION,
     LIST_SEPARATOR,
+    ImpressionEvent,
     InteractionEvent,
     ItemEvent,
     RedisKeys,
@@ -30,7 +30,7 @@ class StreamRecord:
 
     source: str  # "topic:partition"
     offset: int
-    payload: InteractionEvent | ItemEvent | None
+    payload: InteractionEvent | ImpressionEvent | ItemEvent | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +48,9 @@ def _encode(record: StreamRecord) -> list[object]:
     if isinstance(payload, ItemEvent):
         return ["item", *position, payload.item_id, payload.categories, payload.tags,
                 payload.available, payload.title or ""]
-    if payload.event_type == IMPRESSION:
-        recommender = payload.properties.get("recommender")
-        return ["impression", *position, payload.user_id, payload.item_id, payload.timestamp,
-                payload.recommendation_id or "",
-                recommender if isinstance(recommender, str) and recommender else "unattributed"]
+    if isinstance(payload, ImpressionEvent):
+        return ["impression", *position, payload.user_id, payload.item_ids, payload.timestamp,
+                payload.recommendation_id or "", payload.recommender]
     return ["interaction", *position, payload.user_id, payload.item_id, payload.event_type,
             payload.timestamp, payload.recommendation_id or ""]
 

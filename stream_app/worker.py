@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
-from streamrec.contract import Settings, parse_interaction, parse_item
+from streamrec.contract import Settings, parse_event, parse_item
 
 from .state_writer import BatchResult, StateWriter
 from .validation import RawRecord, Rejection, validate_records
@@ -101,7 +101,7 @@ def create_app(settings: Settings) -> faust.App:
     async def learn_interactions(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(settings.batch_max_events,
                                               within=settings.batch_within_seconds):
-            await process_batch(batch, lambda raw: parse_interaction(raw, settings))
+            await process_batch(batch, lambda raw: parse_event(raw, settings))
 
     @app.agent(app.topic(settings.items_topic))
     async def learn_catalogue(stream: faust.StreamT) -> None:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from streamrec.contract import InvalidRecord, Settings, parse_interaction, parse_item
+from streamrec.contract import ImpressionEvent, InvalidRecord, Settings, parse_event, parse_item
 
 NOW_MS = 1_764_000_000_000
 SETTINGS = Settings()
@@ -16,7 +16,7 @@ def interaction(**changes: object) -> dict[str, object]:
 
 
 def test_valid_event_is_accepted_as_is() -> None:
-    event = parse_interaction(interaction(), SETTINGS, now_ms=NOW_MS)
+    event = parse_event(interaction(), SETTINGS, now_ms=NOW_MS)
     assert (event.user_id, event.item_id, event.event_type, event.timestamp) == (
         "u1", "i1", "view", NOW_MS)
 
@@ -28,7 +28,7 @@ def test_valid_event_is_accepted_as_is() -> None:
     (1_764_000_000_000, 1_764_000_000_000),
 ])
 def test_timestamps_are_normalised_to_epoch_ms(stamp: object, epoch_ms: int) -> None:
-    assert parse_interaction(interaction(timestamp=stamp), SETTINGS,
+    assert parse_event(interaction(timestamp=stamp), SETTINGS,
                              now_ms=NOW_MS).timestamp == epoch_ms
 
 
@@ -51,7 +51,7 @@ def test_timestamps_are_normalised_to_epoch_ms(stamp: object, epoch_ms: int) -> 
 ])
 def test_each_invalid_field_names_itself(record: dict[str, object], message: str) -> None:
     with pytest.raises(InvalidRecord) as raised:
-        parse_interaction(record, SETTINGS, now_ms=NOW_MS)
+        parse_event(record, SETTINGS, now_ms=NOW_MS)
     assert message in raised.value.reason
 
 
@@ -66,17 +66,31 @@ def test_each_invalid_field_names_itself(record: dict[str, object], message: str
 ])
 def test_bytes_that_are_not_an_event_are_rejected(raw: bytes, message: str) -> None:
     with pytest.raises(InvalidRecord) as raised:
-        parse_interaction(raw, SETTINGS, now_ms=NOW_MS)
+        parse_event(raw, SETTINGS, now_ms=NOW_MS)
     assert message in raised.value.reason
 
 
 def test_configured_event_types_replace_the_defaults() -> None:
     custom = Settings(event_weights={"play": 1.0, "skip": 0.5})
-    assert parse_interaction(interaction(event_type="play"), custom, NOW_MS).event_type == "play"
-    assert parse_interaction(interaction(event_type="impression"), custom,
-                             NOW_MS).event_type == "impression"
+    assert parse_event(interaction(event_type="play"), custom, NOW_MS).event_type == "play"
     with pytest.raises(InvalidRecord, match="unknown event_type 'view'"):
-        parse_interaction(interaction(), custom, now_ms=NOW_MS)
+        parse_event(interaction(), custom, now_ms=NOW_MS)
+
+
+def test_an_impression_is_one_event_per_shown_list() -> None:
+    shown = interaction(event_type="impression", item_id=..., item_ids=["i1", "i2"],
+                        recommendation_id="r1", recommender="personalised")
+    event = parse_event(shown, SETTINGS, now_ms=NOW_MS)
+    assert isinstance(event, ImpressionEvent)
+    assert (event.item_ids, event.recommender) == (["i1", "i2"], "personalised")
+    unattributed = interaction(event_type="impression", item_id=..., item_ids=["i1"])
+    assert parse_event(unattributed, SETTINGS, now_ms=NOW_MS).recommender == "unattributed"
+    with pytest.raises(InvalidRecord) as raised:
+        parse_event(interaction(event_type="impression"), SETTINGS, now_ms=NOW_MS)
+    assert raised.value.reason == ("item_ids: Field required; "
+                                   "item_id: Extra inputs are not permitted")
+    with pytest.raises(InvalidRecord, match="item_ids: List should have at least 1 item"):
+        parse_event({**shown, "item_ids": []}, SETTINGS, now_ms=NOW_MS)
 
 
 def test_impression_cannot_be_given_a_weight() -> None:

@@ -13,7 +13,7 @@ import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamrec.contract import InvalidRecord, RedisKeys, Settings, parse_interaction
+from streamrec.contract import InvalidRecord, RedisKeys, Settings, parse_event
 from streamrec.topics import ensure_topics
 
 from .conftest import Servers, isolated_settings
@@ -36,7 +36,7 @@ json_values = st.recursive(
 @settings(max_examples=500, deadline=None)
 def test_any_bytes_are_either_an_event_or_rejected_with_a_reason(raw: bytes) -> None:
     try:
-        parse_interaction(raw, DEFAULTS)
+        parse_event(raw, DEFAULTS)
     except InvalidRecord as rejected:
         assert rejected.reason
 
@@ -46,7 +46,7 @@ def test_any_bytes_are_either_an_event_or_rejected_with_a_reason(raw: bytes) -> 
 @settings(max_examples=500, deadline=None)
 def test_any_json_object_is_either_an_event_or_rejected_with_a_reason(record: dict) -> None:
     try:
-        event = parse_interaction(json.dumps(record).encode(), DEFAULTS)
+        event = parse_event(json.dumps(record).encode(), DEFAULTS)
     except InvalidRecord as rejected:
         assert rejected.reason
     else:
@@ -68,7 +68,7 @@ def test_corpus_covers_every_kind(corpus: list[tuple[str, bytes]]) -> None:
         "10 MB string"}
     for _, raw in corpus:
         with pytest.raises(InvalidRecord):
-            parse_interaction(raw, DEFAULTS)
+            parse_event(raw, DEFAULTS)
 
 
 def interleaved(corpus: list[tuple[str, bytes]]) -> Iterator[tuple[bytes, bytes, bool]]:

@@ -6,6 +6,7 @@ from redis.asyncio import Redis
 from stream_app.state_writer import StateWriter, StreamRecord
 from streamrec.contract import (
     DAY_MS,
+    ImpressionEvent,
     InteractionEvent,
     ItemEvent,
     RedisKeys,
@@ -37,7 +38,7 @@ STREAM = [
     ("u1", "d", "view", 7, None),       # pairs with u1's last 2 distinct: a, c (not b)
     ("u3", "d", "purchase", 8, None),
     ("u3", "a", "view", 9, None),
-    ("u2", "a", "impression", 10, "r1"),
+    ("u2", "a|d", "impression", 10, "r1"),  # one list of two items shown
     ("u2", "a", "click", 11, "r1"),     # a click on a served list
 ]
 
@@ -49,10 +50,14 @@ def t(seconds: int) -> int:
 def records() -> list[StreamRecord]:
     result = [StreamRecord("items:0", k, item) for k, item in enumerate(CATALOGUE)]
     for k, (user, item, event_type, second, rid) in enumerate(STREAM):
-        properties = {"recommender": "personalised"} if event_type == "impression" else {}
-        event = InteractionEvent(event_id=f"e{k}", user_id=user, item_id=item,
-                                 event_type=event_type, timestamp=t(second),
-                                 recommendation_id=rid, properties=properties)
+        if event_type == "impression":
+            event = ImpressionEvent(event_id=f"e{k}", user_id=user, event_type=event_type,
+                                    item_ids=item.split("|"), timestamp=t(second),
+                                    recommendation_id=rid, recommender="personalised")
+        else:
+            event = InteractionEvent(event_id=f"e{k}", user_id=user, item_id=item,
+                                     event_type=event_type, timestamp=t(second),
+                                     recommendation_id=rid)
         result.append(StreamRecord("events:0", k, event))
     result.append(StreamRecord("events:0", len(STREAM), None))  # a record sent to dead-letter
     return result
@@ -106,9 +111,9 @@ async def test_hand_made_stream_gives_exact_state(redis: Redis, small_settings: 
     assert state[k.user_recent("u2")] == {"b": t(4), "c": t(5), "a": t(11)}
 
     # The feedback loop: an impression, then a click on the same list.
-    assert state[k.user_shown("u2")] == {"a": "1"}
-    assert state[k.recommender_metrics("personalised")] == {"impression": "1", "click": "1"}
-    assert state[k.item_feedback("impression")] == {"a": "1"}
+    assert state[k.user_shown("u2")] == {"a": "1", "d": "1"}
+    assert state[k.recommender_metrics("personalised")] == {"impression": "2", "click": "1"}
+    assert state[k.item_feedback("impression")] == {"a": "1", "d": "1"}
     assert state[k.item_feedback("click")] == {"a": "1"}
     assert state[k.recommendation("r1")] == "personalised"
     assert await redis.ttl(k.recommendation("r1")) > 0

@@ -1,6 +1,6 @@
 from fastapi import APIRouter, Request
 
-from streamrec.contract import InteractionEvent, parse_interaction
+from streamrec.contract import ImpressionEvent, InteractionEvent, parse_event
 
 from ..dependencies import PublisherDep, SettingsDep
 from ..ingest import Accepted, body_schema, ingest, server_assigned_fields
@@ -9,11 +9,12 @@ router = APIRouter(prefix="/v1/events", tags=["events"])
 
 
 @router.post("", status_code=202, response_model=Accepted,
-             openapi_extra=body_schema(InteractionEvent, optional=("event_id", "timestamp")))
+             openapi_extra=body_schema(InteractionEvent, ImpressionEvent,
+                                       optional=("event_id", "timestamp")))
 async def post_events(request: Request, settings: SettingsDep, publisher: PublisherDep
                       ) -> Accepted:
     """One event or a list, produced to the events topic keyed by user. `event_id` and
     `timestamp` default to a new UUID and the time of receipt."""
     return await ingest(request, settings, publisher, settings.events_topic,
-                        lambda raw: parse_interaction(raw, settings), "user_id", "event_id",
+                        lambda raw: parse_event(raw, settings), "user_id", "event_id",
                         server_assigned_fields)

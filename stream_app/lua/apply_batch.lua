@@ -11,7 +11,7 @@
 -- ARGV[1]: config JSON (key templates from streamrec.contract.keys, weights, windows, decay)
 -- ARGV[2]: records JSON, each one of
 --   ["interaction", source, offset, user, item, event_type, ts_ms, recommendation_id]
---   ["impression",  source, offset, user, item, ts_ms, recommendation_id, recommender]
+--   ["impression",  source, offset, user, {item, ...}, ts_ms, recommendation_id, recommender]
 --   ["item",        source, offset, item, categories, tags, available, title]
 --   ["rejected",    source, offset]            (sent to dead-letter; only counted)
 -- Returns {applied, duplicates_skipped, dead_lettered}.
@@ -138,14 +138,17 @@ local function apply_interaction(user, item, event_type, ts, recommendation_id)
   saw_user(user, ts)
 end
 
-local function apply_impression(user, item, ts, recommendation_id, recommender)
-  redis.call('HINCRBY', key('user_shown', user), item, 1)
+local function apply_impression(user, items, ts, recommendation_id, recommender)
+  local shown = key('user_shown', user)
+  for _, item in ipairs(items) do
+    redis.call('HINCRBY', shown, item, 1)
+    count_feedback(recommender, 'impression', item)
+  end
   if recommendation_id ~= '' and recommender_of[recommendation_id] == nil then
     redis.call('SET', key('recommendation', recommendation_id), recommender,
       'EX', config.recommendation_ttl_seconds)
     recommender_of[recommendation_id] = recommender
   end
-  count_feedback(recommender, 'impression', item)
   saw_user(user, ts)
 end
 

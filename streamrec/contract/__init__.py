@@ -5,11 +5,13 @@ Event schemas, the Redis key layout, the decay arithmetic both sides rely on, an
 
 from .decay import DAY_MS, forward_decayed, half_life_ms, value_at
 from .events import (
+    MAX_LIST_LENGTH,
+    ImpressionEvent,
     InteractionEvent,
     InvalidRecord,
     ItemEvent,
     describe_validation_error,
-    parse_interaction,
+    parse_event,
     parse_item,
     validation_context,
 )
@@ -20,6 +22,8 @@ __all__ = [
     "DAY_MS",
     "IMPRESSION",
     "LIST_SEPARATOR",
+    "MAX_LIST_LENGTH",
+    "ImpressionEvent",
     "InteractionEvent",
     "InvalidRecord",
     "ItemEvent",
@@ -29,7 +33,7 @@ __all__ = [
     "describe_validation_error",
     "forward_decayed",
     "half_life_ms",
-    "parse_interaction",
+    "parse_event",
     "parse_item",
     "validation_context",
     "value_at",

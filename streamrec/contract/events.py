@@ -5,19 +5,22 @@ service apply to it, so a record rejected by one is rejected by the other with t
 import math
 import time
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     StringConstraints,
+    Tag,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
     field_validator,
 )
 
-from .settings import Settings
+from .settings import IMPRESSION, Settings
 
 #: Ids become parts of Redis keys and log lines: printable, bounded, no surrounding blanks.
 Identifier = Annotated[
@@ -31,31 +34,23 @@ Label = Annotated[
 ]
 PropertyValue = Annotated[str, StringConstraints(max_length=1024)] | int | float | bool | None
 
+#: Longest list the service serves, and so the most items one impression event can carry.
+MAX_LIST_LENGTH = 500
 #: Epoch milliseconds below this are almost surely epoch seconds sent by mistake (it is 1973).
 SMALLEST_PLAUSIBLE_EPOCH_MS = 100_000_000_000
 
 
-class InteractionEvent(BaseModel):
-    """A user did something with an item, or was shown it (`impression`)."""
+class _UserEvent(BaseModel):
+    """Fields every event about a user carries; the topic is keyed by `user_id`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     event_id: Identifier
     user_id: Identifier
-    item_id: Identifier
-    event_type: Identifier
     timestamp: int = Field(description="Epoch milliseconds, or ISO-8601 with a timezone.")
     session_id: Identifier | None = None
     recommendation_id: Identifier | None = None
     properties: dict[Identifier, PropertyValue] = Field(default_factory=dict, max_length=32)
-
-    @field_validator("event_type")
-    @classmethod
-    def _known_type(cls, value: str, info: ValidationInfo) -> str:
-        known = (info.context or {}).get("event_types")
-        if known is not None and value not in known:
-            raise ValueError(f"unknown event_type {value!r}; expected one of {sorted(known)}")
-        return value
 
     @field_validator("timestamp", mode="before")
     @classmethod
@@ -65,6 +60,45 @@ class InteractionEvent(BaseModel):
         if latest is not None and millis > latest:
             raise ValueError("timestamp is too far in the future; send the time of the event")
         return millis
+
+
+class InteractionEvent(_UserEvent):
+    """A user did something with an item."""
+
+    item_id: Identifier
+    event_type: Identifier
+
+    @field_validator("event_type")
+    @classmethod
+    def _known_type(cls, value: str, info: ValidationInfo) -> str:
+        known = (info.context or {}).get("event_types")
+        if known is not None and value not in known:
+            raise ValueError(f"unknown event_type {value!r}; expected one of {sorted(known)}")
+        return value
+
+
+class ImpressionEvent(_UserEvent):
+    """A list shown to a user, items in display order. One event per list, not per item:
+    the service publishes one for every list it serves, so its cost is per request."""
+
+    event_type: Literal["impression"]
+    item_ids: list[Identifier] = Field(min_length=1, max_length=MAX_LIST_LENGTH)
+    recommender: Identifier = Field(
+        "unattributed", description="Which recommender made the list (personalised, ...).")
+
+
+def _event_kind(value: Any) -> str:
+    event_type = value.get("event_type") if isinstance(value, dict) else getattr(
+        value, "event_type", None)
+    return _EVENT_KINDS[event_type == IMPRESSION]
+
+
+UserEvent = Annotated[
+    Annotated[InteractionEvent, Tag("interaction")] | Annotated[ImpressionEvent, Tag(IMPRESSION)],
+    Discriminator(_event_kind),
+]
+_USER_EVENT = TypeAdapter(UserEvent)
+_EVENT_KINDS = ("interaction", IMPRESSION)
 
 
 class ItemEvent(BaseModel):
@@ -99,7 +133,8 @@ def _to_epoch_ms(value: Any) -> int:
     raise ValueError("timestamp must be epoch milliseconds or an ISO-8601 string")
 
 
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M")
+_ITEM_EVENT = TypeAdapter(ItemEvent)
 
 
 class InvalidRecord(ValueError):
@@ -114,7 +149,10 @@ def describe_validation_error(error: ValidationError) -> str:
     """One line per problem, `field: message`, for dead-letter headers and HTTP 422 bodies."""
     lines = []
     for problem in error.errors(include_url=False):
-        where = ".".join(str(part) for part in problem["loc"]) or "record"
+        location = problem["loc"]
+        if location and location[0] in _EVENT_KINDS:  # the union's branch, not a field
+            location = location[1:]
+        where = ".".join(str(part) for part in location) or "record"
         message = problem["msg"].removeprefix("Value error, ")
         lines.append(f"{where}: {message}")
     return "; ".join(lines)
@@ -128,26 +166,28 @@ def validation_context(settings: Settings, now_ms: int | None = None) -> dict[st
     }
 
 
-def parse_interaction(
+def parse_event(
     raw: bytes | dict[str, Any], settings: Settings, now_ms: int | None = None
-) -> InteractionEvent:
-    """Validate one interaction record (JSON bytes or a decoded object) or raise InvalidRecord."""
-    return _parse(InteractionEvent, raw, settings, validation_context(settings, now_ms))
+) -> InteractionEvent | ImpressionEvent:
+    """Validate one record of the events topic (JSON bytes or a decoded object): an
+    interaction, or an impression when `event_type` is "impression". Raises InvalidRecord."""
+    return _parse(_USER_EVENT, raw, settings, validation_context(settings, now_ms))
 
 
 def parse_item(raw: bytes | dict[str, Any], settings: Settings) -> ItemEvent:
     """Validate one catalogue record or raise InvalidRecord."""
-    return _parse(ItemEvent, raw, settings, {})
+    return _parse(_ITEM_EVENT, raw, settings, {})
 
 
 def _parse(
-    model: type[M], raw: bytes | dict[str, Any], settings: Settings, context: dict[str, Any]
+    adapter: TypeAdapter[M], raw: bytes | dict[str, Any], settings: Settings,
+    context: dict[str, Any],
 ) -> M:
     if isinstance(raw, bytes) and len(raw) > settings.max_event_bytes:
         raise InvalidRecord(f"record is {len(raw)} bytes; the limit is {settings.max_event_bytes}")
     try:
         if isinstance(raw, bytes):
-            return model.model_validate_json(raw, context=context)
-        return model.model_validate(raw, context=context)
+            return adapter.validate_json(raw, context=context)
+        return adapter.validate_python(raw, context=context)
     except ValidationError as error:
         raise InvalidRecord(describe_validation_error(error)) from None
