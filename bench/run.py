@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import random
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,13 +19,12 @@ from pathlib import Path
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
+from report import markdown, plot, show, summarise, update_readme
 from rich.console import Console
-from rich.table import Table
 
 from stream_app.state_writer import StateWriter, StreamRecord
 from streamrec.contract import InteractionEvent, RedisKeys, Settings
 from streamrec.embedded import embedded_servers, free_port, start_child, stop_child
-from streamrec.plots import plot_bars
 from streamrec.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parent
@@ -133,28 +133,34 @@ def process_rate(settings: Settings, total: int, command: list[str], counter: st
         client.close()
 
 
-def bench_ingest(servers: object, count: int, workdir: Path) -> dict:
+def bench_ingest(servers: object, events: list[InteractionEvent], workdir: Path, run: str
+                 ) -> dict:
+    """Each run has its own topic, consumer groups and key prefixes: runs do not interact."""
+    count = len(events)
     base = Settings(kafka_bootstrap_servers=servers.broker.bootstrap_servers,
-                    redis_url=servers.redis.url, topic_partitions=8)
-    events = synthetic_events(count)
+                    redis_url=servers.redis.url, topic_partitions=8,
+                    events_topic=f"{run}-events", items_topic=f"{run}-items",
+                    dead_letter_topic=f"{run}-dead-letter")
     asyncio.run(ensure_topics(base))
-    console.print(f"producing {count:,} events ...")
+    console.print(f"  producing {count:,} events ...")
     asyncio.run(produce(base, events))
-    worker = base.model_copy(update={"key_prefix": "bench-worker",
-                                     "consumer_group": "bench-worker"})
-    empty = base.model_copy(update={"key_prefix": "bench-empty",
-                                    "consumer_group": "bench-empty"})
-    loop = base.model_copy(update={"key_prefix": "bench-loop"})
-    console.print("plain aiokafka consumer ...")
+
+    def named(role: str) -> Settings:
+        return base.model_copy(update={"key_prefix": f"{run}-{role}",
+                                       "consumer_group": f"{run}-{role}"})
+
+    console.print("  plain aiokafka consumer ...")
     plain = asyncio.run(plain_consumer_rate(base, count))
-    console.print("Faust with an empty agent ...")
-    empty_rate = process_rate(empty, count, [sys.executable, str(ROOT / "empty_faust.py")],
-                              "seen", workdir / "empty.log")
-    console.print("the worker ...")
-    worker_rate = process_rate(worker, count, [sys.executable, "-m", "streamrec", "worker"],
-                               "events_applied", workdir / "worker.log")
-    console.print("the Redis writes alone ...")
-    redis_only = asyncio.run(redis_loop_rate(loop, events))
+    console.print("  Faust with an empty agent ...")
+    empty_rate = process_rate(named("empty"), count,
+                              [sys.executable, str(ROOT / "empty_faust.py")], "seen",
+                              workdir / f"{run}-empty.log")
+    console.print("  the worker ...")
+    worker_rate = process_rate(named("worker"), count,
+                               [sys.executable, "-m", "streamrec", "worker"], "events_applied",
+                               workdir / f"{run}-worker.log")
+    console.print("  the Redis writes alone ...")
+    redis_only = asyncio.run(redis_loop_rate(named("loop"), events))
     return {
         "events": count,
         "plain_aiokafka_consumer": plain,
@@ -167,43 +173,19 @@ def bench_ingest(servers: object, count: int, workdir: Path) -> dict:
     }
 
 
-async def latency_at(url: str, rate: float, seconds: float) -> dict:
-    """Open-loop load: requests start on schedule whether or not earlier ones finished."""
-    latencies: list[float] = []
-    errors = 0
-    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=200)) as client:
-        async def one() -> None:
-            nonlocal errors
-            started = time.perf_counter()
-            try:
-                ok = (await client.get(url)).status_code == 200
-            except httpx.HTTPError:
-                ok = False
-            errors += not ok
-            latencies.append((time.perf_counter() - started) * 1000)
-
-        tasks = []
-        begin = time.perf_counter()
-        for k in range(int(rate * seconds)):
-            delay = begin + k / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one()))
-        await asyncio.gather(*tasks)
-        achieved = len(tasks) / (time.perf_counter() - begin)
-    latencies.sort()
-    return {"offered": rate, "achieved": achieved, "errors": errors,
-            "p50_ms": latencies[len(latencies) // 2],
-            "p95_ms": latencies[int(len(latencies) * 0.95)],
-            "p99_ms": latencies[int(len(latencies) * 0.99)]}
+def load(url: str, *mode: str, seconds: float) -> dict:
+    """One load level from bench/load.py in its own process."""
+    done = subprocess.run([sys.executable, str(ROOT / "load.py"), url, *mode, "--seconds",
+                           str(seconds)], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
 
 
-def bench_serving(servers: object, workdir: Path, rates: list[float], seconds: float) -> dict:
+def bench_serving(servers: object, workdir: Path, prefix: str, rates: list[float],
+                  concurrency: int, seconds: float) -> dict:
     settings = Settings(kafka_bootstrap_servers=servers.broker.bootstrap_servers,
-                        redis_url=servers.redis.url, key_prefix="bench-worker",
-                        http_port=free_port())
+                        redis_url=servers.redis.url, key_prefix=prefix, http_port=free_port())
     service = start_child([sys.executable, "-m", "streamrec", "serve", "--log-level",
-                           "warning"], workdir / "service.log", environment(settings))
+                           "warning"], workdir / f"{prefix}-service.log", environment(settings))
     base = f"http://127.0.0.1:{settings.http_port}"
     try:
         for _ in range(200):
@@ -213,31 +195,33 @@ def bench_serving(servers: object, workdir: Path, rates: list[float], seconds: f
             except httpx.TransportError:
                 time.sleep(0.1)
         results = {}
-        for label, path in (("personalised n=10", "/v1/users/u7/recommendations?n=10"),
-                            ("personalised n=100", "/v1/users/u7/recommendations?n=100"),
-                            ("similar n=10", "/v1/items/i3/similar?n=10")):
-            results[label] = [asyncio.run(latency_at(base + path, rate, seconds))
-                              for rate in rates]
+        for label, path in (("personalised n=10", "/v1/users/{user}/recommendations?n=10"),
+                            ("personalised n=100", "/v1/users/{user}/recommendations?n=100"),
+                            ("similar n=10", "/v1/items/{item}/similar?n=10")):
+            levels = [load(base + path, "--rate", str(rate), seconds=seconds) for rate in rates]
+            levels.append(load(base + path, "--concurrency", str(concurrency), seconds=seconds))
+            results[label] = levels
+            console.print(f"  {label}: saturation {levels[-1]['achieved']:.0f} req/s")
         return results
     finally:
         stop_child(service)
 
 
-def bench_freshness(servers: object, workdir: Path, samples: int) -> dict:
+def bench_freshness(servers: object, workdir: Path, run: str, samples: int) -> dict:
     """Single events produced to Kafka while 1k events/s of background traffic flow; the
     time until the user's served list carries the event in its freshness watermark."""
     settings = Settings(kafka_bootstrap_servers=servers.broker.bootstrap_servers,
-                        redis_url=servers.redis.url, key_prefix="bench-fresh",
-                        consumer_group="bench-fresh", events_topic="bench-fresh-events",
-                        http_port=free_port())
+                        redis_url=servers.redis.url, key_prefix=f"{run}-fresh",
+                        consumer_group=f"{run}-fresh", events_topic=f"{run}-fresh-events",
+                        items_topic=f"{run}-fresh-items", http_port=free_port())
     asyncio.run(ensure_topics(settings))
     env = environment(settings)
     worker = start_child([sys.executable, "-m", "streamrec", "worker"],
-                         workdir / "fresh-worker.log", env)
+                         workdir / f"{run}-fresh-worker.log", env)
     service = start_child([sys.executable, "-m", "streamrec", "serve", "--log-level",
-                           "warning"], workdir / "fresh-service.log", env)
+                           "warning"], workdir / f"{run}-fresh-service.log", env)
     traffic = start_child([sys.executable, "-m", "streamrec", "traffic", "--rate", "1000"],
-                          workdir / "fresh-traffic.log", env)
+                          workdir / f"{run}-fresh-traffic.log", env)
     base = f"http://127.0.0.1:{settings.http_port}"
 
     async def measure() -> list[float]:
@@ -305,60 +289,49 @@ def machine() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=3, help="runs of ingest, serving and "
+                        "freshness; figures are their median and range")
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--seconds", type=float, default=3.0, help="per serving load level")
-    parser.add_argument("--rates", default="50,100,200,400")
+    parser.add_argument("--rates", default="100,200,500")
+    parser.add_argument("--concurrency", type=int, default=16, help="for the saturation level")
+    parser.add_argument("--samples", type=int, default=200, help="freshness events per run")
     parser.add_argument("--memory", default="100000,1000000")
+    parser.add_argument("--no-readme", action="store_true", help="do not rewrite README.md")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
-    results: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M")}
+    started = time.monotonic()
+    results: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"),
+                     "repeats": args.repeats, "runs": []}
+    events = synthetic_events(args.events)
     with embedded_servers() as servers:
-        workdir = servers.workdir
-        results["ingest"] = bench_ingest(servers, args.events, workdir)
-        results["serving"] = bench_serving(servers, workdir,
-                                           [float(r) for r in args.rates.split(",")],
-                                           args.seconds)
-        results["freshness"] = bench_freshness(servers, workdir, samples=200)
+        for k in range(args.repeats):
+            run = f"bench{k}"
+            console.rule(f"run {k + 1} of {args.repeats} "
+                         f"({(time.monotonic() - started) / 60:.1f} min so far)")
+            console.print("ingest")
+            ingest = bench_ingest(servers, events, servers.workdir, run)
+            console.print(f"  worker / empty Faust = {ingest['worker_over_empty_faust']:.2f}")
+            console.print("serving")
+            serving = bench_serving(servers, servers.workdir, f"{run}-worker",
+                                    [float(r) for r in args.rates.split(",")],
+                                    args.concurrency, args.seconds)
+            console.print("freshness")
+            freshness = bench_freshness(servers, servers.workdir, run, args.samples)
+            console.print(f"  p50 {freshness['p50_ms']:.0f} ms, p99 {freshness['p99_ms']:.0f} ms")
+            results["runs"].append({"ingest": ingest, "serving": serving,
+                                    "freshness": freshness})
+        console.rule("memory")
         results["memory"] = asyncio.run(bench_memory(
             servers.redis.url, [int(c) for c in args.memory.split(",")]))
+    results["summary"] = summarise(results["runs"])
+    results["minutes"] = (time.monotonic() - started) / 60
     (RESULTS / "results.json").write_text(json.dumps(results, indent=2))
-    report(results)
-
-
-def report(results: dict) -> None:
-    ingest = results["ingest"]
-    table = Table(title=f"ingest: {ingest['events']:,} events, 8 partitions, one worker")
-    table.add_column("path")
-    table.add_column("events/s", justify="right")
-    for label in ("plain_aiokafka_consumer", "faust_empty_agent", "worker",
-                  "redis_writes_alone"):
-        table.add_row(label.replace("_", " "), f"{ingest[label]:,.0f}")
-    console.print(table)
-    console.print(f"worker / empty Faust = {ingest['worker_over_empty_faust']:.2f}; "
-                  f"{ingest['redis_commands_per_event']:.1f} Redis commands per event "
-                  f"(inside scripts: each batch is one EVALSHA)")
-    plot_bars(RESULTS / "ingest.png", "ingest rate (events/s)",
-              {k.replace("_", " "): ingest[k] for k in ("plain_aiokafka_consumer",
-                                                        "faust_empty_agent", "worker",
-                                                        "redis_writes_alone")})
-    table = Table(title="serving latency (open loop, one service process)")
-    for column in ("endpoint", "offered req/s", "achieved", "p50 ms", "p95 ms", "p99 ms",
-                   "errors"):
-        table.add_column(column, justify="right")
-    for label, levels in results["serving"].items():
-        for level in levels:
-            table.add_row(label, f"{level['offered']:.0f}", f"{level['achieved']:.0f}",
-                          f"{level['p50_ms']:.1f}", f"{level['p95_ms']:.1f}",
-                          f"{level['p99_ms']:.1f}", str(level["errors"]))
-    console.print(table)
-    fresh = results["freshness"]
-    console.print(f"freshness (event produced -> visible in the user's list, 1k events/s "
-                  f"background): p50 {fresh['p50_ms']:.0f} ms, p95 {fresh['p95_ms']:.0f} ms, "
-                  f"p99 {fresh['p99_ms']:.0f} ms")
-    for row in results["memory"]:
-        console.print(f"memory after {row['events']:,} events: "
-                      f"{row['used_memory_bytes'] / 2**20:.0f} MiB, "
-                      f"{row['bytes_per_event']:.0f} B/event, {row['bytes_per_item']:.0f} B/item")
+    plot(results, RESULTS)
+    show(results, console)
+    if not args.no_readme:
+        update_readme(ROOT.parent / "README.md", markdown(results))
+        console.print("README.md benchmark section updated")
 
 
 if __name__ == "__main__":

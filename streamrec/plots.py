@@ -10,11 +10,13 @@ import matplotlib.pyplot as plt
 
 def plot_series(path: Path, title: str, xlabel: str, ylabel: str,
                 series: dict[str, tuple[list[float], list[float]]],
-                references: dict[str, float] | None = None) -> None:
+                references: dict[str, float] | None = None, log_y: bool = False) -> None:
     """One line per named (x, y) series, optional horizontal reference lines."""
     figure, axes = plt.subplots(figsize=(9, 5))
     for name, (xs, ys) in series.items():
-        axes.plot(xs, ys, label=name, linewidth=1.5)
+        axes.plot(xs, ys, label=name, linewidth=1.5, marker="o" if len(xs) < 20 else None)
+    if log_y:
+        axes.set_yscale("log")
     for name, value in (references or {}).items():
         axes.axhline(value, linestyle="--", linewidth=0.8, color="grey")
         axes.annotate(name, (0, value), xycoords=("axes fraction", "data"), fontsize=7,
@@ -27,9 +29,15 @@ def plot_series(path: Path, title: str, xlabel: str, ylabel: str,
     plt.close(figure)
 
 
-def plot_bars(path: Path, title: str, values: dict[str, float]) -> None:
+def plot_bars(path: Path, title: str, values: dict[str, float],
+              spread: dict[str, tuple[float, float]] | None = None) -> None:
+    """Horizontal bars; `spread` (low, high) per bar draws its range over repeated runs."""
     figure, axes = plt.subplots(figsize=(8, 4))
-    axes.barh(list(values), list(values.values()))
+    errors = None
+    if spread:
+        errors = [[values[k] - spread[k][0] for k in values], [spread[k][1] - values[k]
+                                                               for k in values]]
+    axes.barh(list(values), list(values.values()), xerr=errors, capsize=4)
     for y, value in enumerate(values.values()):
         axes.annotate(f"{value:,.0f}", (value, y), va="center", fontsize=8)
     axes.set(title=title)

@@ -1,0 +1,145 @@
+"""Turns repeated benchmark runs into medians and spreads, tables, plots and the README section.
+
+Every figure is reported as the median of the runs and their range (min–max): on a shared
+machine one run says little, and ratios measured within a run are what to compare.
+"""
+
+import re
+import statistics
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.table import Table
+
+from streamrec.plots import plot_bars, plot_series
+
+README_START = "<!-- bench:start (written by bench/run.py; edits here are overwritten) -->"
+README_END = "<!-- bench:end -->"
+INGEST_PATHS = {
+    "plain_aiokafka_consumer": "plain aiokafka consumer (read + JSON decode)",
+    "faust_empty_agent": "Faust, empty agent (Faust's own cost)",
+    "worker": "the worker (validate + Lua batch apply)",
+    "redis_writes_alone": "the same Redis writes, no Kafka/Faust",
+}
+
+
+def summarise(values: list[Any]) -> Any:
+    """Runs of the same shape -> one of that shape, each number as {median, min, max, runs}."""
+    first = values[0]
+    if isinstance(first, dict):
+        return {key: summarise([v[key] for v in values]) for key in first}
+    if isinstance(first, list):
+        return [summarise(list(group)) for group in zip(*values, strict=True)]
+    if isinstance(first, int | float) and not isinstance(first, bool):
+        return {"median": statistics.median(values), "min": min(values), "max": max(values),
+                "runs": values}
+    return first
+
+
+def spread(figure: dict, digits: int = 0, scale: float = 1.0) -> str:
+    """'median (min–max)' of a summarised figure."""
+    def fmt(x: float) -> str:
+        return f"{x * scale:,.{digits}f}"
+
+    if figure["min"] == figure["max"]:
+        return fmt(figure["median"])
+    return f"{fmt(figure['median'])} ({fmt(figure['min'])}–{fmt(figure['max'])})"
+
+
+def markdown(results: dict) -> str:
+    s, m = results["summary"], results["machine"]
+    ingest, fresh = s["ingest"], s["freshness"]
+    lines = [
+        f"`make bench` on {m['cores']} cores, {m['cpu']}, Python {m['python']}, "
+        f"{results['date']}, {results['minutes']:.0f} minutes: **median of "
+        f"{results['repeats']} runs (min–max)**. Results in `bench/results/results.json`, "
+        "plots in `bench/results/`.",
+        "",
+        f"**Ingest** ({ingest['events']['median']:,} synthetic events, 10k users, 50k "
+        "Zipf-skewed items, 8 partitions, one worker):",
+        "",
+        "| path | events/s |",
+        "|---|---|",
+        *(f"| {label} | {spread(ingest[key])} |" for key, label in INGEST_PATHS.items()),
+        "",
+        f"worker / empty Faust = **{spread(ingest['worker_over_empty_faust'], 2)}** "
+        f"(target ≥ 0.8); Redis executes {spread(ingest['redis_commands_per_event'], 1)} "
+        "commands per event inside one script call per batch, using "
+        f"{spread(ingest['redis_cpu_seconds_per_1000_events'], 3)} CPU seconds per 1,000 events.",
+        "",
+        "**Serving** (load generator in its own process, aiohttp, one service process, "
+        "loopback; warm users u0–u999 / items i0–i999 in turn; a request slower than 2 s "
+        "counts as an error):",
+        "",
+        "| endpoint | load | achieved req/s | p50 ms | p95 ms | p99 ms | errors |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for label, levels in s["serving"].items():
+        for level in levels:
+            load = (f"{level['offered']['median']:.0f} req/s" if isinstance(level["offered"], dict)
+                    else f"saturation ({level['concurrency']['median']:.0f} in flight)")
+            lines.append(
+                f"| {label} | {load} | {spread(level['achieved'])} | "
+                f"{spread(level['p50_ms'], 1)} | {spread(level['p95_ms'], 1)} | "
+                f"{spread(level['p99_ms'], 1)} | {spread(level['errors'])} |")
+    lines += [
+        "",
+        f"**Freshness** (event produced to Kafka → visible in that user's list, "
+        f"{fresh['samples']['median']:.0f} events per run, 1,000 events/s of background "
+        "traffic, everything on the same cores): "
+        f"p50 {spread(fresh['p50_ms'])} ms, p95 {spread(fresh['p95_ms'])} ms, "
+        f"p99 {spread(fresh['p99_ms'])} ms (target p99 ≤ 100 ms).",
+        "",
+        "**Memory** (Redis `used_memory`, synthetic stream applied by the worker's writer, "
+        "one run):",
+        "",
+        "| events | used memory | bytes/event | items | bytes/item |",
+        "|---|---|---|---|---|",
+        *(f"| {row['events']:,} | {row['used_memory_bytes'] / 2**20:,.0f} MiB | "
+          f"{row['bytes_per_event']:,.0f} | {row['items']:,} | {row['bytes_per_item']:,.0f} |"
+          for row in results["memory"]),
+    ]
+    return "\n".join(lines)
+
+
+def update_readme(readme: Path, section: str) -> None:
+    text = readme.read_text()
+    pattern = re.compile(re.escape(README_START) + ".*?" + re.escape(README_END), re.DOTALL)
+    if not pattern.search(text):
+        raise ValueError(f"{readme} has no {README_START} ... {README_END} section")
+    readme.write_text(pattern.sub(lambda _: f"{README_START}\n{section}\n{README_END}", text))
+
+
+def plot(results: dict, directory: Path) -> None:
+    ingest = results["summary"]["ingest"]
+    plot_bars(directory / "ingest.png",
+              f"ingest rate (events/s), median and range of {results['repeats']} runs",
+              {label: ingest[key]["median"] for key, label in INGEST_PATHS.items()},
+              {label: (ingest[key]["min"], ingest[key]["max"])
+               for key, label in INGEST_PATHS.items()})
+    series = {}
+    for label, levels in results["summary"]["serving"].items():
+        open_loop = [level for level in levels if isinstance(level["offered"], dict)]
+        series[f"{label} p99"] = ([level["offered"]["median"] for level in open_loop],
+                                  [level["p99_ms"]["median"] for level in open_loop])
+    plot_series(directory / "serving.png", "serving p99 latency vs offered load (median of runs)",
+                "offered req/s", "p99 ms (log)", series, references={"target 10 ms": 10},
+                log_y=True)
+
+
+def show(results: dict, console: Console) -> None:
+    console.print(Markdown(markdown(results)))
+    table = Table(title="targets")
+    for column in ("figure", "measured (median, range)", "target"):
+        table.add_column(column)
+    s = results["summary"]
+    table.add_row("worker / empty Faust", spread(s["ingest"]["worker_over_empty_faust"], 2),
+                  "≥ 0.8")
+    for level in s["serving"]["personalised n=10"]:
+        if isinstance(level["offered"], dict) and level["offered"]["median"] == 500:
+            table.add_row("personalised n=10 p99 @ 500 req/s", spread(level["p99_ms"], 1),
+                          "≤ 10 ms")
+    table.add_row("freshness p99 ms", spread(s["freshness"]["p99_ms"]), "≤ 100 ms")
+    console.print(table)
