@@ -88,6 +88,17 @@ def evaluate(
     run_evaluation(path, Settings(), mapping, time_unit, batch_size, every, out, redis_url)
 
 
+@app.command()
+def dataset(
+    path: Annotated[Path, typer.Argument(help="CSV file to write.")],
+) -> None:
+    """Write the synthetic shop dataset (sessions, funnel, drift) for `evaluate`."""
+    from streamrec.synthetic import SHOP_DATASET, write_dataset
+
+    count = write_dataset(path)
+    typer.echo(f"wrote {count:,} events to {path} ({SHOP_DATASET})")
+
+
 @app.command("settings")
 def show_settings() -> None:
     """Print the settings in effect, as JSON."""

@@ -6,11 +6,16 @@ structure is recovered.
 - Items come in planted bundles (pairs): right after an item, its partner follows with
   probability `bundle_follow`.
 - Within a session a shopper moves down the funnel view -> click -> add_to_cart -> purchase.
+- Optional drift: a user's favourite category moves with probability `drift` per session,
+  and every `trend_every` events each category's popularity ranking rotates (yesterday's
+  hits fade, others rise), so recent behaviour predicts better than all-time counts.
 """
 
+import csv
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from streamrec.contract import InteractionEvent, ItemEvent
 
@@ -53,19 +58,31 @@ def make_world(users: int = 200, categories: int = 8, items_per_category: int = 
 
 
 def events(world: World, count: int, start_ms: int, step_ms: int = 1000, taste: float = 0.9,
-           bundle_follow: float = 0.6, session_length: int = 6, seed: int = 11
-           ) -> Iterator[InteractionEvent]:
+           bundle_follow: float = 0.6, session_length: int = 6, seed: int = 11,
+           drift: float = 0.0, trend_every: int = 0) -> Iterator[InteractionEvent]:
     """`count` events, one every `step_ms`, sessions of random users interleaved."""
     rng = random.Random(seed)
-    zipf = {c: [1.0 / (rank + 1) for rank in range(len(i))]
-            for c, i in world.items_by_category.items()}
+    ranked = {c: list(i) for c, i in world.items_by_category.items()}  # most popular first
+    zipf = [1.0 / (rank + 1) for rank in range(max(map(len, ranked.values())))]
+    favourite = dict(world.favourite_category)
     users = world.users
-    emitted = 0
+    emitted, next_rotation = 0, trend_every
+
+    def pick(category: str) -> str:
+        items = ranked[category]
+        return rng.choices(items, zipf[:len(items)])[0]
+
     while True:
         user = rng.choice(users)
-        category = (world.favourite_category[user] if rng.random() < taste
-                    else rng.choice(world.categories))
-        item = rng.choices(world.items_by_category[category], zipf[category])[0]
+        if drift and rng.random() < drift:
+            favourite[user] = rng.choice(world.categories)
+        if trend_every and emitted >= next_rotation:
+            next_rotation += trend_every
+            for items in ranked.values():
+                shift = max(1, len(items) // 10)
+                items[:] = items[shift:] + items[:shift]
+        category = favourite[user] if rng.random() < taste else rng.choice(world.categories)
+        item = pick(category)
         for _ in range(session_length):
             for event_type, probability in FUNNEL:
                 if rng.random() >= probability:
@@ -76,7 +93,32 @@ def events(world: World, count: int, start_ms: int, step_ms: int = 1000, taste: 
                 emitted += 1
                 if emitted == count:
                     return
-            if rng.random() < bundle_follow:
-                item = world.bundle_partner[item]
-            else:
-                item = rng.choices(world.items_by_category[category], zipf[category])[0]
+            follow = rng.random() < bundle_follow
+            item = world.bundle_partner[item] if follow else pick(category)
+
+
+#: The second evaluation dataset (beside MovieLens): sessions, a funnel, drifting tastes and
+#: rotating hits; one event a minute from 2024-01-01, so decay half-lives in days matter.
+SHOP_DATASET = {"users": 2000, "categories": 20, "items_per_category": 200, "events": 100_000,
+                "start_ms": 1_704_067_200_000, "step_ms": 60_000, "taste": 0.8,
+                "bundle_follow": 0.5, "session_length": 8, "drift": 0.05,
+                "trend_every": 5000, "seed": 2026}
+
+
+def write_dataset(path: Path, spec: dict[str, int | float] = SHOP_DATASET) -> int:
+    """Writes user_id,item_id,timestamp,event_type rows (the plain layout `evaluate` reads);
+    returns the number of events."""
+    world = make_world(int(spec["users"]), int(spec["categories"]),
+                       int(spec["items_per_category"]), seed=int(spec["seed"]))
+    stream = events(world, int(spec["events"]), int(spec["start_ms"]), int(spec["step_ms"]),
+                    taste=spec["taste"], bundle_follow=spec["bundle_follow"],
+                    session_length=int(spec["session_length"]), seed=int(spec["seed"]),
+                    drift=spec["drift"], trend_every=int(spec["trend_every"]))
+    written = 0
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["user_id", "item_id", "timestamp", "event_type"])
+        for event in stream:
+            writer.writerow([event.user_id, event.item_id, event.timestamp, event.event_type])
+            written += 1
+    return written
