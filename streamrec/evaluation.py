@@ -17,7 +17,8 @@ import csv
 import hashlib
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,28 +75,42 @@ def rank_of(recommended: Sequence[str], target: str) -> int | None:
     return None
 
 
+def gini(values: Sequence[float]) -> float:
+    """0 when every item is shown equally often, towards 1 when a few items take it all."""
+    ordered = sorted(values)
+    total = sum(ordered)
+    if not ordered or total == 0:
+        return 0.0
+    n = len(ordered)
+    return sum((2 * k - n + 1) * x for k, x in enumerate(ordered)) / (n * total)
+
+
 @dataclass
 class Scoreboard:
-    """Running HR@k, NDCG@k, MRR@k and the items a recommender recommended."""
+    """Running HR@k, NDCG@k, MRR@k, novelty and how often each item was recommended."""
 
     evaluated: int = 0
     hits: int = 0
     ndcg: float = 0.0
     reciprocal_rank: float = 0.0
-    recommended: set[str] = field(default_factory=set)
+    novelty: float = 0.0
+    exposure: Counter[str] = field(default_factory=Counter)
     window_hits: list[int] = field(default_factory=list)
 
-    def add(self, recommended: Sequence[str], target: str) -> None:
+    def add(self, recommended: Sequence[str], target: str, novelty: float) -> None:
+        """`novelty`: the list's mean self-information, -log2(share of users who know it)."""
         rank = rank_of(recommended, target)
         self.evaluated += 1
-        self.recommended.update(recommended)
+        self.novelty += novelty
+        self.exposure.update(recommended)
         self.window_hits.append(rank is not None)
         if rank is not None:
             self.hits += 1
             self.ndcg += 1 / math.log2(rank + 1)
             self.reciprocal_rank += 1 / rank
 
-    def summary(self, catalogue_size: int, window: int) -> dict[str, object]:
+    def summary(self, catalogue: Collection[str], window: int) -> dict[str, object]:
+        """`catalogue`: every item seen in the stream, the base of coverage and Gini."""
         n = max(self.evaluated, 1)
         windows = [
             {"evaluated_up_to": end, "hr_at_10": sum(self.window_hits[end - window:end]) / window}
@@ -103,8 +118,18 @@ class Scoreboard:
         ]
         return {"hr_at_10": self.hits / n, "ndcg_at_10": self.ndcg / n,
                 "mrr_at_10": self.reciprocal_rank / n,
-                "coverage": len(self.recommended) / max(catalogue_size, 1),
+                "coverage": len(self.exposure) / max(len(catalogue), 1),
+                "novelty": self.novelty / n,
+                "exposure_gini": gini([self.exposure[item] for item in catalogue]),
                 "evaluated": self.evaluated, "windows": windows}
+
+
+def self_information(recommended: Sequence[str], users_of: Counter[str], users: int) -> float:
+    """Mean -log2(n_i / users) of a list: higher for items fewer users know (novelty)."""
+    if not recommended:
+        return 0.0
+    return sum(-math.log2(max(users_of[item], 1) / max(users, 1)) for item in recommended
+               ) / len(recommended)
 
 
 async def ask_all(recommender: Recommender, user_id: str, k: int, now_ms: int
@@ -143,7 +168,7 @@ class Replay:
             StateReader(self.redis, RedisKeys(self.settings.key_prefix)), self.settings)
         boards = {name: Scoreboard() for name in RECOMMENDERS}
         seen: dict[str, set[str]] = {}
-        items_so_far: set[str] = set()
+        users_of: Counter[str] = Counter()  # n_i, for novelty
         pending: list[StreamRecord] = []
         train_end = int(len(interactions) * self.train_fraction)
         started = time.monotonic()
@@ -161,9 +186,11 @@ class Replay:
                     await flush()  # exact test-then-learn: the state holds every earlier event
                 lists = await ask_all(recommender, event.user_id, self.k, event.timestamp_ms)
                 for name, recommended in lists.items():
-                    boards[name].add(recommended, event.item_id)
+                    boards[name].add(recommended, event.item_id,
+                                     self_information(recommended, users_of, len(seen)))
+            if event.item_id not in history:
+                users_of[event.item_id] += 1
             history.add(event.item_id)
-            items_so_far.add(event.item_id)
             pending.append(StreamRecord("replay:0", index, InteractionEvent(
                 event_id=str(index), user_id=event.user_id, item_id=event.item_id,
                 event_type=event.event_type, timestamp=event.timestamp_ms)))
@@ -172,7 +199,7 @@ class Replay:
             progress(index + 1)
         await flush()
         return {
-            "recommenders": {name: board.summary(len(items_so_far), self.window)
+            "recommenders": {name: board.summary(users_of.keys(), self.window)
                              for name, board in boards.items()},
             "default": DEFAULT_RECOMMENDER,
             "events": len(interactions),

@@ -82,12 +82,14 @@ async def _replay(interactions: list, settings: Settings, batch_size: int, every
 
 def show(result: dict) -> None:
     table = Table(title=f"prequential evaluation ({result['seconds']:.0f}s)")
-    for column in ("recommender", "HR@10", "NDCG@10", "MRR@10", "coverage", "evaluated"):
+    for column in ("recommender", "HR@10", "NDCG@10", "MRR@10", "coverage", "novelty",
+                   "exposure Gini", "evaluated"):
         table.add_column(column, justify="right" if column != "recommender" else "left")
     for name, m in result["recommenders"].items():
         label = f"{name} (service default)" if name == result["default"] else name
         table.add_row(label, f"{m['hr_at_10']:.4f}", f"{m['ndcg_at_10']:.4f}",
-                      f"{m['mrr_at_10']:.4f}", f"{m['coverage']:.3f}", f"{m['evaluated']:,}")
+                      f"{m['mrr_at_10']:.4f}", f"{m['coverage']:.3f}", f"{m['novelty']:.2f}",
+                      f"{m['exposure_gini']:.3f}", f"{m['evaluated']:,}")
     console.print(table)
 
 

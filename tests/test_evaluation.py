@@ -2,6 +2,7 @@
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,11 @@ from streamrec.evaluation import (
     Interaction,
     Replay,
     Scoreboard,
+    gini,
     load_interactions,
     parse_columns,
     rank_of,
+    self_information,
 )
 
 from .conftest import Servers, isolated_settings
@@ -52,18 +55,31 @@ def test_metrics_are_hit_rate_ndcg_and_reciprocal_rank() -> None:
     assert rank_of(["a", "b", "c"], "c") == 3
     assert rank_of(["a"], "z") is None
     board = Scoreboard()
-    board.add(["x", "t"], "t")       # rank 2
-    board.add(["t", "y"], "t")       # rank 1
-    board.add(["x", "y"], "t")       # miss
-    board.add(["x", "y", "z", "w"], "w")  # rank 4
-    summary = board.summary(catalogue_size=10, window=2)
+    board.add(["x", "t"], "t", novelty=1.0)       # rank 2
+    board.add(["t", "y"], "t", novelty=2.0)       # rank 1
+    board.add(["x", "y"], "t", novelty=3.0)       # miss
+    board.add(["x", "y", "z", "w"], "w", novelty=6.0)  # rank 4
+    catalogue = ["x", "t", "y", "z", "w", *(f"never{k}" for k in range(5))]
+    summary = board.summary(catalogue, window=2)
     assert summary["hr_at_10"] == 3 / 4
     assert summary["mrr_at_10"] == pytest.approx((1 / 2 + 1 + 1 / 4) / 4)
     assert summary["ndcg_at_10"] == pytest.approx(
         (1 / math.log2(3) + 1 + 1 / math.log2(5)) / 4)
     assert summary["coverage"] == 5 / 10  # x t y z w
+    assert summary["novelty"] == 3.0
+    # Exposure x3 y3 t2 z1 w1 and five zeros: sorted 0,0,0,0,0,1,1,2,3,3 (total 10).
+    assert summary["exposure_gini"] == pytest.approx(
+        sum((2 * k - 10 + 1) * x for k, x in enumerate([0] * 5 + [1, 1, 2, 3, 3])) / 100)
     assert summary["windows"] == [{"evaluated_up_to": 2, "hr_at_10": 1.0},
                                   {"evaluated_up_to": 4, "hr_at_10": 0.5}]
+
+
+def test_gini_and_self_information() -> None:
+    assert gini([5, 5, 5]) == 0.0
+    assert gini([0, 0, 0, 9]) == pytest.approx(3 / 4)  # (n-1)/n when one item takes all
+    users_of = Counter({"hit": 8, "niche": 1})
+    assert self_information(["hit", "niche"], users_of, users=8) == pytest.approx(
+        (0 + 3) / 2)  # -log2(8/8) and -log2(1/8)
 
 
 async def test_replay_evaluates_exactly_the_protocols_events(redis: Redis, servers: Servers
@@ -98,7 +114,8 @@ def test_cli_writes_metrics_json_and_a_plot(tmp_path: Path, servers: Servers) ->
     assert metrics["default"] == "default"
     for name in ("default", "co-occurrence", "trending", "popularity"):
         assert set(metrics["recommenders"][name]) >= {
-            "hr_at_10", "ndcg_at_10", "mrr_at_10", "coverage", "evaluated", "windows"}
+            "hr_at_10", "ndcg_at_10", "mrr_at_10", "coverage", "novelty", "exposure_gini",
+            "evaluated", "windows"}
     assert metrics["dataset"]["events"] == 300
     assert len(metrics["dataset"]["sha256"]) == 64
     assert (out / "hr_at_10.png").stat().st_size > 10_000
