@@ -13,6 +13,7 @@ from streamrec.contract import RedisKeys, Settings
 
 from . import routes
 from .errors import install_error_handlers
+from .profiles import Profiles
 from .publisher import EventPublisher
 from .recommender import Recommender
 from .state_reader import StateReader
@@ -34,6 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.recommender = Recommender(StateReader(redis, RedisKeys(settings.key_prefix)),
                                             settings)
         app.state.publisher = publisher
+        app.state.profiles = Profiles(redis, RedisKeys(settings.key_prefix))
         try:
             yield
         finally:
@@ -43,8 +45,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="streamrec", version=__version__, lifespan=lifespan,
                   description="Real-time recommendations learned from event streams.")
     install_error_handlers(app)
-    for router in (routes.users, routes.items, routes.trending, routes.events, routes.metrics,
-                   routes.health):
+    for router in (routes.users, routes.sessions, routes.items, routes.trending, routes.events,
+                   routes.metrics, routes.health):
         app.include_router(router)
     return app
 

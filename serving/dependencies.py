@@ -9,6 +9,7 @@ from fastapi import Depends, Path, Query, Request
 from streamrec.contract import MAX_LIST_LENGTH, Settings
 
 from .impressions import publish_impressions
+from .profiles import Profiles
 from .publisher import EventPublisher
 from .recommender import RecommendationList, Recommender
 
@@ -25,9 +26,14 @@ def _publisher(request: Request) -> EventPublisher:
     return request.app.state.publisher
 
 
+def _profiles(request: Request) -> Profiles:
+    return request.app.state.profiles
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 RecommenderDep = Annotated[Recommender, Depends(_recommender)]
 PublisherDep = Annotated[EventPublisher, Depends(_publisher)]
+ProfilesDep = Annotated[Profiles, Depends(_profiles)]
 
 ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 UserId = Annotated[str, Path(min_length=1, max_length=256, pattern=ID_PATTERN)]

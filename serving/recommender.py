@@ -6,7 +6,7 @@ same functions.
 
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
@@ -19,6 +19,11 @@ from .state_reader import StateReader, Watermark
 COOCCURRENCE = "co-occurrence"
 TRENDING = "trending"
 POPULAR = "popular"
+
+#: Categories learned from a user's behaviour that the cold-start fallback draws from.
+LEARNED_CATEGORIES = 3
+#: How a session's items vote: as views (the weakest signal an anonymous visitor gives).
+SESSION_EVENT_TYPE = "view"
 
 #: Ranked items inspected at most when filters reject many (keeps a request bounded).
 RANKING_SCAN_LIMIT = 20_000
@@ -78,28 +83,69 @@ class Recommender:
     async def for_user(self, user_id: str, n: int, category: str | None = None,
                        exclude: Collection[str] = (), now_ms: int | None = None,
                        fallback: bool = True) -> RecommendationList:
-        """Co-occurrence with the user's recent items, topped up from trending (`fallback`)."""
-        settings = self.settings
-        history = await self.reader.user_history(user_id, settings.vote_items)
-        items: list[RecommendedItem] = []
-        if history.recent:
-            votes = recency_votes(history.recent, settings.event_weights,
-                                  settings.vote_position_decay)
-            found = await self.reader.candidates([vote.item_id for vote in votes],
-                                                 settings.candidate_row_depth, user_id, category)
-            scored = score_candidates(votes, found.rows, found.user_counts, settings.similarity)
-            voter_type = {vote.item_id: vote.event_type for vote in votes}
-            items = [
-                RecommendedItem(
-                    item_id=s.item_id, score=s.score, source=COOCCURRENCE,
-                    reason=because_you(voter_type[s.because_of],
-                                       found.titles.get(s.because_of, s.because_of)))
-                for s in top_n({j: s for j, s in scored.items() if j not in exclude}, n)
-            ]
+        """Co-occurrence with the user's recent items; with `fallback`, topped up from trending
+        in the categories the user likes (stated or learned), then from trending overall."""
+        history = await self.reader.user_history(user_id, self.settings.vote_items)
+        items = await self._co_occurring(history.recent, user_id, n, category, exclude)
         if fallback and len(items) < n:
-            items += await self._top_of(self._trending(category), n - len(items), user_id,
-                                        {*exclude, *(i.item_id for i in items)}, now_ms)
+            items += await self._liked_trending(user_id, n - len(items), category,
+                                                {*exclude, *(i.item_id for i in items)}, now_ms)
         return _new_list("personalised", items, "user", history.watermark)
+
+    async def for_session(self, viewed: Sequence[str], n: int, category: str | None = None,
+                          exclude: Collection[str] = (), now_ms: int | None = None
+                          ) -> RecommendationList:
+        """An anonymous visitor's items so far (oldest first) vote as a user's history would;
+        topped up from trending. The viewed items themselves are never recommended."""
+        recent = [(item, SESSION_EVENT_TYPE) for item in reversed(viewed)]
+        hidden = {*exclude, *viewed}
+        items = await self._co_occurring(recent[:self.settings.vote_items], None, n, category,
+                                         hidden)
+        if len(items) < n:
+            items += await self._top_of(self._trending(category), n - len(items), None,
+                                        {*hidden, *(i.item_id for i in items)}, now_ms)
+        return _new_list("session", items, "global", await self.reader.global_watermark())
+
+    async def _co_occurring(self, recent: Sequence[tuple[str, str]], user_id: str | None,
+                            n: int, category: str | None, exclude: Collection[str]
+                            ) -> list[RecommendedItem]:
+        """The top n by the votes of `recent` (newest first) over co-occurrence rows."""
+        if not recent:
+            return []
+        settings = self.settings
+        votes = recency_votes(recent, settings.event_weights, settings.vote_position_decay)
+        found = await self.reader.candidates([vote.item_id for vote in votes],
+                                             settings.candidate_row_depth, user_id, category)
+        scored = score_candidates(votes, found.rows, found.user_counts, settings.similarity)
+        voter_type = {vote.item_id: vote.event_type for vote in votes}
+        return [
+            RecommendedItem(
+                item_id=s.item_id, score=s.score, source=COOCCURRENCE,
+                reason=because_you(voter_type[s.because_of],
+                                   found.titles.get(s.because_of, s.because_of)))
+            for s in top_n({j: s for j, s in scored.items() if j not in exclude}, n)
+        ]
+
+    async def _liked_trending(self, user_id: str, n: int, category: str | None,
+                              exclude: set[str], now_ms: int | None) -> list[RecommendedItem]:
+        """Cold start and top-up: trending within the user's liked categories (merged by
+        score: all trending scores share one forward-decay scale), then trending overall."""
+        picked: list[RecommendedItem] = []
+        if category is None:
+            liked = await self.reader.liked_categories(user_id, LEARNED_CATEGORIES)
+            merged: dict[str, RecommendedItem] = {}
+            for name in liked:
+                ranking = self._trending(name)
+                ranking = Ranking(ranking.key, ranking.source, f"trending in {name}, which you "
+                                  "like", ranking.half_life_ms)
+                for item in await self._top_of(ranking, n, user_id, exclude, now_ms):
+                    if item.item_id not in merged or merged[item.item_id].score < item.score:
+                        merged[item.item_id] = item
+            picked = sorted(merged.values(), key=lambda i: (-i.score, i.item_id))[:n]
+        if len(picked) < n:
+            picked += await self._top_of(self._trending(category), n - len(picked), user_id,
+                                         {*exclude, *(i.item_id for i in picked)}, now_ms)
+        return picked
 
     async def similar_items(self, item_id: str, n: int, category: str | None = None,
                             exclude: Collection[str] = (), now_ms: int | None = None

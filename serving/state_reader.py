@@ -66,6 +66,15 @@ class StateReader:
             _watermark(watermark),
         )
 
+    async def liked_categories(self, user_id: str, learned: int) -> list[str]:
+        """The categories the user stated (preferences), then their `learned` strongest by
+        decayed affinity."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.smembers(self.keys.user_preferences(user_id))
+            pipe.zrevrange(self.keys.user_category_affinity(user_id), 0, learned - 1)
+            stated, strongest = await pipe.execute()
+        return list(dict.fromkeys([*sorted(_text(stated)), *_text(strongest)]))
+
     async def global_watermark(self) -> Watermark:
         return _watermark(await self.redis.hgetall(self.keys.watermark))
 

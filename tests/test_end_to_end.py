@@ -218,6 +218,38 @@ def test_http_rejects_bad_input_with_messages_that_say_what_to_fix(system: Syste
     assert too_many.json()["details"] == ["query.n: Input should be greater than or equal to 1"]
 
 
+def test_preferences_and_anonymous_sessions_over_http(system: System) -> None:
+    tag = uuid.uuid4().hex[:6]
+    catalogue = [{"item_id": f"{tag}-{k}", "categories": [f"cat{tag}-{k % 2}"]}
+                 for k in range(4)]
+    assert post(system, "/v1/items", catalogue).status_code == 202
+    # One shopper pairs 0 with 2, another 1 with 3; every item gets some trending.
+    assert post(system, "/v1/events", [event(f"{tag}-s{k % 2}", f"{tag}-{k}") for k in range(4)]
+                ).status_code == 202
+    wait_for(lambda: system.http.get(f"{system.base}/v1/trending", params={
+        "category": f"cat{tag}-1"}).json()["items"], "the catalogue and events", 10)
+
+    user = f"{tag}-newcomer"
+    url = f"{system.base}/v1/users/{user}/preferences"
+    stored = system.http.put(url, json={"categories": [f"cat{tag}-1"]})
+    assert stored.status_code == 200, stored.text
+    assert system.http.get(url).json() == {"categories": [f"cat{tag}-1"]}
+    first = system.recommendations(user, n=2)["items"]
+    assert {i["item_id"] for i in first} == {f"{tag}-1", f"{tag}-3"}
+    assert first[0]["reason"] == f"trending in cat{tag}-1, which you like"
+    bad = system.http.put(url, json={"categories": ["a|b"]})
+    assert bad.status_code == 422
+    assert bad.json()["details"][0].startswith("body.categories.0: String should match")
+
+    session = post(system, "/v1/sessions/recommendations", {"items": [f"{tag}-0"], "n": 1})
+    assert session.status_code == 200, session.text
+    assert item_ids(session.json()) == [f"{tag}-2"]
+    assert session.json()["recommender"] == "session"
+    wrong = post(system, "/v1/sessions/recommendations", {"item": [f"{tag}-0"]})
+    assert wrong.status_code == 422
+    assert "body.items: Field required" in wrong.json()["details"]
+
+
 def test_health_and_readiness(system: System) -> None:
     assert system.http.get(f"{system.base}/healthz").json() == {"status": "ok"}
     assert system.http.get(f"{system.base}/readyz").json() == {

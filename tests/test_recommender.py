@@ -5,6 +5,7 @@ import math
 import pytest
 from redis.asyncio import Redis
 
+from serving.profiles import Preferences, Profiles
 from serving.recommender import Recommender
 from serving.state_reader import StateReader
 from stream_app.state_writer import StateWriter, StreamRecord
@@ -122,3 +123,47 @@ async def test_popular_ranks_by_all_time_weight_and_fallback_can_be_off(
         ("c", "popular"), ("d", "popular")]
     only_cooccurrence = await rec.for_user("me", 5, now_ms=NOW, fallback=False)
     assert listed(only_cooccurrence.items) == [("c", "co-occurrence"), ("d", "co-occurrence")]
+
+
+async def test_top_up_prefers_trending_in_the_users_liked_categories(redis: Redis,
+                                                                     servers: Servers) -> None:
+    # u5 touched only shoes (e, then f, now unavailable): after co-occurrence (nothing left
+    # unseen) comes trending in shoes, a before b, and only then hats by overall trending.
+    rec = await recommender(redis, servers)
+    served = await rec.for_user("u5", 4, now_ms=NOW)
+    assert listed(served.items) == [("a", "trending"), ("b", "trending"), ("c", "trending"),
+                                    ("d", "trending")]
+    assert [i.reason for i in served.items] == [
+        "trending in shoes, which you like", "trending in shoes, which you like",
+        "trending now", "trending now"]
+
+
+async def test_stated_preferences_steer_a_new_users_first_list(redis: Redis, servers: Servers
+                                                               ) -> None:
+    rec = await recommender(redis, servers)
+    profiles = Profiles(redis, rec.reader.keys)
+    stored = await profiles.save("newcomer", Preferences(categories=["hats"]))
+    assert stored.categories == ["hats"]
+    served = await rec.for_user("newcomer", 3, now_ms=NOW)
+    # Without preferences: a, b, c (overall trending). With hats: c, d first.
+    assert [i.item_id for i in served.items] == ["c", "d", "a"]
+    assert served.items[0].reason == "trending in hats, which you like"
+    assert (await profiles.save("newcomer", Preferences(categories=[]))).categories == []
+    assert [i.item_id for i in (await rec.for_user("newcomer", 3, now_ms=NOW)).items] == [
+        "a", "b", "c"]
+
+
+async def test_anonymous_session_items_vote_like_a_history(redis: Redis, servers: Servers
+                                                           ) -> None:
+    rec = await recommender(redis, servers)
+    # Session a then b (b newest, vote 1; a vote 0.5, both views): c from a, d from b;
+    # a and b themselves are never recommended.
+    served = await rec.for_session(["a", "b"], 3, now_ms=NOW)
+    assert listed(served.items) == [("d", "co-occurrence"), ("c", "co-occurrence"),
+                                    ("e", "trending")]
+    assert served.items[0].score == pytest.approx(1 * 1 / math.sqrt(3 * 1))
+    assert served.items[1].score == pytest.approx(0.5 * 2 / math.sqrt(4 * 2))
+    assert served.items[1].reason == "because you viewed Red shoes"
+    assert served.recommender == "session"
+    assert listed((await rec.for_session([], 2, now_ms=NOW)).items) == [
+        ("a", "trending"), ("b", "trending")]

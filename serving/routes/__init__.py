@@ -4,7 +4,8 @@ from .events import router as events
 from .health import router as health
 from .items import router as items
 from .metrics import router as metrics
+from .sessions import router as sessions
 from .trending import router as trending
 from .users import router as users
 
-__all__ = ["events", "health", "items", "metrics", "trending", "users"]
+__all__ = ["events", "health", "items", "metrics", "sessions", "trending", "users"]

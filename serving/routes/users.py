@@ -1,6 +1,7 @@
 from fastapi import APIRouter
 
-from ..dependencies import ListQuery, RecommenderDep, Shown, UserId
+from ..dependencies import ListQuery, ProfilesDep, RecommenderDep, Shown, UserId
+from ..profiles import Preferences
 from ..recommender import RecommendationList
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
@@ -11,6 +12,20 @@ async def recommendations_for_user(user_id: UserId, options: ListQuery,
                                    recommender: RecommenderDep, shown: Shown
                                    ) -> RecommendationList:
     """Personalised: items that co-occur with what the user did most recently, topped up from
-    trending; the user's seen items, unavailable items and `exclude` never appear."""
+    trending in the categories the user likes (stated or learned), then trending overall;
+    the user's seen items, unavailable items and `exclude` never appear."""
     return shown(user_id, await recommender.for_user(user_id, options.n, options.category,
                                                      options.excluded))
+
+
+@router.put("/{user_id}/preferences", response_model=Preferences)
+async def put_preferences(user_id: UserId, preferences: Preferences, profiles: ProfilesDep
+                          ) -> Preferences:
+    """Replace the categories the user likes: a new user gets trending within them until
+    their own behaviour says more. Takes effect on the next request."""
+    return await profiles.save(user_id, preferences)
+
+
+@router.get("/{user_id}/preferences", response_model=Preferences)
+async def get_preferences(user_id: UserId, profiles: ProfilesDep) -> Preferences:
+    return await profiles.load(user_id)

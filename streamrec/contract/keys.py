@@ -11,6 +11,7 @@ the only place a key is spelled.
 | user:{u}:affinity | zset | item -> forward-decayed sum of u's event weights; all u touched |
 | user:{u}:category_affinity | zset | category -> forward-decayed sum of weights |
 | user:{u}:shown | hash | item -> times u was shown it in a served list |
+| user:{u}:preferences | set | categories u said they like (the service writes it: stated) |
 | user:{u}:watermark | hash | event_time_ms, applied_at_ms of u's newest applied event |
 | item:{i}:cooccurrence | zset | j -> c_ij, users who touched i and j close together (capped) |
 | item:{i}:meta | hash | title, categories and tags ('|'-joined), available (1/0) |
@@ -36,6 +37,7 @@ USER_RECENT_TYPES = "user:{}:recent_types"
 USER_AFFINITY = "user:{}:affinity"
 USER_CATEGORY_AFFINITY = "user:{}:category_affinity"
 USER_SHOWN = "user:{}:shown"
+USER_PREFERENCES = "user:{}:preferences"
 USER_WATERMARK = "user:{}:watermark"
 ITEM_COOCCURRENCE = "item:{}:cooccurrence"
 ITEM_META = "item:{}:meta"
@@ -74,6 +76,9 @@ class RedisKeys:
 
     def user_shown(self, user_id: str) -> str:
         return self._key(USER_SHOWN, user_id)
+
+    def user_preferences(self, user_id: str) -> str:
+        return self._key(USER_PREFERENCES, user_id)
 
     def user_watermark(self, user_id: str) -> str:
         return self._key(USER_WATERMARK, user_id)
@@ -146,6 +151,7 @@ class RedisKeys:
             "user_affinity": USER_AFFINITY,
             "user_category_affinity": USER_CATEGORY_AFFINITY,
             "user_shown": USER_SHOWN,
+            "user_preferences": USER_PREFERENCES,
             "user_watermark": USER_WATERMARK,
             "item_cooccurrence": ITEM_COOCCURRENCE,
             "item_meta": ITEM_META,

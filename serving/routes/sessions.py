@@ -1,0 +1,32 @@
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from streamrec.contract import MAX_LIST_LENGTH, Identifier, Label
+
+from ..dependencies import RecommenderDep
+from ..recommender import RecommendationList
+
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+
+MAX_SESSION_ITEMS = 100
+
+
+class SessionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[Identifier] = Field(
+        max_length=MAX_SESSION_ITEMS,
+        description="Items the visitor interacted with so far, oldest first.")
+    n: int = Field(10, ge=1, le=MAX_LIST_LENGTH, description="How many items to return.")
+    category: Label | None = Field(None, description="Only this category.")
+    exclude: list[Identifier] = Field(
+        default_factory=list, max_length=1000, description="Item ids never to return.")
+
+
+@router.post("/recommendations", response_model=RecommendationList)
+async def session_recommendations(request: SessionRequest, recommender: RecommenderDep
+                                  ) -> RecommendationList:
+    """Recommendations for an anonymous visitor, from the items of their session so far (no
+    user id, nothing stored): the same scoring as a user's recent history."""
+    return await recommender.for_session(request.items, request.n, request.category,
+                                         set(request.exclude))
