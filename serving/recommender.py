@@ -128,20 +128,26 @@ class Recommender:
 
     async def _liked_trending(self, user_id: str, n: int, category: str | None,
                               exclude: set[str], now_ms: int | None) -> list[RecommendedItem]:
-        """Cold start and top-up: trending within the user's liked categories (merged by
-        score: all trending scores share one forward-decay scale), then trending overall."""
-        picked: list[RecommendedItem] = []
-        if category is None:
-            liked = await self.reader.liked_categories(user_id, LEARNED_CATEGORIES)
-            merged: dict[str, RecommendedItem] = {}
-            for name in liked:
-                ranking = self._trending(name)
-                ranking = Ranking(ranking.key, ranking.source, f"trending in {name}, which you "
-                                  "like", ranking.half_life_ms)
-                for item in await self._top_of(ranking, n, user_id, exclude, now_ms):
-                    if item.item_id not in merged or merged[item.item_id].score < item.score:
-                        merged[item.item_id] = item
-            picked = sorted(merged.values(), key=lambda i: (-i.score, i.item_id))[:n]
+        """Cold start and top-up for a user: trending in the categories they like."""
+        liked = [] if category else await self.reader.liked_categories(user_id,
+                                                                        LEARNED_CATEGORIES)
+        return await self._trending_within(liked, "trending in {}, which you like", n,
+                                           category, user_id, exclude, now_ms)
+
+    async def _trending_within(self, categories: Sequence[str], reason: str, n: int,
+                               category: str | None, user_id: str | None, exclude: set[str],
+                               now_ms: int | None) -> list[RecommendedItem]:
+        """Trending in any of `categories` (merged by score: all trending scores share one
+        forward-decay scale), then trending overall (or in `category`)."""
+        merged: dict[str, RecommendedItem] = {}
+        for name in categories:
+            ranking = self._trending(name)
+            ranking = Ranking(ranking.key, ranking.source, reason.format(name),
+                              ranking.half_life_ms)
+            for item in await self._top_of(ranking, n, user_id, exclude, now_ms):
+                if item.item_id not in merged or merged[item.item_id].score < item.score:
+                    merged[item.item_id] = item
+        picked = sorted(merged.values(), key=lambda i: (-i.score, i.item_id))[:n]
         if len(picked) < n:
             picked += await self._top_of(self._trending(category), n - len(picked), user_id,
                                          {*exclude, *(i.item_id for i in picked)}, now_ms)
@@ -150,7 +156,8 @@ class Recommender:
     async def similar_items(self, item_id: str, n: int, category: str | None = None,
                             exclude: Collection[str] = (), now_ms: int | None = None
                             ) -> RecommendationList:
-        """Items most similar to `item_id` by normalised co-occurrence, topped up from trending."""
+        """Items most similar to `item_id` by normalised co-occurrence, topped up from trending
+        in its categories (content neighbours for new items), then trending overall."""
         settings = self.settings
         found = await self.reader.candidates([item_id], max(settings.candidate_row_depth, n),
                                              None, category)
@@ -166,9 +173,11 @@ class Recommender:
                             reason=f"{int(c)} people who liked {label} also liked this")
             for score, j, c in ranked
         ]
-        if len(items) < n:
-            items += await self._top_of(self._trending(category), n - len(items), None,
-                                        {*exclude, item_id, *(i.item_id for i in items)}, now_ms)
+        if len(items) < n:  # a new item: its category neighbours until co-occurrence arrives
+            shared = [] if category else await self.reader.item_categories(item_id)
+            items += await self._trending_within(
+                shared, "also in {}", n - len(items), category, None,
+                {*exclude, item_id, *(i.item_id for i in items)}, now_ms)
         return _new_list("similar", items, "global", await self.reader.global_watermark())
 
     async def trending(self, n: int, category: str | None = None,

@@ -167,3 +167,13 @@ async def test_anonymous_session_items_vote_like_a_history(redis: Redis, servers
     assert served.recommender == "session"
     assert listed((await rec.for_session([], 2, now_ms=NOW)).items) == [
         ("a", "trending"), ("b", "trending")]
+
+
+async def test_a_new_item_gets_its_category_neighbours_until_co_occurrence_arrives(
+        redis: Redis, servers: Servers) -> None:
+    rec = await recommender(redis, servers)
+    await StateWriter(redis, rec.settings).apply(
+        [StreamRecord("items:0", 100, ItemEvent(item_id="new-hat", categories=["hats"]))])
+    served = await rec.similar_items("new-hat", 3, now_ms=NOW)
+    assert [(i.item_id, i.reason) for i in served.items] == [
+        ("c", "also in hats"), ("d", "also in hats"), ("a", "trending now")]
