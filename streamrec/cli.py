@@ -76,27 +76,40 @@ def evaluate(
     redis_url: Annotated[str | None, typer.Option(
         help="Replay into this Redis (under a fresh key prefix) instead of an embedded one.")
     ] = None,
+    items: Annotated[Path | None, typer.Option(
+        help="Catalogue CSV (item_id, categories separated by |, title), loaded first.")
+    ] = None,
+    item_columns: Annotated[str | None, typer.Option(
+        help="Map the catalogue's columns, e.g. item_id=movieId,categories=genres")] = None,
 ) -> None:
     """Prequential replay of a CSV through the production write and read code."""
-    from streamrec.evaluation import parse_columns
+    from streamrec.evaluation import ITEM_COLUMNS, Dataset, parse_columns
     from streamrec.evaluation_report import run_evaluation
 
     try:
         mapping = parse_columns(columns)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--columns") from None
-    run_evaluation(path, Settings(), mapping, time_unit, batch_size, every, out, redis_url)
+    try:
+        item_mapping = parse_columns(item_columns, ITEM_COLUMNS)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--item-columns") from None
+    dataset = Dataset(path, mapping, time_unit, items, item_mapping)
+    run_evaluation(dataset, Settings(), batch_size, every, out, redis_url)
 
 
 @app.command()
 def dataset(
-    path: Annotated[Path, typer.Argument(help="CSV file to write.")],
+    directory: Annotated[Path, typer.Argument(help="Where to write events.csv and items.csv.")],
 ) -> None:
     """Write the synthetic shop dataset (sessions, funnel, drift) for `evaluate`."""
     from streamrec.synthetic import SHOP_DATASET, write_dataset
 
-    count = write_dataset(path)
-    typer.echo(f"wrote {count:,} events to {path} ({SHOP_DATASET})")
+    directory.mkdir(parents=True, exist_ok=True)
+    count = write_dataset(directory / "events.csv", directory / "items.csv")
+    typer.echo(f"wrote {count:,} events and the catalogue to {directory} ({SHOP_DATASET});\n"
+               f"evaluate with: streamrec evaluate {directory / 'events.csv'} "
+               f"--items {directory / 'items.csv'}")
 
 
 @app.command("settings")

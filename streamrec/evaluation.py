@@ -22,14 +22,23 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from serving.recommender import COOCCURRENCE, Recommender
 from serving.state_reader import StateReader
 from stream_app.state_writer import StateWriter, StreamRecord
-from streamrec.contract import InteractionEvent, RedisKeys, Settings
+from streamrec.contract import (
+    InteractionEvent,
+    ItemEvent,
+    RedisKeys,
+    Settings,
+    describe_validation_error,
+)
 
 REQUIRED_COLUMNS = ("user_id", "item_id", "timestamp")
+EVENT_COLUMNS = (*REQUIRED_COLUMNS, "event_type")
+ITEM_COLUMNS = ("item_id", "categories", "title")
 #: Events applied per script call while no evaluation needs the state (bounds Redis stalls).
 MAX_APPLY_CHUNK = 500
 
@@ -46,7 +55,7 @@ def load_interactions(path: Path, columns: dict[str, str] | None = None,
                       time_unit: str = "auto", event_type: str = "click") -> list[Interaction]:
     """Rows of a CSV as interactions, stably sorted by time. `columns` maps our names
     (user_id, item_id, timestamp, event_type) to the file's; `time_unit` is s, ms or auto."""
-    names = {name: name for name in (*REQUIRED_COLUMNS, "event_type")} | (columns or {})
+    names = {name: name for name in EVENT_COLUMNS} | (columns or {})
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
         missing = [names[c] for c in REQUIRED_COLUMNS if names[c] not in (reader.fieldnames or [])]
@@ -63,8 +72,54 @@ def load_interactions(path: Path, columns: dict[str, str] | None = None,
     return sorted(interactions, key=lambda x: x.timestamp_ms)  # sorted() is stable
 
 
+def load_catalogue(path: Path, columns: dict[str, str] | None = None) -> list[ItemEvent]:
+    """Catalogue rows (item_id, categories separated by '|', optional title) as item events;
+    MovieLens movies.csv reads with item_id=movieId,categories=genres."""
+    names = {name: name for name in ITEM_COLUMNS} | (columns or {})
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        fields = reader.fieldnames or []
+        if names["item_id"] not in fields:
+            raise ValueError(f"{path} has no column {names['item_id']!r}; its header is "
+                             f"{fields}; map it with --item-columns")
+        items = []
+        for line, row in enumerate(reader, start=2):
+            try:
+                items.append(ItemEvent(
+                    item_id=row[names["item_id"]],
+                    categories=[c for c in (row.get(names["categories"]) or "").split("|") if c],
+                    title=row.get(names["title"]) or None))
+            except ValidationError as error:
+                raise ValueError(f"{path}:{line}: {describe_validation_error(error)}") from None
+    return items
+
+
 def fingerprint(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """An events CSV and, optionally, a catalogue CSV, with how to read their columns."""
+
+    events: Path
+    columns: dict[str, str] = field(default_factory=dict)
+    time_unit: str = "auto"
+    items: Path | None = None
+    item_columns: dict[str, str] = field(default_factory=dict)
+
+    def interactions(self) -> list[Interaction]:
+        return load_interactions(self.events, self.columns, self.time_unit)
+
+    def catalogue(self) -> list[ItemEvent]:
+        return load_catalogue(self.items, self.item_columns) if self.items else []
+
+    def describe(self, events: int) -> dict[str, object]:
+        described: dict[str, object] = {"path": str(self.events),
+                                        "sha256": fingerprint(self.events), "events": events}
+        if self.items:
+            described["items"] = {"path": str(self.items), "sha256": fingerprint(self.items)}
+        return described
 
 
 def rank_of(recommended: Sequence[str], target: str) -> int | None:
@@ -162,7 +217,9 @@ class Replay:
     window: int = 1000
 
     async def run(self, interactions: Sequence[Interaction],
-                  progress: Callable[[int], None] = lambda _: None) -> dict[str, object]:
+                  progress: Callable[[int], None] = lambda _: None,
+                  catalogue: Sequence[ItemEvent] = ()) -> dict[str, object]:
+        """Replays `interactions` after loading `catalogue` (categories, titles) first."""
         writer = StateWriter(self.redis, self.settings)
         recommender = Recommender(
             StateReader(self.redis, RedisKeys(self.settings.key_prefix)), self.settings)
@@ -177,6 +234,10 @@ class Replay:
             if pending:
                 await writer.apply(pending)
                 pending.clear()
+
+        for start in range(0, len(catalogue), MAX_APPLY_CHUNK):
+            await writer.apply([StreamRecord("replay-items:0", start + k, item) for k, item
+                                in enumerate(catalogue[start:start + MAX_APPLY_CHUNK])])
 
         for index, event in enumerate(interactions):
             history = seen.setdefault(event.user_id, set())
@@ -218,14 +279,14 @@ async def delete_prefix(redis: Redis, prefix: str) -> None:
         await redis.unlink(*keys)
 
 
-def parse_columns(mapping: str | None) -> dict[str, str]:
+def parse_columns(mapping: str | None, ours: Sequence[str] = EVENT_COLUMNS) -> dict[str, str]:
     """'user_id=userId,item_id=movieId' -> {'user_id': 'userId', 'item_id': 'movieId'}"""
     result: dict[str, str] = {}
     for pair in filter(None, (mapping or "").split(",")):
-        ours, _, theirs = pair.partition("=")
-        if ours.strip() not in (*REQUIRED_COLUMNS, "event_type") or not theirs.strip():
-            raise ValueError(f"--columns entry {pair!r}: expected NAME=COLUMN with NAME one of "
-                             f"{[*REQUIRED_COLUMNS, 'event_type']}")
-        result[ours.strip()] = theirs.strip()
+        name, _, theirs = pair.partition("=")
+        if name.strip() not in ours or not theirs.strip():
+            raise ValueError(f"entry {pair!r}: expected NAME=COLUMN with NAME one of "
+                             f"{list(ours)}")
+        result[name.strip()] = theirs.strip()
     return result
 

@@ -20,19 +20,20 @@ from rich.table import Table
 
 from streamrec.contract import Settings
 from streamrec.embedded import RedisServer
-from streamrec.evaluation import Replay, delete_prefix, fingerprint, load_interactions
+from streamrec.evaluation import Dataset, Replay, delete_prefix
 from streamrec.plots import plot_series
 
 console = Console()
 
 
-def run_evaluation(path: Path, settings: Settings, columns: dict[str, str], time_unit: str,
-                   batch_size: int, every: int, out: Path | None, redis_url: str | None
-                   ) -> dict[str, object]:
-    interactions = load_interactions(path, columns, time_unit)
-    console.print(f"{path}: {len(interactions):,} events, "
+def run_evaluation(dataset: Dataset, settings: Settings, batch_size: int, every: int,
+                   out: Path | None, redis_url: str | None) -> dict[str, object]:
+    interactions = dataset.interactions()
+    catalogue = dataset.catalogue()
+    console.print(f"{dataset.events}: {len(interactions):,} events, "
                   f"{len({i.user_id for i in interactions}):,} users, "
-                  f"{len({i.item_id for i in interactions}):,} items")
+                  f"{len({i.item_id for i in interactions}):,} items"
+                  + (f"; catalogue of {len(catalogue):,} items" if dataset.items else ""))
     with tempfile.TemporaryDirectory(prefix="streamrec-eval-") as workdir:
         server = None
         if redis_url is None:
@@ -42,13 +43,12 @@ def run_evaluation(path: Path, settings: Settings, columns: dict[str, str], time
         try:
             settings = settings.model_copy(update={"redis_url": redis_url,
                                                    "key_prefix": f"eval-{uuid.uuid4().hex[:8]}"})
-            result = asyncio.run(_replay(interactions, settings, batch_size, every))
+            result = asyncio.run(_replay(interactions, catalogue, settings, batch_size, every))
         finally:
             if server is not None:
                 server.stop()
     result |= {
-        "dataset": {"path": str(path), "sha256": fingerprint(path),
-                    "events": len(interactions)},
+        "dataset": dataset.describe(len(interactions)),
         "protocol": {"every": every, "batch_size": batch_size, "train_fraction": 0.1, "k": 10},
         "settings": settings.model_dump(mode="json", exclude={"redis_url", "key_prefix"}),
     }
@@ -58,8 +58,8 @@ def run_evaluation(path: Path, settings: Settings, columns: dict[str, str], time
     return result
 
 
-async def _replay(interactions: list, settings: Settings, batch_size: int, every: int
-                  ) -> dict[str, object]:
+async def _replay(interactions: list, catalogue: list, settings: Settings, batch_size: int,
+                  every: int) -> dict[str, object]:
     redis = Redis.from_url(settings.redis_url)
     try:
         replay = Replay(settings, redis, batch_size=batch_size, every=every)
@@ -74,7 +74,7 @@ async def _replay(interactions: list, settings: Settings, batch_size: int, every
                     elapsed = progress.tasks[task].elapsed or 1e-9
                     progress.update(task, completed=done, rate=done / elapsed)
 
-            return await replay.run(interactions, advance)
+            return await replay.run(interactions, advance, catalogue)
     finally:
         await delete_prefix(redis, settings.key_prefix)
         await redis.aclose()

@@ -105,17 +105,23 @@ SHOP_DATASET = {"users": 2000, "categories": 20, "items_per_category": 200, "eve
                 "trend_every": 5000, "seed": 2026}
 
 
-def write_dataset(path: Path, spec: dict[str, int | float] = SHOP_DATASET) -> int:
-    """Writes user_id,item_id,timestamp,event_type rows (the plain layout `evaluate` reads);
-    returns the number of events."""
+def write_dataset(events_path: Path, items_path: Path,
+                  spec: dict[str, int | float] = SHOP_DATASET) -> int:
+    """Writes user_id,item_id,timestamp,event_type rows and the item_id,categories,title
+    catalogue (the plain layouts `evaluate` reads); returns the number of events."""
     world = make_world(int(spec["users"]), int(spec["categories"]),
                        int(spec["items_per_category"]), seed=int(spec["seed"]))
+    with items_path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["item_id", "categories", "title"])
+        writer.writerows([item.item_id, "|".join(item.categories), item.title]
+                         for item in world.catalogue())
     stream = events(world, int(spec["events"]), int(spec["start_ms"]), int(spec["step_ms"]),
                     taste=spec["taste"], bundle_follow=spec["bundle_follow"],
                     session_length=int(spec["session_length"]), seed=int(spec["seed"]),
                     drift=spec["drift"], trend_every=int(spec["trend_every"]))
     written = 0
-    with path.open("w", newline="") as handle:
+    with events_path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["user_id", "item_id", "timestamp", "event_type"])
         for event in stream:

@@ -11,10 +11,12 @@ from typer.testing import CliRunner
 
 from streamrec.cli import app
 from streamrec.evaluation import (
+    ITEM_COLUMNS,
     Interaction,
     Replay,
     Scoreboard,
     gini,
+    load_catalogue,
     load_interactions,
     parse_columns,
     rank_of,
@@ -49,6 +51,20 @@ def test_other_layouts_map_their_columns(tmp_path: Path) -> None:
         load_interactions(csv)
     with pytest.raises(ValueError, match="expected NAME=COLUMN"):
         parse_columns("rating=rating")
+
+
+def test_catalogue_columns_map_like_movielens(tmp_path: Path) -> None:
+    movies = write_csv(tmp_path / "movies.csv", "movieId,title,genres",
+                       ["1,Toy Story (1995),Adventure|Animation", "2,Heat (1995),"])
+    items = load_catalogue(movies, parse_columns("item_id=movieId,categories=genres",
+                                                 ITEM_COLUMNS))
+    assert [(i.item_id, i.categories, i.title) for i in items] == [
+        ("1", ["Adventure", "Animation"], "Toy Story (1995)"), ("2", [], "Heat (1995)")]
+    with pytest.raises(ValueError, match="has no column 'item_id'"):
+        load_catalogue(movies)
+    broken = write_csv(tmp_path / "broken.csv", "item_id,categories", ["x,a\tb"])
+    with pytest.raises(ValueError, match=r"broken.csv:2: categories.0: String should match"):
+        load_catalogue(broken)
 
 
 def test_metrics_are_hit_rate_ndcg_and_reciprocal_rank() -> None:
