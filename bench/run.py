@@ -46,11 +46,7 @@ def synthetic_events(count: int, users: int = 10_000, items: int = 50_000, seed:
 
 
 def environment(settings: Settings) -> dict[str, str]:
-    values = settings.model_dump(mode="json")
-    env = dict(os.environ)
-    env.update({f"STREAMREC_{k.upper()}": v if isinstance(v, str) else json.dumps(v)
-                for k, v in values.items()})
-    return env
+    return {**os.environ, **settings.as_environment()}
 
 
 async def produce(settings: Settings, events: list[InteractionEvent]) -> None:

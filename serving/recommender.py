@@ -13,13 +13,23 @@ from pydantic import BaseModel, Field
 
 from streamrec.contract import Settings, half_life_ms, value_at
 
-from .scoring import because_you, recency_votes, score_candidates, similarity, top_n
+from .reranking import cap_per_category, penalise_shown
+from .scoring import (
+    ScoredItem,
+    because_you,
+    recency_votes,
+    score_candidates,
+    similarity,
+    top_n,
+)
 from .state_reader import StateReader, Watermark
 
 COOCCURRENCE = "co-occurrence"
 TRENDING = "trending"
 POPULAR = "popular"
 
+#: Re-ranking looks at the best n * RERANK_DEPTH candidates.
+RERANK_DEPTH = 3
 #: Categories learned from a user's behaviour that the cold-start fallback draws from.
 LEARNED_CATEGORIES = 3
 #: How a session's items vote: as views (the weakest signal an anonymous visitor gives).
@@ -82,11 +92,15 @@ class Recommender:
 
     async def for_user(self, user_id: str, n: int, category: str | None = None,
                        exclude: Collection[str] = (), now_ms: int | None = None,
-                       fallback: bool = True) -> RecommendationList:
-        """Co-occurrence with the user's recent items; with `fallback`, topped up from trending
-        in the categories the user likes (stated or learned), then from trending overall."""
+                       fallback: bool = True, max_per_category: int | None = None
+                       ) -> RecommendationList:
+        """Co-occurrence with the user's recent items, items the user keeps passing over
+        penalised, at most `max_per_category` (default: the setting) per category; with
+        `fallback`, topped up from trending in the categories the user likes (stated or
+        learned), then from trending overall."""
         history = await self.reader.user_history(user_id, self.settings.vote_items)
-        items = await self._co_occurring(history.recent, user_id, n, category, exclude)
+        items = await self._co_occurring(history.recent, user_id, n, category, exclude,
+                                         max_per_category or self.settings.max_per_category)
         if fallback and len(items) < n:
             items += await self._liked_trending(user_id, n - len(items), category,
                                                 {*exclude, *(i.item_id for i in items)}, now_ms)
@@ -107,9 +121,10 @@ class Recommender:
         return _new_list("session", items, "global", await self.reader.global_watermark())
 
     async def _co_occurring(self, recent: Sequence[tuple[str, str]], user_id: str | None,
-                            n: int, category: str | None, exclude: Collection[str]
-                            ) -> list[RecommendedItem]:
-        """The top n by the votes of `recent` (newest first) over co-occurrence rows."""
+                            n: int, category: str | None, exclude: Collection[str],
+                            max_per_category: int | None = None) -> list[RecommendedItem]:
+        """The top n by the votes of `recent` (newest first) over co-occurrence rows,
+        re-ranked by the user's impressions and the category cap."""
         if not recent:
             return []
         settings = self.settings
@@ -123,8 +138,26 @@ class Recommender:
                 item_id=s.item_id, score=s.score, source=COOCCURRENCE,
                 reason=because_you(voter_type[s.because_of],
                                    found.titles.get(s.because_of, s.because_of)))
-            for s in top_n({j: s for j, s in scored.items() if j not in exclude}, n)
+            for s in await self._reranked({j: s for j, s in scored.items() if j not in exclude},
+                                          n, user_id, max_per_category)
         ]
+
+    async def _reranked(self, scored: dict[str, ScoredItem], n: int, user_id: str | None,
+                        max_per_category: int | None) -> list[ScoredItem]:
+        settings = self.settings
+        penalise = user_id is not None and settings.impression_penalty < 1
+        if not penalise and max_per_category is None:
+            return top_n(scored, n)
+        ranked = top_n(scored, n * RERANK_DEPTH)
+        ids = [item.item_id for item in ranked]
+        if penalise:
+            ranked = penalise_shown(ranked, await self.reader.shown_counts(user_id, ids),
+                                    settings.impressions_before_penalty,
+                                    settings.impression_penalty)
+        if max_per_category is not None:
+            ranked = cap_per_category(ranked, await self.reader.primary_categories(ids),
+                                      max_per_category, n)
+        return ranked[:n]
 
     async def _liked_trending(self, user_id: str, n: int, category: str | None,
                               exclude: set[str], now_ms: int | None) -> list[RecommendedItem]:

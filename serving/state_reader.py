@@ -112,6 +112,22 @@ class StateReader:
         page = await self.redis.zrevrange(key, start, start + count - 1, withscores=True)
         return [(item.decode(), score) for item, score in page]
 
+    async def shown_counts(self, user_id: str, items: Sequence[str]) -> dict[str, int]:
+        """How often each of `items` was in a list shown to the user (from impressions)."""
+        if not items:
+            return {}
+        counts = await self.redis.hmget(self.keys.user_shown(user_id), list(items))
+        return {item: int(c) for item, c in zip(items, counts, strict=True) if c is not None}
+
+    async def primary_categories(self, items: Sequence[str]) -> dict[str, str | None]:
+        """Each item's first category, None when it has none (or is not in the catalogue)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for item in items:
+                pipe.hget(self.keys.item_meta(item), "categories")
+            joined = await pipe.execute()
+        return {item: (j.decode().split(LIST_SEPARATOR)[0] or None) if j else None
+                for item, j in zip(items, joined, strict=True)}
+
     async def item_categories(self, item_id: str) -> list[str]:
         joined = await self.redis.hget(self.keys.item_meta(item_id), "categories")
         return [c for c in (joined or b"").decode().split(LIST_SEPARATOR) if c]

@@ -1,6 +1,6 @@
 """The worker and the service as real child processes, the way production runs them."""
 
-import json
+import os
 import subprocess
 import sys
 import time
@@ -12,17 +12,13 @@ from typing import TypeVar
 import httpx
 
 from streamrec.contract import Settings
-from streamrec.embedded import child_environment, free_port, start_child, stop_child
+from streamrec.embedded import free_port, start_child, stop_child
 
 T = TypeVar("T")
 
 
 def settings_environment(settings: Settings) -> dict[str, str]:
-    values = settings.model_dump(mode="json")
-    return child_environment(**{
-        name: value if isinstance(value, str) else json.dumps(value)
-        for name, value in values.items()
-    })
+    return {**os.environ, **settings.as_environment()}
 
 
 def wait_for(probe: Callable[[], T | None], what: str, timeout: float = 30.0,

@@ -4,9 +4,10 @@ The worker, the service, the launcher and the tools all take one `Settings`
 object; nothing reads the environment anywhere else.
 """
 
+import json
 from typing import Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchase": 8.0}
@@ -79,6 +80,17 @@ class Settings(BaseSettings):
     candidate_row_depth: PositiveInt = Field(
         100, description="Top co-occurring items read per voting item."
     )
+    impressions_before_penalty: NonNegativeInt = Field(
+        2, description="Times an item may be shown to a user who does not act on it before "
+        "its personalised score is penalised."
+    )
+    impression_penalty: float = Field(
+        0.8, gt=0, le=1, description="Score factor per showing beyond that (1: no penalty)."
+    )
+    max_per_category: PositiveInt | None = Field(
+        None, description="Diversity: at most this many items of one (primary) category in a "
+        "personalised list (unset: no cap); a request's max_per_category overrides it."
+    )
     recommendation_ttl_seconds: PositiveInt = Field(
         7 * 86400, description="How long a served list's recommender is remembered for clicks."
     )
@@ -96,6 +108,14 @@ class Settings(BaseSettings):
         if self.history_length < max(self.pair_window, self.vote_items):
             raise ValueError("history_length must be >= pair_window and >= vote_items")
         return self
+
+    def as_environment(self) -> dict[str, str]:
+        """`STREAMREC_*` variables that give a child process these same settings (unset
+        optional settings are left out: they are unset there too)."""
+        return {
+            f"STREAMREC_{name.upper()}": value if isinstance(value, str) else json.dumps(value)
+            for name, value in self.model_dump(mode="json").items() if value is not None
+        }
 
     @property
     def event_types(self) -> frozenset[str]:
