@@ -57,11 +57,14 @@ def traffic(
     rate: Annotated[float, typer.Option(help="Events per second.")] = 200.0,
     users: Annotated[int, typer.Option(help="Synthetic users.")] = 300,
     count: Annotated[int, typer.Option(help="Stop after this many events (0: never).")] = 0,
+    service: Annotated[str | None, typer.Option(
+        help="Service URL: shoppers also browse served lists and click on them.")] = None,
+    browse_rate: Annotated[float, typer.Option(help="Lists browsed per second.")] = 5.0,
 ) -> None:
     """Produce the synthetic catalogue, then synthetic shopper events, to Kafka."""
     from streamrec.traffic import produce_traffic
 
-    asyncio.run(produce_traffic(Settings(), rate, users, count))
+    asyncio.run(produce_traffic(Settings(), rate, users, count, service, browse_rate))
 
 
 @app.command()

@@ -89,14 +89,15 @@ def run_demo(settings: Settings, rate: float, users: int) -> None:
                         redis_url=servers.redis.url)
         asyncio.run(ensure_topics(live))
         command = [sys.executable, "-m", "streamrec"]
+        base = f"http://{settings.http_host}:{settings.http_port}"
         children: dict[str, subprocess.Popen] = {}
         try:
             children["worker"] = start_child([*command, "worker"], logs / "worker.log", env)
             children["service"] = start_child([*command, "serve"], logs / "service.log", env)
             children["traffic"] = start_child(
-                [*command, "traffic", "--rate", str(rate), "--users", str(users)],
+                [*command, "traffic", "--rate", str(rate), "--users", str(users),
+                 "--service", base],
                 logs / "traffic.log", env)
-            base = f"http://{settings.http_host}:{settings.http_port}"
             console.print(f"broker {servers.broker.bootstrap_servers}, redis {servers.redis.url}, "
                           f"logs in {logs}/")
             wait_until(lambda: get_json(f"{base}/readyz")[0] == 200, "the service", children, logs)

@@ -13,6 +13,8 @@ import pytest
 
 from streamrec.embedded import free_port
 
+from .system import wait_for
+
 pytestmark = pytest.mark.slow
 
 
@@ -59,6 +61,29 @@ def test_demo_serves_then_ctrl_c_stops_every_child(tmp_path: Path) -> None:
         assert len(body["items"]) == 3
         spawned = children_of(demo.pid)
         assert len(spawned) == 5, text  # broker, Redis, worker, service, traffic
+
+        # The loop closes: shoppers click served items to their taste, so personalised lists
+        # earn a higher CTR than trending ones (counted from here: the demo's own sample
+        # requests above were impressions nobody clicked).
+        def counts() -> dict[str, dict[str, int]]:
+            recommenders = httpx.get(f"http://127.0.0.1:{port}/v1/metrics").json()[
+                "recommenders"]
+            return {name: r["events"] for name, r in recommenders.items()}
+
+        before = counts()
+
+        def ctr_since_before() -> dict[str, float] | None:
+            now = counts()
+            grown = {name: {kind: n - before.get(name, {}).get(kind, 0)
+                            for kind, n in events.items()} for name, events in now.items()}
+            impressions = {name: g.get("impression", 0) for name, g in grown.items()}
+            if impressions.get("personalised", 0) < 200 or impressions.get("trending", 0) < 100:
+                return None
+            return {name: grown[name].get("click", 0) / impressions[name]
+                    for name in ("personalised", "trending")}
+
+        ctr = wait_for(ctr_since_before, "impressions of both recommenders", 90)
+        assert ctr["personalised"] > ctr["trending"] > 0, ctr
     finally:
         demo.send_signal(signal.SIGINT)
         rest, _ = demo.communicate(timeout=60)
