@@ -15,16 +15,17 @@ from streamrec.contract import Settings, half_life_ms, value_at
 
 from .reranking import cap_per_category, penalise_shown
 from .scoring import (
+    COOCCURRENCE,
     ScoredItem,
     because_you,
+    blend,
+    cooccurrence_scores,
     recency_votes,
-    score_candidates,
+    sequence_scores,
     similarity,
-    top_n,
 )
 from .state_reader import StateReader, Watermark
 
-COOCCURRENCE = "co-occurrence"
 TRENDING = "trending"
 POPULAR = "popular"
 
@@ -42,7 +43,7 @@ RANKING_SCAN_LIMIT = 20_000
 class RecommendedItem(BaseModel):
     item_id: str
     score: float
-    source: str = Field(description="co-occurrence, trending or popular")
+    source: str = Field(description="co-occurrence, sequence, trending or popular")
     reason: str
 
 
@@ -99,7 +100,7 @@ class Recommender:
         `fallback`, topped up from trending in the categories the user likes (stated or
         learned), then from trending overall."""
         history = await self.reader.user_history(user_id, self.settings.vote_items)
-        items = await self._co_occurring(history.recent, user_id, n, category, exclude,
+        items = await self._learned(history.recent, user_id, n, category, exclude,
                                          max_per_category or self.settings.max_per_category)
         if fallback and len(items) < n:
             items += await self._liked_trending(user_id, n - len(items), category,
@@ -113,44 +114,51 @@ class Recommender:
         topped up from trending. The viewed items themselves are never recommended."""
         recent = [(item, SESSION_EVENT_TYPE) for item in reversed(viewed)]
         hidden = {*exclude, *viewed}
-        items = await self._co_occurring(recent[:self.settings.vote_items], None, n, category,
+        items = await self._learned(recent[:self.settings.vote_items], None, n, category,
                                          hidden)
         if len(items) < n:
             items += await self._top_of(self._trending(category), n - len(items), None,
                                         {*hidden, *(i.item_id for i in items)}, now_ms)
         return _new_list("session", items, "global", await self.reader.global_watermark())
 
-    async def _co_occurring(self, recent: Sequence[tuple[str, str]], user_id: str | None,
-                            n: int, category: str | None, exclude: Collection[str],
-                            max_per_category: int | None = None) -> list[RecommendedItem]:
-        """The top n by the votes of `recent` (newest first) over co-occurrence rows,
-        re-ranked by the user's impressions and the category cap."""
+    async def _learned(self, recent: Sequence[tuple[str, str]], user_id: str | None,
+                       n: int, category: str | None, exclude: Collection[str],
+                       max_per_category: int | None = None) -> list[RecommendedItem]:
+        """The top n by the votes of `recent` (newest first): co-occurrence blended with
+        sequence rules, re-ranked by the user's impressions and the category cap."""
         if not recent:
             return []
         settings = self.settings
         votes = recency_votes(recent, settings.event_weights, settings.vote_position_decay)
+        next_votes = recency_votes(recent[:settings.sequence_votes], settings.event_weights,
+                                   settings.sequence_vote_decay)
         found = await self.reader.candidates([vote.item_id for vote in votes],
-                                             settings.candidate_row_depth, user_id, category)
-        scored = score_candidates(votes, found.rows, found.user_counts, settings.similarity)
+                                             settings.candidate_row_depth, user_id, category,
+                                             len(next_votes) if settings.sequence_weight else 0)
+        sources = [
+            (settings.cooccurrence_weight, cooccurrence_scores(
+                votes, found.rows, found.user_counts, settings.similarity)),
+            (settings.sequence_weight, sequence_scores(next_votes, found.next_rows)),
+        ]
+        reranking = (user_id is not None and settings.impression_penalty < 1
+                     ) or max_per_category is not None
+        ranked = blend(sources, n * RERANK_DEPTH if reranking else n, exclude)
+        if reranking:
+            ranked = await self._reranked(ranked, n, user_id, max_per_category)
         voter_type = {vote.item_id: vote.event_type for vote in votes}
         return [
             RecommendedItem(
-                item_id=s.item_id, score=s.score, source=COOCCURRENCE,
+                item_id=s.item_id, score=s.score, source=s.source,
                 reason=because_you(voter_type[s.because_of],
-                                   found.titles.get(s.because_of, s.because_of)))
-            for s in await self._reranked({j: s for j, s in scored.items() if j not in exclude},
-                                          n, user_id, max_per_category)
+                                   found.titles.get(s.because_of, s.because_of), s.source))
+            for s in ranked
         ]
 
-    async def _reranked(self, scored: dict[str, ScoredItem], n: int, user_id: str | None,
+    async def _reranked(self, ranked: list[ScoredItem], n: int, user_id: str | None,
                         max_per_category: int | None) -> list[ScoredItem]:
         settings = self.settings
-        penalise = user_id is not None and settings.impression_penalty < 1
-        if not penalise and max_per_category is None:
-            return top_n(scored, n)
-        ranked = top_n(scored, n * RERANK_DEPTH)
         ids = [item.item_id for item in ranked]
-        if penalise:
+        if user_id is not None and settings.impression_penalty < 1:
             ranked = penalise_shown(ranked, await self.reader.shown_counts(user_id, ids),
                                     settings.impressions_before_penalty,
                                     settings.impression_penalty)
@@ -203,8 +211,8 @@ class Recommender:
         )[:n]
         items = [
             RecommendedItem(item_id=j, score=score, source=COOCCURRENCE,
-                            reason=f"{int(c)} people who liked {label} also liked this")
-            for score, j, c in ranked
+                            reason=f"people who liked {label} also liked this")
+            for score, j, _ in ranked
         ]
         if len(items) < n:  # a new item: its category neighbours until co-occurrence arrives
             shared = [] if category else await self.reader.item_categories(item_id)

@@ -1,8 +1,9 @@
-"""Item-to-item scoring from streaming co-occurrence counts. Pure functions, no I/O.
+"""Item-to-item scoring from streaming counts. Pure functions, no I/O.
 
 Notation (as in SAR and item-based CF): c_ij is the number of users who interacted with
 items i and j close together (within the pair window), n_i the number of users who
-interacted with i.
+interacted with i (both forward-decayed when a half-life is set); next_ij sums 1/d over
+users who went on to j d steps after i (d <= the sequence window).
 
 Similarity of j to i:
     count    s_ij = c_ij
@@ -14,11 +15,15 @@ had type t votes with v = decay^a * weight(t), and
 
     score(j) = sum_i v_i * s_ij
 
-over the user's `vote_items` most recent items. The item with the largest term is the reason.
+over the user's `vote_items` most recent items (co-occurrence). The sequence source scores
+sum_i v'_i * next_ij over the `sequence_votes` newest items, v'_i = sequence_decay^a *
+weight(t). `blend` scales each source to its best candidate and adds them with weights.
+The item (and source) with the largest term is the reason.
 """
 
+import heapq
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from streamrec.contract import Similarity
@@ -55,35 +60,82 @@ class ScoredItem:
     item_id: str
     score: float
     because_of: str | None  # the voting item that contributed most
+    source: str = "co-occurrence"  # the source that contributed most
 
 
-def score_candidates(
-    votes: Sequence[Vote],
-    rows: Mapping[str, Sequence[tuple[str, float]]],
-    user_counts: Mapping[str, float],
-    kind: Similarity,
-) -> dict[str, ScoredItem]:
-    """score(j) = sum_i v_i * s_ij over the co-occurrence rows of the voting items."""
-    totals: dict[str, float] = {}
-    best: dict[str, tuple[float, str]] = {}
-    for vote in votes:
-        n_i = user_counts.get(vote.item_id, 0.0)
-        for candidate, c_ij in rows.get(vote.item_id, ()):
-            term = vote.weight * similarity(kind, c_ij, n_i, user_counts.get(candidate, 0.0))
+@dataclass(slots=True)
+class SourceScores:
+    """One candidate source's scores: totals and, per candidate, its biggest (term, voter)."""
+
+    source: str
+    totals: dict[str, float]
+    best: dict[str, tuple[float, str]]
+
+    @classmethod
+    def collect(cls, source: str, terms: Iterable[tuple[str, float, str]]) -> "SourceScores":
+        """From (candidate, term, voter) triples: score(j) = sum of j's terms."""
+        totals: dict[str, float] = {}
+        best: dict[str, tuple[float, str]] = {}
+        for candidate, term, voter in terms:
             if candidate in totals:
                 totals[candidate] += term
                 if term > best[candidate][0]:
-                    best[candidate] = (term, vote.item_id)
+                    best[candidate] = (term, voter)
             else:
                 totals[candidate] = term
-                best[candidate] = (term, vote.item_id)
-    return {item: ScoredItem(item, total, best[item][1]) for item, total in totals.items()}
+                best[candidate] = (term, voter)
+        return cls(source, totals, best)
 
 
-def top_n(scored: Mapping[str, ScoredItem], n: int) -> list[ScoredItem]:
-    """Highest score first; ties by item id so results are reproducible."""
-    return sorted(scored.values(), key=lambda s: (-s.score, s.item_id))[:n]
+def cooccurrence_scores(votes: Sequence[Vote], rows: Mapping[str, Sequence[tuple[str, float]]],
+                        user_counts: Mapping[str, float], kind: Similarity) -> SourceScores:
+    """score(j) = sum_i v_i * s_ij over the co-occurrence rows of the voting items."""
+    def terms() -> Iterator[tuple[str, float, str]]:
+        for vote in votes:
+            n_i = user_counts.get(vote.item_id, 0.0)
+            for candidate, c_ij in rows.get(vote.item_id, ()):
+                yield (candidate, vote.weight * similarity(
+                    kind, c_ij, n_i, user_counts.get(candidate, 0.0)), vote.item_id)
 
+    return SourceScores.collect(COOCCURRENCE, terms())
+
+
+def sequence_scores(votes: Sequence[Vote], next_rows: Mapping[str, Sequence[tuple[str, float]]]
+                    ) -> SourceScores:
+    """score(j) = sum_i v_i * next_ij: what users went on to after the newest items."""
+    return SourceScores.collect(SEQUENCE, (
+        (candidate, vote.weight * count, vote.item_id)
+        for vote in votes for candidate, count in next_rows.get(vote.item_id, ())))
+
+
+def blend(sources: Sequence[tuple[float, SourceScores]], n: int,
+          exclude: Collection[str] = ()) -> list[ScoredItem]:
+    """The top n of sum_s w_s * score_s(j) / max_j score_s(j): each source is scaled to its
+    best candidate first, so weights compare like with like whatever a source's units. The
+    reason comes from the source with the biggest weighted share. Ties by item id."""
+    total: dict[str, float] = {}
+    leading: dict[str, tuple[float, SourceScores]] = {}
+    for weight, scores in sources:
+        top = max(scores.totals.values(), default=0.0)
+        if weight <= 0 or top <= 0:
+            continue
+        scale = weight / top
+        for item, score in scores.totals.items():
+            share = score * scale
+            total[item] = total.get(item, 0.0) + share
+            if item not in leading or share > leading[item][0]:
+                leading[item] = (share, scores)
+    chosen = heapq.nsmallest(n, ((-score, item) for item, score in total.items()
+                                 if item not in exclude))
+    result = []
+    for negative, item in chosen:
+        scores = leading[item][1]
+        result.append(ScoredItem(item, -negative, scores.best[item][1], scores.source))
+    return result
+
+
+COOCCURRENCE = "co-occurrence"
+SEQUENCE = "sequence"
 
 REASONS = {
     "view": "because you viewed {}",
@@ -93,5 +145,7 @@ REASONS = {
 }
 
 
-def because_you(event_type: str, item_label: str) -> str:
+def because_you(event_type: str, item_label: str, source: str = COOCCURRENCE) -> str:
+    if source == SEQUENCE:
+        return f"often next after {item_label}"
     return REASONS.get(event_type, "because you interacted with {}").format(item_label)

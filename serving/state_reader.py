@@ -25,6 +25,7 @@ class UserHistory:
 @dataclass(frozen=True, slots=True)
 class Candidates:
     rows: dict[str, list[tuple[str, float]]]  # voter -> [(candidate, c_ij)], best first
+    next_rows: dict[str, list[tuple[str, float]]]  # newest voters -> [(candidate, next_ij)]
     user_counts: dict[str, float]  # n_i of voters and candidates
     titles: dict[str, str]  # voter -> title, where the catalogue has one
 
@@ -79,16 +80,21 @@ class StateReader:
         return _watermark(await self.redis.hgetall(self.keys.watermark))
 
     async def candidates(self, voters: Sequence[str], depth: int, user_id: str | None,
-                         category: str | None) -> Candidates:
-        """The voters' top-`depth` co-occurrence rows, keeping only candidates `user_id` has not
-        seen, that are available and (with `category`) in it; n_i of voters and candidates."""
-        voter_counts, voter_titles, rows, candidate_counts = await self._collect_candidates(
-            args=[self._script_config, user_id or "", category or "", depth, *voters])
+                         category: str | None, next_voters: int = 0) -> Candidates:
+        """The voters' (newest first) top-`depth` co-occurrence rows, and 'next' rows of the
+        newest `next_voters`, keeping only candidates `user_id` has not seen, that are
+        available and (with `category`) in it; n_i of voters and candidates."""
+        voter_counts, voter_titles, rows, next_rows, candidate_counts = (
+            await self._collect_candidates(args=[
+                self._script_config, user_id or "", category or "", depth, next_voters,
+                *voters]))
         counts = {voter: float(n) for voter, n in zip(voters, voter_counts, strict=True)}
         flat = iter(candidate_counts)
         counts.update((j.decode(), float(n)) for j, n in zip(flat, flat, strict=True))
         return Candidates(
             rows={voter: _pairs(row) for voter, row in zip(voters, rows, strict=True)},
+            next_rows={voter: _pairs(row) for voter, row in zip(voters, next_rows,
+                                                                strict=False)},
             user_counts=counts,
             titles={voter: t.decode() for voter, t in zip(voters, voter_titles, strict=True) if t},
         )

@@ -67,6 +67,10 @@ class StateWriter:
             "pair_window": settings.pair_window,
             "history_length": settings.history_length,
             "cooccurrence_row_cap": settings.cooccurrence_row_cap,
+            "sequence_window": settings.sequence_window,
+            # cjson has no None: 0 means counts never decay.
+            "cooccurrence_half_life_ms": half_life_ms(settings.cooccurrence_half_life_days)
+            if settings.cooccurrence_half_life_days else 0,
             "affinity_half_life_ms": half_life_ms(settings.affinity_half_life_days),
             "trending_half_life_ms": half_life_ms(settings.trending_half_life_days),
             "decay_anchor_ms": settings.decay_anchor_ms,

@@ -25,7 +25,7 @@ from pathlib import Path
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from serving.recommender import COOCCURRENCE, Recommender
+from serving.recommender import RecommendationList, Recommender
 from serving.state_reader import StateReader
 from stream_app.state_writer import StateWriter, StreamRecord
 from streamrec.contract import (
@@ -187,22 +187,36 @@ def self_information(recommended: Sequence[str], users_of: Counter[str], users: 
                ) / len(recommended)
 
 
-async def ask_all(recommender: Recommender, user_id: str, k: int, now_ms: int
-                  ) -> dict[str, list[str]]:
-    """Top-k item ids of every recommender compared. "default" is what the service serves;
-    "co-occurrence" is its list before the trending top-up, so it comes from the same call."""
-    default = (await recommender.for_user(user_id, k, now_ms=now_ms)).items
-    trending = await recommender.trending(k, user_id=user_id, now_ms=now_ms)
-    popular = await recommender.popular(k, user_id=user_id)
-    return {
-        "default": [item.item_id for item in default],
-        "co-occurrence": [item.item_id for item in default if item.source == COOCCURRENCE],
-        "trending": [item.item_id for item in trending.items],
-        "popularity": [item.item_id for item in popular.items],
-    }
+class Contenders:
+    """The recommenders compared in one replay, all over the same state: the service's
+    default (the blend, topped up), each learned source alone (no top-up), and the two
+    popularity baselines."""
+
+    NAMES = ("default", "co-occurrence", "sequence", "trending", "popularity")
+
+    def __init__(self, reader: StateReader, settings: Settings) -> None:
+        self.default = Recommender(reader, settings)
+        self.cooccurrence = Recommender(reader, settings.model_copy(
+            update={"sequence_weight": 0.0, "cooccurrence_weight": 1.0}))
+        self.sequence = Recommender(reader, settings.model_copy(
+            update={"sequence_weight": 1.0, "cooccurrence_weight": 0.0}))
+
+    async def ask_all(self, user_id: str, k: int, now_ms: int) -> dict[str, list[str]]:
+        """Top-k item ids of every contender."""
+        def ids(served: RecommendationList) -> list[str]:
+            return [item.item_id for item in served.items]
+
+        return {
+            "default": ids(await self.default.for_user(user_id, k, now_ms=now_ms)),
+            "co-occurrence": ids(await self.cooccurrence.for_user(user_id, k, now_ms=now_ms,
+                                                                  fallback=False)),
+            "sequence": ids(await self.sequence.for_user(user_id, k, now_ms=now_ms,
+                                                         fallback=False)),
+            "trending": ids(await self.default.trending(k, user_id=user_id, now_ms=now_ms)),
+            "popularity": ids(await self.default.popular(k, user_id=user_id)),
+        }
 
 
-RECOMMENDERS = ("default", "co-occurrence", "trending", "popularity")
 DEFAULT_RECOMMENDER = "default"
 
 
@@ -221,9 +235,9 @@ class Replay:
                   catalogue: Sequence[ItemEvent] = ()) -> dict[str, object]:
         """Replays `interactions` after loading `catalogue` (categories, titles) first."""
         writer = StateWriter(self.redis, self.settings)
-        recommender = Recommender(
-            StateReader(self.redis, RedisKeys(self.settings.key_prefix)), self.settings)
-        boards = {name: Scoreboard() for name in RECOMMENDERS}
+        contenders = Contenders(StateReader(self.redis, RedisKeys(self.settings.key_prefix)),
+                                self.settings)
+        boards = {name: Scoreboard() for name in Contenders.NAMES}
         seen: dict[str, set[str]] = {}
         users_of: Counter[str] = Counter()  # n_i, for novelty
         pending: list[StreamRecord] = []
@@ -245,7 +259,7 @@ class Replay:
                     and event.item_id not in history):
                 if self.batch_size == 1:
                     await flush()  # exact test-then-learn: the state holds every earlier event
-                lists = await ask_all(recommender, event.user_id, self.k, event.timestamp_ms)
+                lists = await contenders.ask_all(event.user_id, self.k, event.timestamp_ms)
                 for name, recommended in lists.items():
                     boards[name].add(recommended, event.item_id,
                                      self_information(recommended, users_of, len(seen)))

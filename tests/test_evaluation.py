@@ -112,7 +112,7 @@ async def test_replay_evaluates_exactly_the_protocols_events(redis: Redis, serve
     result = await Replay(isolated_settings(servers), redis, window=1).run(events)
     boards = result["recommenders"]
     assert {name: m["evaluated"] for name, m in boards.items()} == {
-        "default": 1, "co-occurrence": 1, "trending": 1, "popularity": 1}
+        "default": 1, "co-occurrence": 1, "sequence": 1, "trending": 1, "popularity": 1}
     # Before k=5, i3 (a purchase, weight 8) leads popularity and trending: a hit at rank 1.
     assert boards["popularity"]["mrr_at_10"] == 1.0
     assert boards["trending"]["mrr_at_10"] == 1.0
@@ -128,7 +128,7 @@ def test_cli_writes_metrics_json_and_a_plot(tmp_path: Path, servers: Servers) ->
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["default"] == "default"
-    for name in ("default", "co-occurrence", "trending", "popularity"):
+    for name in ("default", "co-occurrence", "sequence", "trending", "popularity"):
         assert set(metrics["recommenders"][name]) >= {
             "hr_at_10", "ndcg_at_10", "mrr_at_10", "coverage", "novelty", "exposure_gini",
             "evaluated", "windows"}

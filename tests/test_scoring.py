@@ -3,12 +3,14 @@
 import pytest
 
 from serving.scoring import (
+    SourceScores,
     Vote,
     because_you,
+    blend,
+    cooccurrence_scores,
     recency_votes,
-    score_candidates,
+    sequence_scores,
     similarity,
-    top_n,
 )
 from streamrec.contract import DAY_MS, forward_decayed, half_life_ms, value_at
 
@@ -47,20 +49,38 @@ def test_scores_sum_weighted_similarities_and_name_the_biggest_contributor() -> 
     votes = [Vote("a", "view", 1.0), Vote("b", "view", 0.5)]
     rows = {"a": [("x", 2.0), ("y", 1.0)], "b": [("x", 4.0)]}
     counts = {"a": 4.0, "b": 16.0, "x": 4.0, "y": 1.0}
-    scored = score_candidates(votes, rows, counts, "cosine")
+    scored = cooccurrence_scores(votes, rows, counts, "cosine")
     # x: 1.0 * 2/sqrt(4*4) + 0.5 * 4/sqrt(16*4) = 0.5 + 0.25; y: 1.0 * 1/sqrt(4*1) = 0.5
-    assert scored["x"].score == pytest.approx(0.75)
-    assert scored["y"].score == pytest.approx(0.5)
-    assert scored["x"].because_of == "a"
-    assert [s.item_id for s in top_n(scored, 1)] == ["x"]
+    assert scored.totals == pytest.approx({"x": 0.75, "y": 0.5})
+    assert scored.best["x"] == (0.5, "a")
+    assert [(s.item_id, s.because_of) for s in blend([(1.0, scored)], 1)] == [("x", "a")]
 
 
-def test_top_n_breaks_ties_by_item_id() -> None:
-    scored = score_candidates([Vote("a", "view", 1.0)], {"a": [("z", 1.0), ("m", 1.0)]},
-                              {"a": 1.0, "z": 1.0, "m": 1.0}, "count")
-    assert [s.item_id for s in top_n(scored, 2)] == ["m", "z"]
+def test_sequence_scores_sum_votes_times_next_counts() -> None:
+    votes = [Vote("a", "view", 1.0), Vote("b", "view", 0.5)]
+    scored = sequence_scores(votes, {"a": [("x", 1.0)], "b": [("x", 0.5), ("z", 2.0)]})
+    assert scored.totals == {"x": 1.25, "z": 1.0}
+    assert scored.best == {"x": (1.0, "a"), "z": (1.0, "b")}
+
+
+def test_blend_scales_each_source_to_its_best_then_weights_them() -> None:
+    cooc = SourceScores.collect("co-occurrence", [("x", 4.0, "a"), ("y", 2.0, "a")])
+    seq = SourceScores.collect("sequence", [("y", 0.5, "b"), ("z", 0.25, "b")])
+    ranked = blend([(1.0, cooc), (2.0, seq)], 3, exclude={"nothing"})
+    # x: 4/4 = 1; y: 2/4 + 2 * 0.5/0.5 = 2.5 (sequence leads); z: 2 * 0.25/0.5 = 1
+    assert [(s.item_id, s.score, s.source, s.because_of) for s in ranked] == [
+        ("y", 2.5, "sequence", "b"), ("x", 1.0, "co-occurrence", "a"),
+        ("z", 1.0, "sequence", "b")]
+    assert [s.item_id for s in blend([(1.0, cooc), (0.0, seq)], 3, exclude={"x"})] == ["y"]
+
+
+def test_blend_breaks_ties_by_item_id() -> None:
+    scored = cooccurrence_scores([Vote("a", "view", 1.0)], {"a": [("z", 1.0), ("m", 1.0)]},
+                                 {"a": 1.0, "z": 1.0, "m": 1.0}, "count")
+    assert [s.item_id for s in blend([(1.0, scored)], 2)] == ["m", "z"]
 
 
 def test_reasons_read_naturally() -> None:
     assert because_you("add_to_cart", "Red shoes") == "because you added Red shoes to your cart"
     assert because_you("play", "Song") == "because you interacted with Song"
+    assert because_you("view", "Heat", "sequence") == "often next after Heat"

@@ -66,7 +66,8 @@ def records() -> list[StreamRecord]:
 @pytest.fixture
 def small_settings(servers: Servers) -> Settings:
     return isolated_settings(servers, pair_window=2, history_length=3, vote_items=2,
-                             cooccurrence_row_cap=2)
+                             cooccurrence_row_cap=2, sequence_window=2, sequence_votes=2,
+                             cooccurrence_half_life_days=None)
 
 
 def decayed(*terms: tuple[float, int]) -> float:
@@ -86,6 +87,12 @@ async def test_hand_made_stream_gives_exact_state(redis: Redis, small_settings: 
     assert state[k.item_cooccurrence("c")] == {"a": 2.0, "b": 2.0}
     assert state[k.item_cooccurrence("d")] == {"a": 2.0, "c": 1.0}
     assert state[k.item_user_counts] == {"a": "3", "b": "2", "c": "2", "d": "2"}
+    # Sequence window 2, 1/distance: u1 a b c (then a again) d; u2 b c a; u3 d a.
+    # a: b1 c.5 d1 -> b d; b: c1+1, a.5; c: d.5, a1; d: a1
+    assert state[k.item_next("a")] == {"b": 1.0, "d": 1.0}
+    assert state[k.item_next("b")] == {"c": 2.0, "a": 0.5}
+    assert state[k.item_next("c")] == {"a": 1.0, "d": 0.5}
+    assert state[k.item_next("d")] == {"a": 1.0}
     assert state[k.users] == {"u1", "u2", "u3"}
 
     assert state[k.popularity] == {"a": 6.0, "b": 3.0, "c": 9.0, "d": 9.0}
@@ -138,7 +145,7 @@ async def test_redelivered_records_change_nothing(redis: Redis, small_settings: 
 
 async def test_overlapping_redelivery_equals_one_clean_pass(redis: Redis, servers: Servers
                                                             ) -> None:
-    clean, replayed = (isolated_settings(servers, pair_window=2, history_length=3, vote_items=2)
+    clean, replayed = (isolated_settings(servers, pair_window=2, history_length=5, vote_items=2)
                        for _ in range(2))
     await StateWriter(redis, clean).apply(records())
     writer = StateWriter(redis, replayed)
@@ -165,6 +172,26 @@ async def test_catalogue_updates_move_categories_and_availability(
         b"categories": b"y|z", b"tags": b"t1", b"available": b"0", b"title": b"A"}
     await writer.apply([StreamRecord("items:0", 2, ItemEvent(item_id="a"))])
     assert await redis.smembers(k.unavailable_items) == set()
+
+
+async def test_counts_decay_forward_with_their_half_life(redis: Redis, servers: Servers
+                                                         ) -> None:
+    """Increments are 2^((t - anchor)/half-life): a pair a year older weighs half as much."""
+    settings = isolated_settings(servers, cooccurrence_half_life_days=365)
+    k = RedisKeys(settings.key_prefix)
+    year = 365 * DAY_MS
+    stream = [("old", "a", T0), ("old", "b", T0 + 1), ("new", "a", T0 + year),
+              ("new", "b", T0 + year + 1)]
+    await StateWriter(redis, settings).apply([
+        StreamRecord("e:0", n, InteractionEvent(event_id=str(n), user_id=u, item_id=i,
+                                                event_type="view", timestamp=ts))
+        for n, (u, i, ts) in enumerate(stream)])
+    weight = 2 ** ((T0 - ANCHOR) / (365 * DAY_MS))
+    old_b, new_b = 2 ** ((T0 + 1 - ANCHOR) / year), 2 ** ((T0 + year + 1 - ANCHOR) / year)
+    assert float(await redis.hget(k.item_user_counts, "a")) == pytest.approx(weight * 3)
+    assert await redis.zscore(k.item_cooccurrence("a"), "b") == pytest.approx(old_b + new_b)
+    assert new_b == pytest.approx(2 * old_b)
+    assert await redis.zscore(k.item_next("a"), "b") == pytest.approx(old_b + new_b)
 
 
 async def test_out_of_order_event_does_not_rewind_history(redis: Redis, settings: Settings

@@ -1,21 +1,26 @@
 -- Collects what scoring needs in one round trip, read-only: for each voting item its
--- co-occurrence row (top `depth` by count) with the candidates a user may be shown, the
--- user counts n of voters and candidates, and the voters' titles.
+-- co-occurrence row (top `depth` by count) and, for the newest `next_voters` of them, its
+-- 'next' row, with the candidates a user may be shown; the user counts n of voters and
+-- candidates, and the voters' titles.
 --
 -- Done inside Redis because the client would otherwise send thousands of candidate ids back
 -- (HMGET, ZMSCORE, SMISMEMBER); packing those commands costs the client more than the
 -- lookups cost Redis.
 --
 -- ARGV[1]: config JSON {keys}; ARGV[2]: user id ('' for none: nothing is "seen");
--- ARGV[3]: category ('' for any); ARGV[4]: depth; ARGV[5..]: voting item ids.
--- Returns {voter_counts, voter_titles, rows, candidate_counts}:
+-- ARGV[3]: category ('' for any); ARGV[4]: depth; ARGV[5]: next_voters;
+-- ARGV[6..]: voting item ids, newest first.
+-- Returns {voter_counts, voter_titles, rows, next_rows, candidate_counts}:
 --   voter_counts[k], voter_titles[k] belong to voter k ('' when unknown);
 --   rows[k] = {j1, c_1, j2, c_2, ...} for voter k, kept candidates only;
+--   next_rows[k] likewise from voter k's 'next' row (k <= next_voters);
 --   candidate_counts = {j1, n_j1, j2, n_j2, ...} for every kept candidate.
 
 local config = cjson.decode(ARGV[1])
 local K = config.keys
 local user, category, depth = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local next_voters = tonumber(ARGV[5])
+local FIRST_VOTER = 6
 
 local function key(name, id)
   local template = K[name]
@@ -38,16 +43,22 @@ local function membership(size, read_all, test_one)
   end
 end
 
-local rows, order, distinct = {}, {}, {}
-for k = 5, #ARGV do
-  local row = redis.call('ZREVRANGE', key('item_cooccurrence', ARGV[k]), 0, depth - 1,
-    'WITHSCORES')
-  rows[#rows + 1] = row
+local order, distinct = {}, {}
+local function read_row(row_key)
+  local row = redis.call('ZREVRANGE', row_key, 0, depth - 1, 'WITHSCORES')
   for r = 1, #row, 2 do
     if not distinct[row[r]] then
       distinct[row[r]] = true
       order[#order + 1] = row[r]
     end
+  end
+  return row
+end
+local rows, next_rows = {}, {}
+for k = FIRST_VOTER, #ARGV do
+  rows[#rows + 1] = read_row(key('item_cooccurrence', ARGV[k]))
+  if k - FIRST_VOTER < next_voters then
+    next_rows[#next_rows + 1] = read_row(key('item_next', ARGV[k]))
   end
 end
 
@@ -82,7 +93,7 @@ for _, candidate in ipairs(order) do
 end
 
 local voters = {}
-for k = 5, #ARGV do voters[#voters + 1] = ARGV[k] end
+for k = FIRST_VOTER, #ARGV do voters[#voters + 1] = ARGV[k] end
 local voter_counts = redis.call('HMGET', K.item_user_counts, unpack(voters))
 local voter_titles = {}
 for k, voter in ipairs(voters) do
@@ -99,15 +110,18 @@ if #candidate_ids > 0 then
   end
 end
 
-local kept_rows = {}
-for k, row in ipairs(rows) do
-  local kept_row = {}
-  for r = 1, #row, 2 do
-    if kept[row[r]] then
-      kept_row[#kept_row + 1] = row[r]
-      kept_row[#kept_row + 1] = row[r + 1]
+local function kept_only(all_rows)
+  local result = {}
+  for k, row in ipairs(all_rows) do
+    local kept_row = {}
+    for r = 1, #row, 2 do
+      if kept[row[r]] then
+        kept_row[#kept_row + 1] = row[r]
+        kept_row[#kept_row + 1] = row[r + 1]
+      end
     end
+    result[k] = kept_row
   end
-  kept_rows[k] = kept_row
+  return result
 end
-return {voter_counts, voter_titles, kept_rows, candidate_counts}
+return {voter_counts, voter_titles, kept_only(rows), kept_only(next_rows), candidate_counts}

@@ -21,6 +21,8 @@ local records = cjson.decode(ARGV[2])
 local K = config.keys
 local separator = config.list_separator
 local pair_window = config.pair_window
+local sequence_window = config.sequence_window
+local window_length = math.max(pair_window, sequence_window)
 local anchor = config.decay_anchor_ms
 local applied_at = config.applied_at_ms
 
@@ -78,7 +80,7 @@ end
 
 local user_newest = {}      -- user -> newest event time applied in this batch
 local interacting = {}      -- users with an interaction in this batch
-local grown_rows = {}       -- co-occurrence rows that may exceed the cap
+local grown_rows = {}       -- co-occurrence and next rows that may exceed the cap (keys)
 local batch_newest = 0
 
 local function saw_user(user, ts)
@@ -113,17 +115,32 @@ local function apply_interaction(user, item, event_type, ts, recommendation_id)
 
   local recent_key = key('user_recent', user)
   if first_time then
-    -- n_i counts distinct users; c_ij grows for the user's last W distinct items.
-    redis.call('HINCRBY', K.item_user_counts, item, 1)
-    local window = redis.call('ZREVRANGE', recent_key, 0, pair_window - 1)
+    -- n_i counts distinct users; c_ij grows for the user's last W distinct items; i is
+    -- 'next' after each of the last S at distance d with 1/d. With a half-life, every
+    -- increment is forward-decayed (as trending), so old pairs fade and cosine, which
+    -- divides c_ij by sqrt(n_i n_j) on the same scale, stays exact.
+    local count = 1
+    if config.cooccurrence_half_life_ms > 0 then
+      count = 2 ^ ((ts - anchor) / config.cooccurrence_half_life_ms)
+    end
+    redis.call('HINCRBYFLOAT', K.item_user_counts, item, count)
+    local window = redis.call('ZREVRANGE', recent_key, 0, window_length - 1)
     if #window > 0 then
       local row = key('item_cooccurrence', item)
-      for _, other in ipairs(window) do
-        redis.call('ZINCRBY', row, 1, other)
-        redis.call('ZINCRBY', key('item_cooccurrence', other), 1, item)
-        grown_rows[other] = true
+      for distance, other in ipairs(window) do
+        if distance <= pair_window then
+          local other_row = key('item_cooccurrence', other)
+          redis.call('ZINCRBY', row, count, other)
+          redis.call('ZINCRBY', other_row, count, item)
+          grown_rows[other_row] = true
+        end
+        if distance <= sequence_window then
+          local next_row = key('item_next', other)
+          redis.call('ZINCRBY', next_row, count / distance, item)
+          grown_rows[next_row] = true
+        end
       end
-      grown_rows[item] = true
+      grown_rows[row] = true
     end
   end
   -- GT keeps the newest time when events arrive out of order; CH reports a change.
@@ -208,8 +225,7 @@ for _, r in ipairs(records) do
   end
 end
 
-for item in pairs(grown_rows) do
-  local row = key('item_cooccurrence', item)
+for row in pairs(grown_rows) do
   local excess = redis.call('ZCARD', row) - config.cooccurrence_row_cap
   if excess > 0 then redis.call('ZREMRANGEBYRANK', row, 0, excess - 1) end
 end

@@ -15,6 +15,7 @@ the only place a key is spelled.
 | user:{u}:watermark | hash | event_time_ms, applied_at_ms of u's newest applied event |
 | item:{i}:cooccurrence | zset | j -> c_ij, users who touched i and j close together (capped) |
 | item:{i}:meta | hash | title, categories and tags ('|'-joined), available (1/0) |
+| item:{i}:next | zset | j -> sum of 1/d over users who went on to j d steps after i (capped) |
 | item_user_counts | hash | i -> n_i, distinct users who touched i |
 | users | set | every user with an interaction: N = SCARD |
 | popularity, trending | zset | item -> all-time weight sum, forward-decayed weight sum |
@@ -40,6 +41,7 @@ USER_SHOWN = "user:{}:shown"
 USER_PREFERENCES = "user:{}:preferences"
 USER_WATERMARK = "user:{}:watermark"
 ITEM_COOCCURRENCE = "item:{}:cooccurrence"
+ITEM_NEXT = "item:{}:next"
 ITEM_META = "item:{}:meta"
 CATEGORY_POPULARITY = "category:{}:popularity"
 CATEGORY_TRENDING = "category:{}:trending"
@@ -85,6 +87,9 @@ class RedisKeys:
 
     def item_cooccurrence(self, item_id: str) -> str:
         return self._key(ITEM_COOCCURRENCE, item_id)
+
+    def item_next(self, item_id: str) -> str:
+        return self._key(ITEM_NEXT, item_id)
 
     def item_meta(self, item_id: str) -> str:
         return self._key(ITEM_META, item_id)
@@ -154,6 +159,7 @@ class RedisKeys:
             "user_preferences": USER_PREFERENCES,
             "user_watermark": USER_WATERMARK,
             "item_cooccurrence": ITEM_COOCCURRENCE,
+            "item_next": ITEM_NEXT,
             "item_meta": ITEM_META,
             "category_popularity": CATEGORY_POPULARITY,
             "category_trending": CATEGORY_TRENDING,

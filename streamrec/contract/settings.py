@@ -68,6 +68,14 @@ class Settings(BaseSettings):
     pair_window: PositiveInt = Field(
         20, description="A new item co-occurs with the user's last W distinct items."
     )
+    cooccurrence_half_life_days: PositiveFloat | None = Field(
+        365, description="Half-life of co-occurrence and sequence counts and of n_i (old "
+        "tastes fade); unset: counts never decay."
+    )
+    sequence_window: NonNegativeInt = Field(
+        5, description="A new item is 'next' after each of the user's last S distinct items, "
+        "weighted 1/distance (0: no sequence rules)."
+    )
     history_length: PositiveInt = Field(50, description="Recent distinct items kept per user.")
     cooccurrence_row_cap: PositiveInt = Field(
         500, description="Strongest co-occurring items kept per item."
@@ -78,7 +86,20 @@ class Settings(BaseSettings):
         0.9, gt=0, le=1, description="Weight of a vote per step of age (newest 1)."
     )
     candidate_row_depth: PositiveInt = Field(
-        100, description="Top co-occurring items read per voting item."
+        100, description="Top co-occurring (and next) items read per voting item."
+    )
+    sequence_votes: NonNegativeInt = Field(
+        5, description="Most recent items whose 'next' rows vote for candidates."
+    )
+    sequence_vote_decay: float = Field(
+        0.5, gt=0, le=1, description="Weight of a sequence vote per step of age (newest 1)."
+    )
+    cooccurrence_weight: float = Field(
+        1.0, ge=0, description="Weight of the co-occurrence source in the blend; each source "
+        "is first divided by its best score in the request."
+    )
+    sequence_weight: float = Field(
+        1.0, ge=0, description="Weight of the sequence source in the blend."
     )
     impressions_before_penalty: NonNegativeInt = Field(
         2, description="Times an item may be shown to a user who does not act on it before "
@@ -105,8 +126,10 @@ class Settings(BaseSettings):
     def _check_windows(self) -> "Settings":
         if "impression" in self.event_weights:
             raise ValueError("event_weights: 'impression' is reserved for served lists")
-        if self.history_length < max(self.pair_window, self.vote_items):
-            raise ValueError("history_length must be >= pair_window and >= vote_items")
+        if self.history_length < max(self.pair_window, self.vote_items, self.sequence_window,
+                                     self.sequence_votes):
+            raise ValueError("history_length must be >= pair_window, vote_items, "
+                             "sequence_window and sequence_votes")
         return self
 
     def as_environment(self) -> dict[str, str]:
