@@ -16,7 +16,10 @@ from streamrec.contract import Settings, half_life_ms, value_at
 from .reranking import cap_per_category, penalise_shown
 from .scoring import (
     COOCCURRENCE,
+    SEQUENCE,
     ScoredItem,
+    SourceScores,
+    Vote,
     because_you,
     blend,
     cooccurrence_scores,
@@ -24,7 +27,7 @@ from .scoring import (
     sequence_scores,
     similarity,
 )
-from .state_reader import StateReader, Watermark
+from .state_reader import Candidates, StateReader, Watermark
 
 TRENDING = "trending"
 POPULAR = "popular"
@@ -129,17 +132,8 @@ class Recommender:
         if not recent:
             return []
         settings = self.settings
-        votes = recency_votes(recent, settings.event_weights, settings.vote_position_decay)
-        next_votes = recency_votes(recent[:settings.sequence_votes], settings.event_weights,
-                                   settings.sequence_vote_decay)
-        found = await self.reader.candidates([vote.item_id for vote in votes],
-                                             settings.candidate_row_depth, user_id, category,
-                                             len(next_votes) if settings.sequence_weight else 0)
-        sources = [
-            (settings.cooccurrence_weight, cooccurrence_scores(
-                votes, found.rows, found.user_counts, settings.similarity)),
-            (settings.sequence_weight, sequence_scores(next_votes, found.next_rows)),
-        ]
+        votes, found, sources = await self._sources(recent, user_id, category,
+                                                    settings.sequence_weight > 0)
         reranking = (user_id is not None and settings.impression_penalty < 1
                      ) or max_per_category is not None
         ranked = blend(sources, n * RERANK_DEPTH if reranking else n, exclude)
@@ -153,6 +147,33 @@ class Recommender:
                                    found.titles.get(s.because_of, s.because_of), s.source))
             for s in ranked
         ]
+
+    async def _sources(self, recent: Sequence[tuple[str, str]], user_id: str | None,
+                       category: str | None, with_sequence: bool
+                       ) -> tuple[list[Vote], Candidates, list[tuple[float, SourceScores]]]:
+        """One read of the state, scored by every learned source: (weight, scores) each."""
+        settings = self.settings
+        votes = recency_votes(recent, settings.event_weights, settings.vote_position_decay)
+        next_votes = recency_votes(recent[:settings.sequence_votes], settings.event_weights,
+                                   settings.sequence_vote_decay)
+        found = await self.reader.candidates([vote.item_id for vote in votes],
+                                             settings.candidate_row_depth, user_id, category,
+                                             len(next_votes) if with_sequence else 0)
+        return votes, found, [
+            (settings.cooccurrence_weight, cooccurrence_scores(
+                votes, found.rows, found.user_counts, settings.similarity)),
+            (settings.sequence_weight, sequence_scores(next_votes, found.next_rows)),
+        ]
+
+    async def each_source(self, user_id: str, n: int) -> dict[str, list[str]]:
+        """The top n item ids of each learned source alone (no re-ranking, no top-up), from
+        one read: what the evaluator compares the blend against."""
+        history = await self.reader.user_history(user_id, self.settings.vote_items)
+        if not history.recent:
+            return {COOCCURRENCE: [], SEQUENCE: []}
+        _, _, sources = await self._sources(history.recent, user_id, None, True)
+        return {scores.source: [s.item_id for s in blend([(1.0, scores)], n)]
+                for _, scores in sources}
 
     async def _reranked(self, ranked: list[ScoredItem], n: int, user_id: str | None,
                         max_per_category: int | None) -> list[ScoredItem]:

@@ -187,34 +187,23 @@ def self_information(recommended: Sequence[str], users_of: Counter[str], users: 
                ) / len(recommended)
 
 
-class Contenders:
-    """The recommenders compared in one replay, all over the same state: the service's
-    default (the blend, topped up), each learned source alone (no top-up), and the two
+RECOMMENDERS = ("default", "co-occurrence", "sequence", "trending", "popularity")
+
+
+async def ask_all(recommender: Recommender, user_id: str, k: int, now_ms: int
+                  ) -> dict[str, list[str]]:
+    """Top-k item ids of every recommender compared, over the same state: the service's
+    default (the blend, re-ranked and topped up), each learned source alone, and the two
     popularity baselines."""
+    def ids(served: RecommendationList) -> list[str]:
+        return [item.item_id for item in served.items]
 
-    NAMES = ("default", "co-occurrence", "sequence", "trending", "popularity")
-
-    def __init__(self, reader: StateReader, settings: Settings) -> None:
-        self.default = Recommender(reader, settings)
-        self.cooccurrence = Recommender(reader, settings.model_copy(
-            update={"sequence_weight": 0.0, "cooccurrence_weight": 1.0}))
-        self.sequence = Recommender(reader, settings.model_copy(
-            update={"sequence_weight": 1.0, "cooccurrence_weight": 0.0}))
-
-    async def ask_all(self, user_id: str, k: int, now_ms: int) -> dict[str, list[str]]:
-        """Top-k item ids of every contender."""
-        def ids(served: RecommendationList) -> list[str]:
-            return [item.item_id for item in served.items]
-
-        return {
-            "default": ids(await self.default.for_user(user_id, k, now_ms=now_ms)),
-            "co-occurrence": ids(await self.cooccurrence.for_user(user_id, k, now_ms=now_ms,
-                                                                  fallback=False)),
-            "sequence": ids(await self.sequence.for_user(user_id, k, now_ms=now_ms,
-                                                         fallback=False)),
-            "trending": ids(await self.default.trending(k, user_id=user_id, now_ms=now_ms)),
-            "popularity": ids(await self.default.popular(k, user_id=user_id)),
-        }
+    return {
+        "default": ids(await recommender.for_user(user_id, k, now_ms=now_ms)),
+        **await recommender.each_source(user_id, k),
+        "trending": ids(await recommender.trending(k, user_id=user_id, now_ms=now_ms)),
+        "popularity": ids(await recommender.popular(k, user_id=user_id)),
+    }
 
 
 DEFAULT_RECOMMENDER = "default"
@@ -235,9 +224,9 @@ class Replay:
                   catalogue: Sequence[ItemEvent] = ()) -> dict[str, object]:
         """Replays `interactions` after loading `catalogue` (categories, titles) first."""
         writer = StateWriter(self.redis, self.settings)
-        contenders = Contenders(StateReader(self.redis, RedisKeys(self.settings.key_prefix)),
-                                self.settings)
-        boards = {name: Scoreboard() for name in Contenders.NAMES}
+        recommender = Recommender(
+            StateReader(self.redis, RedisKeys(self.settings.key_prefix)), self.settings)
+        boards = {name: Scoreboard() for name in RECOMMENDERS}
         seen: dict[str, set[str]] = {}
         users_of: Counter[str] = Counter()  # n_i, for novelty
         pending: list[StreamRecord] = []
@@ -259,7 +248,7 @@ class Replay:
                     and event.item_id not in history):
                 if self.batch_size == 1:
                     await flush()  # exact test-then-learn: the state holds every earlier event
-                lists = await contenders.ask_all(event.user_id, self.k, event.timestamp_ms)
+                lists = await ask_all(recommender, event.user_id, self.k, event.timestamp_ms)
                 for name, recommended in lists.items():
                     boards[name].add(recommended, event.item_id,
                                      self_information(recommended, users_of, len(seen)))
