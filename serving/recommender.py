@@ -16,7 +16,6 @@ from streamrec.contract import Settings, half_life_ms, value_at
 from .reranking import cap_per_category, penalise_shown
 from .scoring import (
     COOCCURRENCE,
-    SEQUENCE,
     ScoredItem,
     SourceScores,
     Vote,
@@ -102,13 +101,31 @@ class Recommender:
         penalised, at most `max_per_category` (default: the setting) per category; with
         `fallback`, topped up from trending in the categories the user likes (stated or
         learned), then from trending overall."""
+        served, _ = await self._personalised(user_id, n, category, exclude, now_ms, fallback,
+                                             max_per_category, every_source=False)
+        return served
+
+    async def for_user_by_source(self, user_id: str, n: int, now_ms: int | None = None
+                                 ) -> tuple[RecommendationList, dict[str, list[str]]]:
+        """`for_user`, and the top n item ids each learned source alone would give (no
+        re-ranking, no top-up), from the same single read: what the evaluator compares."""
+        served, sources = await self._personalised(user_id, n, None, (), now_ms, True, None,
+                                                   every_source=True)
+        return served, {scores.source: [s.item_id for s in blend([(1.0, scores)], n)]
+                        for _, scores in sources}
+
+    async def _personalised(self, user_id: str, n: int, category: str | None,
+                            exclude: Collection[str], now_ms: int | None, fallback: bool,
+                            max_per_category: int | None, every_source: bool
+                            ) -> tuple[RecommendationList, list[tuple[float, SourceScores]]]:
         history = await self.reader.user_history(user_id, self.settings.vote_items)
-        items = await self._learned(history.recent, user_id, n, category, exclude,
-                                         max_per_category or self.settings.max_per_category)
+        items, sources = await self._learned(
+            history.recent, user_id, n, category, exclude,
+            max_per_category or self.settings.max_per_category, every_source)
         if fallback and len(items) < n:
             items += await self._liked_trending(user_id, n - len(items), category,
                                                 {*exclude, *(i.item_id for i in items)}, now_ms)
-        return _new_list("personalised", items, "user", history.watermark)
+        return _new_list("personalised", items, "user", history.watermark), sources
 
     async def for_session(self, viewed: Sequence[str], n: int, category: str | None = None,
                           exclude: Collection[str] = (), now_ms: int | None = None
@@ -117,8 +134,8 @@ class Recommender:
         topped up from trending. The viewed items themselves are never recommended."""
         recent = [(item, SESSION_EVENT_TYPE) for item in reversed(viewed)]
         hidden = {*exclude, *viewed}
-        items = await self._learned(recent[:self.settings.vote_items], None, n, category,
-                                         hidden)
+        items, _ = await self._learned(recent[:self.settings.vote_items], None, n, category,
+                                       hidden)
         if len(items) < n:
             items += await self._top_of(self._trending(category), n - len(items), None,
                                         {*hidden, *(i.item_id for i in items)}, now_ms)
@@ -126,14 +143,16 @@ class Recommender:
 
     async def _learned(self, recent: Sequence[tuple[str, str]], user_id: str | None,
                        n: int, category: str | None, exclude: Collection[str],
-                       max_per_category: int | None = None) -> list[RecommendedItem]:
+                       max_per_category: int | None = None, every_source: bool = False
+                       ) -> tuple[list[RecommendedItem], list[tuple[float, SourceScores]]]:
         """The top n by the votes of `recent` (newest first): co-occurrence blended with
-        sequence rules, re-ranked by the user's impressions and the category cap."""
+        sequence rules, re-ranked by the user's impressions and the category cap; and the
+        sources' scores (each read even at weight 0 with `every_source`)."""
         if not recent:
-            return []
+            return [], []
         settings = self.settings
         votes, found, sources = await self._sources(recent, user_id, category,
-                                                    settings.sequence_weight > 0)
+                                                    every_source or settings.sequence_weight > 0)
         reranking = (user_id is not None and settings.impression_penalty < 1
                      ) or max_per_category is not None
         ranked = blend(sources, n * RERANK_DEPTH if reranking else n, exclude)
@@ -146,7 +165,7 @@ class Recommender:
                 reason=because_you(voter_type[s.because_of],
                                    found.titles.get(s.because_of, s.because_of), s.source))
             for s in ranked
-        ]
+        ], sources
 
     async def _sources(self, recent: Sequence[tuple[str, str]], user_id: str | None,
                        category: str | None, with_sequence: bool
@@ -164,16 +183,6 @@ class Recommender:
                 votes, found.rows, found.user_counts, settings.similarity)),
             (settings.sequence_weight, sequence_scores(next_votes, found.next_rows)),
         ]
-
-    async def each_source(self, user_id: str, n: int) -> dict[str, list[str]]:
-        """The top n item ids of each learned source alone (no re-ranking, no top-up), from
-        one read: what the evaluator compares the blend against."""
-        history = await self.reader.user_history(user_id, self.settings.vote_items)
-        if not history.recent:
-            return {COOCCURRENCE: [], SEQUENCE: []}
-        _, _, sources = await self._sources(history.recent, user_id, None, True)
-        return {scores.source: [s.item_id for s in blend([(1.0, scores)], n)]
-                for _, scores in sources}
 
     async def _reranked(self, ranked: list[ScoredItem], n: int, user_id: str | None,
                         max_per_category: int | None) -> list[ScoredItem]:

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from serving.recommender import RecommendationList, Recommender
+from serving.scoring import COOCCURRENCE, SEQUENCE
 from serving.state_reader import StateReader
 from stream_app.state_writer import StateWriter, StreamRecord
 from streamrec.contract import (
@@ -198,9 +199,11 @@ async def ask_all(recommender: Recommender, user_id: str, k: int, now_ms: int
     def ids(served: RecommendationList) -> list[str]:
         return [item.item_id for item in served.items]
 
+    served, by_source = await recommender.for_user_by_source(user_id, k, now_ms)
     return {
-        "default": ids(await recommender.for_user(user_id, k, now_ms=now_ms)),
-        **await recommender.each_source(user_id, k),
+        "default": ids(served),
+        "co-occurrence": by_source.get(COOCCURRENCE, []),
+        "sequence": by_source.get(SEQUENCE, []),
         "trending": ids(await recommender.trending(k, user_id=user_id, now_ms=now_ms)),
         "popularity": ids(await recommender.popular(k, user_id=user_id)),
     }

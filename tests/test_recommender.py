@@ -198,8 +198,9 @@ async def test_blend_adds_sequence_rules_to_co_occurrence(redis: Redis, servers:
     assert [i.score for i in served.items] == pytest.approx([1 + 2 * 1, cooc_d + 2 * 0.5 / 16])
 
 
-async def test_each_source_alone_from_one_read(redis: Redis, servers: Servers) -> None:
+async def test_the_list_and_each_source_alone_from_one_read(redis: Redis, servers: Servers) -> None:
     rec = await recommender(redis, servers)  # sequence weight 0: it is still read here
-    assert await rec.each_source("me", 2) == {"co-occurrence": ["c", "d"],
-                                              "sequence": ["c", "d"]}
-    assert await rec.each_source("stranger", 2) == {"co-occurrence": [], "sequence": []}
+    served, by_source = await rec.for_user_by_source("me", 2, NOW)
+    assert [i.item_id for i in served.items] == ["c", "d"]
+    assert by_source == {"co-occurrence": ["c", "d"], "sequence": ["c", "d"]}
+    assert (await rec.for_user_by_source("stranger", 2, NOW))[1] == {}
