@@ -176,6 +176,17 @@ def load(url: str, *mode: str, seconds: float) -> dict:
     return json.loads(done.stdout)
 
 
+def drained(base: str, limit_seconds: float = 60.0) -> None:
+    """Wait until the service answers a trivial request quickly again."""
+    deadline = time.monotonic() + limit_seconds
+    while time.monotonic() < deadline:
+        started = time.perf_counter()
+        httpx.get(f"{base}/healthz", timeout=limit_seconds)
+        if time.perf_counter() - started < 0.02:
+            return
+        time.sleep(0.2)
+
+
 def bench_serving(servers: object, workdir: Path, prefix: str, rates: list[float],
                   concurrency: int, seconds: float) -> dict:
     settings = Settings(kafka_bootstrap_servers=servers.broker.bootstrap_servers,
@@ -194,8 +205,12 @@ def bench_serving(servers: object, workdir: Path, prefix: str, rates: list[float
         for label, path in (("personalised n=10", "/v1/users/{user}/recommendations?n=10"),
                             ("personalised n=100", "/v1/users/{user}/recommendations?n=100"),
                             ("similar n=10", "/v1/items/{item}/similar?n=10")):
-            levels = [load(base + path, "--rate", str(rate), seconds=seconds) for rate in rates]
-            levels.append(load(base + path, "--concurrency", str(concurrency), seconds=seconds))
+            levels = []
+            for mode in ([str(r) for r in rates] + [f"c{concurrency}"]):
+                args = (["--concurrency", mode[1:]] if mode.startswith("c")
+                        else ["--rate", mode])
+                levels.append(load(base + path, *args, seconds=seconds))
+                drained(base)  # an overloaded level leaves a backlog: not the next one's
             results[label] = levels
             console.print(f"  {label}: saturation {levels[-1]['achieved']:.0f} req/s")
         return results
