@@ -302,9 +302,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3, help="runs of ingest, serving and "
                         "freshness; figures are their median and range")
-    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--seconds", type=float, default=3.0, help="per serving load level")
-    parser.add_argument("--rates", default="100,200,500")
+    parser.add_argument("--rates", default="50,100")
     parser.add_argument("--concurrency", type=int, default=16, help="for the saturation level")
     parser.add_argument("--samples", type=int, default=200, help="freshness events per run")
     parser.add_argument("--memory", default="100000,1000000")
