@@ -176,15 +176,17 @@ def load(url: str, *mode: str, seconds: float) -> dict:
     return json.loads(done.stdout)
 
 
-def drained(base: str, limit_seconds: float = 60.0) -> None:
-    """Wait until the service answers a trivial request quickly again."""
+def drained(base: str, limit_seconds: float = 10.0) -> None:
+    """Wait (at most `limit_seconds`) until the service answers a trivial request quickly
+    again: an overloaded level leaves a backlog that is not the next level's."""
     deadline = time.monotonic() + limit_seconds
-    while time.monotonic() < deadline:
-        started = time.perf_counter()
-        httpx.get(f"{base}/healthz", timeout=limit_seconds)
-        if time.perf_counter() - started < 0.02:
-            return
-        time.sleep(0.2)
+    with httpx.Client(timeout=limit_seconds) as client:
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            client.get(f"{base}/healthz")
+            if time.perf_counter() - started < 0.05:
+                return
+            time.sleep(0.2)
 
 
 def bench_serving(servers: object, workdir: Path, prefix: str, rates: list[float],
@@ -210,7 +212,7 @@ def bench_serving(servers: object, workdir: Path, prefix: str, rates: list[float
                 args = (["--concurrency", mode[1:]] if mode.startswith("c")
                         else ["--rate", mode])
                 levels.append(load(base + path, *args, seconds=seconds))
-                drained(base)  # an overloaded level leaves a backlog: not the next one's
+                drained(base)
             results[label] = levels
             console.print(f"  {label}: saturation {levels[-1]['achieved']:.0f} req/s")
         return results
