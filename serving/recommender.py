@@ -97,10 +97,10 @@ class Recommender:
                        exclude: Collection[str] = (), now_ms: int | None = None,
                        fallback: bool = True, max_per_category: int | None = None
                        ) -> RecommendationList:
-        """Co-occurrence with the user's recent items, items the user keeps passing over
-        penalised, at most `max_per_category` (default: the setting) per category; with
-        `fallback`, topped up from trending in the categories the user likes (stated or
-        learned), then from trending overall."""
+        """The blend of co-occurrence and sequence rules over the user's recent items, items
+        the user keeps passing over penalised, at most `max_per_category` (default: the
+        setting) per category; with `fallback`, topped up from trending in the categories
+        the user likes (stated or learned), then from trending overall."""
         served, _ = await self._personalised(user_id, n, category, exclude, now_ms, fallback,
                                              max_per_category, every_source=False)
         return served
