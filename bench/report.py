@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markdown import Markdown
 from rich.table import Table
 
-from streamrec.plots import plot_bars, plot_series
+from streamrec.evaluation import plot_bars, plot_series
 
 README_START = "<!-- bench:start (written by bench/run.py; edits here are overwritten) -->"
 README_END = "<!-- bench:end -->"

@@ -23,9 +23,15 @@ from report import markdown, plot, show, summarise, update_readme
 from rich.console import Console
 
 from stream_app.state_writer import StateWriter, StreamRecord
-from streamrec.contract import InteractionEvent, RedisKeys, Settings
-from streamrec.embedded import embedded_servers, free_port, start_child, stop_child
-from streamrec.topics import ensure_topics
+from streamrec.contract import InteractionEvent, RedisKeys, Settings, ensure_topics
+from streamrec.servers import (
+    child_environment,
+    embedded_servers,
+    free_port,
+    start_child,
+    stop_child,
+    wait_until_healthy,
+)
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -43,10 +49,6 @@ def synthetic_events(count: int, users: int = 10_000, items: int = 50_000, seed:
     return [InteractionEvent(event_id=str(k), user_id=f"u{rng.randrange(users)}",
                              item_id=f"i{picked[k]}", event_type=rng.choice(kinds),
                              timestamp=start + k) for k in range(count)]
-
-
-def environment(settings: Settings) -> dict[str, str]:
-    return {**os.environ, **settings.as_environment()}
 
 
 async def produce(settings: Settings, events: list[InteractionEvent]) -> None:
@@ -111,7 +113,7 @@ def process_rate(settings: Settings, total: int, command: list[str], counter: st
 
     client = redis.Redis.from_url(settings.redis_url)
     key = RedisKeys(settings.key_prefix).counters
-    process = start_child(command, logs, environment(settings))
+    process = start_child(command, logs, child_environment(settings))
     try:
         first = None
         while True:
@@ -193,16 +195,11 @@ def bench_serving(servers: object, workdir: Path, prefix: str, rates: list[float
                   concurrency: int, seconds: float) -> dict:
     settings = Settings(kafka_bootstrap_servers=servers.broker.bootstrap_servers,
                         redis_url=servers.redis.url, key_prefix=prefix, http_port=free_port())
-    service = start_child([sys.executable, "-m", "streamrec", "serve", "--log-level",
-                           "warning"], workdir / f"{prefix}-service.log", environment(settings))
+    service = start_child([sys.executable, "-m", "streamrec", "serve", "--log-level", "warning"],
+                          workdir / f"{prefix}-service.log", child_environment(settings))
     base = f"http://127.0.0.1:{settings.http_port}"
     try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"{base}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        wait_until_healthy(base, service)
         results = {}
         for label, path in (("personalised n=10", "/v1/users/{user}/recommendations?n=10"),
                             ("personalised n=100", "/v1/users/{user}/recommendations?n=100"),
@@ -228,7 +225,7 @@ def bench_freshness(servers: object, workdir: Path, run: str, samples: int) -> d
                         consumer_group=f"{run}-fresh", events_topic=f"{run}-fresh-events",
                         items_topic=f"{run}-fresh-items", http_port=free_port())
     asyncio.run(ensure_topics(settings))
-    env = environment(settings)
+    env = child_environment(settings)
     worker = start_child([sys.executable, "-m", "streamrec", "worker"],
                          workdir / f"{run}-fresh-worker.log", env)
     service = start_child([sys.executable, "-m", "streamrec", "serve", "--log-level",

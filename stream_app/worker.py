@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
-from streamrec.contract import Settings, parse_event, parse_item
+from streamrec.contract import Settings, ensure_topics, parse_event, parse_item
 
 from .state_writer import BatchResult, StateWriter
 from .validation import RawRecord, Rejection, validate_records
@@ -119,8 +119,6 @@ def create_app(settings: Settings) -> faust.App:
 
 def run_worker(settings: Settings, log_level: str = "info") -> None:
     """Create the topics if missing, then run one worker until SIGTERM/SIGINT."""
-    from streamrec.topics import ensure_topics
-
     asyncio.run(ensure_topics(settings))
     app = create_app(settings)
     faust.Worker(app, loglevel=log_level.upper()).execute_from_commandline()

@@ -62,7 +62,7 @@ def traffic(
     browse_rate: Annotated[float, typer.Option(help="Lists browsed per second.")] = 5.0,
 ) -> None:
     """Produce the synthetic catalogue, then synthetic shopper events, to Kafka."""
-    from streamrec.traffic import produce_traffic
+    from streamrec.demo import produce_traffic
 
     asyncio.run(produce_traffic(Settings(), rate, users, count, service, browse_rate))
 
@@ -86,8 +86,7 @@ def evaluate(
         help="Map the catalogue's columns, e.g. item_id=movieId,categories=genres")] = None,
 ) -> None:
     """Prequential replay of a CSV through the production write and read code."""
-    from streamrec.evaluation import ITEM_COLUMNS, Dataset, parse_columns
-    from streamrec.evaluation_report import run_evaluation
+    from streamrec.evaluation import ITEM_COLUMNS, Dataset, parse_columns, run_evaluation
 
     try:
         mapping = parse_columns(columns)
@@ -106,7 +105,7 @@ def dataset(
     directory: Annotated[Path, typer.Argument(help="Where to write events.csv and items.csv.")],
 ) -> None:
     """Write the synthetic shop dataset (sessions, funnel, drift) for `evaluate`."""
-    from streamrec.synthetic import SHOP_DATASET, write_dataset
+    from streamrec.datasets import SHOP_DATASET, write_dataset
 
     directory.mkdir(parents=True, exist_ok=True)
     count = write_dataset(directory / "events.csv", directory / "items.csv")

@@ -1,6 +1,7 @@
 """The contract between the write path (`stream_app`) and the read path (`serving`).
 
-Event schemas, the Redis key layout, the decay arithmetic both sides rely on, and settings.
+Event schemas, the Redis key layout, the decay arithmetic both sides rely on, settings, and
+the topics both produce to and consume from.
 """
 
 from .decay import DAY_MS, forward_decayed, half_life_ms, value_at
@@ -19,6 +20,7 @@ from .events import (
 )
 from .keys import LIST_SEPARATOR, RedisKeys
 from .settings import IMPRESSION, Settings, Similarity
+from .topics import ensure_topics
 
 __all__ = [
     "DAY_MS",
@@ -35,6 +37,7 @@ __all__ = [
     "Settings",
     "Similarity",
     "describe_validation_error",
+    "ensure_topics",
     "forward_decayed",
     "half_life_ms",
     "parse_event",

@@ -15,10 +15,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from streamrec.contract import Settings
-from streamrec.embedded import child_environment, embedded_servers, start_child, stop_child
-from streamrec.synthetic import make_world
-from streamrec.topics import ensure_topics
+from streamrec.contract import Settings, ensure_topics
+from streamrec.datasets import make_world
+from streamrec.servers import child_environment, embedded_servers, start_child, stop_child
 
 console = Console()
 
@@ -83,10 +82,10 @@ def run_demo(settings: Settings, rate: float, users: int) -> None:
     logs = Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
     logs.mkdir(parents=True, exist_ok=True)
     with embedded_servers(logs) as servers:
-        env = child_environment(kafka_bootstrap_servers=servers.broker.bootstrap_servers,
-                                redis_url=servers.redis.url)
-        live = Settings(kafka_bootstrap_servers=servers.broker.bootstrap_servers,
-                        redis_url=servers.redis.url)
+        live = settings.model_copy(update={
+            "kafka_bootstrap_servers": servers.broker.bootstrap_servers,
+            "redis_url": servers.redis.url})
+        env = child_environment(live)
         asyncio.run(ensure_topics(live))
         command = [sys.executable, "-m", "streamrec"]
         base = f"http://{settings.http_host}:{settings.http_port}"

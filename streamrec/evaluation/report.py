@@ -19,9 +19,10 @@ from rich.progress import (
 from rich.table import Table
 
 from streamrec.contract import Settings
-from streamrec.embedded import RedisServer
-from streamrec.evaluation import Dataset, Replay, delete_prefix
-from streamrec.plots import plot_series
+from streamrec.servers import RedisServer
+
+from .plots import plot_series
+from .replay import Dataset, Replay, delete_prefix
 
 console = Console()
 

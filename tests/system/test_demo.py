@@ -11,9 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from streamrec.embedded import free_port
-
-from .system import wait_for
+from streamrec.servers import free_port
+from tests.support.processes import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -12,11 +12,9 @@ import pytest
 import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streamrec.contract import RedisKeys, Settings
-from streamrec.topics import ensure_topics
-
-from .conftest import Servers, isolated_settings
-from .system import ChildProcesses, wait_for
+from streamrec.contract import RedisKeys, Settings, ensure_topics
+from tests.support.processes import ChildProcesses, wait_for
+from tests.support.servers import Servers
 
 
 @dataclass
@@ -41,7 +39,7 @@ class System:
 
 @pytest.fixture(scope="module")
 def system(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    settings = isolated_settings(servers)
+    settings = servers.settings()
     asyncio.run(ensure_topics(settings))
     children = ChildProcesses(settings, tmp_path_factory.mktemp("e2e"))
     try:

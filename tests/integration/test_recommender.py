@@ -9,9 +9,15 @@ from serving.profiles import Preferences, Profiles
 from serving.recommender import Recommender
 from serving.state_reader import StateReader
 from stream_app.state_writer import StateWriter, StreamRecord
-from streamrec.contract import DAY_MS, InteractionEvent, ItemEvent, RedisKeys, Settings
-
-from .conftest import Servers, isolated_settings
+from streamrec.contract import (
+    DAY_MS,
+    ImpressionEvent,
+    InteractionEvent,
+    ItemEvent,
+    RedisKeys,
+    Settings,
+)
+from tests.support.servers import Servers
 
 T0 = Settings().decay_anchor_ms + 10 * DAY_MS
 NOW = T0 + 30 * DAY_MS
@@ -40,7 +46,7 @@ async def build_state(redis: Redis, settings: Settings) -> None:
 async def recommender(redis: Redis, servers: Servers, **overrides: object) -> Recommender:
     """Co-occurrence alone with plain counts unless `overrides` say otherwise: the numbers
     below are worked out by hand for that (test_blend covers the sequence source)."""
-    settings = isolated_settings(servers, **{
+    settings = servers.settings(**{
         "vote_position_decay": 0.5, "sequence_weight": 0.0, "cooccurrence_half_life_days": None,
         **overrides})
     await build_state(redis, settings)
@@ -204,3 +210,28 @@ async def test_the_list_and_each_source_alone_from_one_read(redis: Redis, server
     assert [i.item_id for i in served.items] == ["c", "d"]
     assert by_source == {"co-occurrence": ["c", "d"], "sequence": ["c", "d"]}
     assert (await rec.for_user_by_source("stranger", 2, NOW))[1] == {}
+
+
+async def test_the_service_penalises_what_a_user_keeps_ignoring(redis: Redis, servers: Servers
+                                                                ) -> None:
+    rec = await recommender(redis, servers, impression_penalty=0.1,
+                            impressions_before_penalty=1)
+    assert listed((await rec.for_user("me", 2, now_ms=NOW)).items)[0] == ("c", "co-occurrence")
+    shown = [StreamRecord("events:1", k, ImpressionEvent(
+        event_id=f"i{k}", user_id="me", event_type="impression", item_ids=["c"],
+        timestamp=NOW, recommender="personalised")) for k in range(3)]
+    await StateWriter(redis, rec.settings).apply(shown)
+    served = await rec.for_user("me", 2, now_ms=NOW)
+    # c shown 3 times, 2 beyond the free one: 8*2/sqrt(8) * 0.1^2 < d's 0.5/sqrt(3).
+    assert listed(served.items) == [("d", "co-occurrence"), ("c", "co-occurrence")]
+    assert served.items[1].score == pytest.approx(1.0 * 0.01)  # the best, penalised twice
+
+
+async def test_max_per_category_diversifies_a_personalised_list(redis: Redis, servers: Servers
+                                                                ) -> None:
+    rec = await recommender(redis, servers)
+    # c and d are both hats: a cap of 1 keeps c and tops up with trending instead of d.
+    capped = await rec.for_user("me", 2, now_ms=NOW, max_per_category=1)
+    assert listed(capped.items) == [("c", "co-occurrence"), ("e", "trending")]
+    assert listed((await rec.for_user("me", 2, now_ms=NOW)).items) == [
+        ("c", "co-occurrence"), ("d", "co-occurrence")]

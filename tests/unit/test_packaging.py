@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from streamrec.cli import app
 from streamrec.contract import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = {command.name or command.callback.__name__ for command in app.registered_commands}
 
 

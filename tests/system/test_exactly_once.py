@@ -15,13 +15,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from streamrec.contract import RedisKeys, Settings
-from streamrec.synthetic import events, make_world
-from streamrec.topics import ensure_topics
-
-from .conftest import Servers, isolated_settings
-from .state import differences, dump_state
-from .system import ChildProcesses, wait_for
+from streamrec.contract import RedisKeys, Settings, ensure_topics
+from streamrec.datasets import events, make_world
+from tests.support.processes import ChildProcesses, wait_for
+from tests.support.servers import Servers
+from tests.support.state import differences, dump_state
 
 EVENTS = 50_000
 BAD_RECORDS = 50
@@ -52,7 +50,7 @@ async def produce_stream(settings: Settings) -> None:
 @pytest.fixture(scope="module")
 def stream(servers: Servers) -> Iterator[Settings]:
     """One topic holding 50k events and 50 bad records, read by each scenario's own group."""
-    settings = isolated_settings(servers, topic_partitions=8)
+    settings = servers.settings(topic_partitions=8)
     asyncio.run(ensure_topics(settings))
     asyncio.run(produce_stream(settings))
     yield settings

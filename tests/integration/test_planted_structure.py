@@ -12,9 +12,8 @@ from serving.recommender import Recommender
 from serving.state_reader import StateReader
 from stream_app.state_writer import StateWriter, StreamRecord
 from streamrec.contract import RedisKeys, Settings
-from streamrec.synthetic import World, events, make_world
-
-from .conftest import Servers, isolated_settings
+from streamrec.datasets import World, events, make_world
+from tests.support.servers import Servers
 
 EVENTS = 20_000
 BATCH = 200
@@ -59,7 +58,7 @@ async def learn_and_measure(settings: Settings, world: World) -> Recovered:
 @pytest.fixture(scope="module")
 def recovered(servers: Servers) -> Recovered:
     world = make_world(users=300, categories=8, items_per_category=40)
-    return asyncio.run(learn_and_measure(isolated_settings(servers), world))
+    return asyncio.run(learn_and_measure(servers.settings(), world))
 
 
 def test_users_get_their_hidden_category(recovered: Recovered) -> None:

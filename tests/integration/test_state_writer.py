@@ -14,9 +14,8 @@ from streamrec.contract import (
     forward_decayed,
     half_life_ms,
 )
-
-from .conftest import Servers, isolated_settings
-from .state import differences, dump_state
+from tests.support.servers import Servers
+from tests.support.state import differences, dump_state
 
 ANCHOR = Settings().decay_anchor_ms
 T0 = ANCHOR + 30 * DAY_MS
@@ -65,7 +64,7 @@ def records() -> list[StreamRecord]:
 
 @pytest.fixture
 def small_settings(servers: Servers) -> Settings:
-    return isolated_settings(servers, pair_window=2, history_length=3, vote_items=2,
+    return servers.settings(pair_window=2, history_length=3, vote_items=2,
                              cooccurrence_row_cap=2, sequence_window=2, sequence_votes=2,
                              cooccurrence_half_life_days=None)
 
@@ -145,7 +144,7 @@ async def test_redelivered_records_change_nothing(redis: Redis, small_settings: 
 
 async def test_overlapping_redelivery_equals_one_clean_pass(redis: Redis, servers: Servers
                                                             ) -> None:
-    clean, replayed = (isolated_settings(servers, pair_window=2, history_length=5, vote_items=2)
+    clean, replayed = (servers.settings(pair_window=2, history_length=5, vote_items=2)
                        for _ in range(2))
     await StateWriter(redis, clean).apply(records())
     writer = StateWriter(redis, replayed)
@@ -177,7 +176,7 @@ async def test_catalogue_updates_move_categories_and_availability(
 async def test_counts_decay_forward_with_their_half_life(redis: Redis, servers: Servers
                                                          ) -> None:
     """Increments are 2^((t - anchor)/half-life): a pair a year older weighs half as much."""
-    settings = isolated_settings(servers, cooccurrence_half_life_days=365)
+    settings = servers.settings(cooccurrence_half_life_days=365)
     k = RedisKeys(settings.key_prefix)
     year = 365 * DAY_MS
     stream = [("old", "a", T0), ("old", "b", T0 + 1), ("new", "a", T0 + year),

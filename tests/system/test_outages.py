@@ -10,12 +10,10 @@ import httpx
 import pytest
 import redis
 
-from streamrec.contract import RedisKeys, Settings
-from streamrec.embedded import RedisServer, free_port
-from streamrec.topics import ensure_topics
-
-from .conftest import Servers, isolated_settings
-from .system import ChildProcesses, wait_for
+from streamrec.contract import RedisKeys, Settings, ensure_topics
+from streamrec.servers import RedisServer, free_port
+from tests.support.processes import ChildProcesses, wait_for
+from tests.support.servers import Servers
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +22,7 @@ def test_service_answers_503_while_redis_is_down_and_recovers(servers: Servers, 
                                                               ) -> None:
     store = RedisServer(tmp_path, persist=True)
     store.start()
-    settings = isolated_settings(servers).model_copy(update={"redis_url": store.url})
+    settings = servers.settings().model_copy(update={"redis_url": store.url})
     children = ChildProcesses(settings, tmp_path)
     try:
         _, base = children.start_service()
@@ -48,7 +46,7 @@ def test_service_answers_503_while_redis_is_down_and_recovers(servers: Servers, 
 def test_posting_events_answers_503_while_the_broker_is_unreachable(servers: Servers,
                                                                    tmp_path: Path) -> None:
     nowhere = f"127.0.0.1:{free_port()}"
-    settings = isolated_settings(servers).model_copy(update={"kafka_bootstrap_servers": nowhere})
+    settings = servers.settings().model_copy(update={"kafka_bootstrap_servers": nowhere})
     children = ChildProcesses(settings, tmp_path)
     try:
         _, base = children.start_service()
@@ -98,7 +96,7 @@ def events_applied(client: redis.Redis, settings: Settings) -> int:
 
 
 def isolated_topics(servers: Servers, **changes: str) -> Settings:
-    settings = isolated_settings(servers).model_copy(update=changes)
+    settings = servers.settings().model_copy(update=changes)
     asyncio.run(ensure_topics(settings))
     return settings
 
@@ -162,7 +160,7 @@ def test_broker_outage_the_worker_resumes_and_the_service_answers_503(
     """The broker stops answering (SIGSTOP: unreachable, data kept) and comes back."""
     import signal
 
-    from streamrec.embedded import KafkaBroker
+    from streamrec.servers import KafkaBroker
 
     broker = KafkaBroker(tmp_path)
     broker.start()

@@ -13,12 +13,10 @@ import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamrec.contract import InvalidRecord, RedisKeys, Settings, parse_event
-from streamrec.topics import ensure_topics
-
-from .conftest import Servers, isolated_settings
-from .hostile import hostile_corpus, valid_event
-from .system import ChildProcesses, wait_for
+from streamrec.contract import InvalidRecord, RedisKeys, Settings, ensure_topics, parse_event
+from tests.support.hostile import hostile_corpus, valid_event
+from tests.support.processes import ChildProcesses, wait_for
+from tests.support.servers import Servers
 
 CORPUS = 10_000
 VALID_EVERY = 10  # one valid record after every 10 bad ones
@@ -100,7 +98,7 @@ async def produce(settings: Settings, records: list[tuple[bytes, bytes, bool]]) 
 @pytest.mark.slow
 def test_hostile_corpus_through_kafka(servers: Servers, corpus: list[tuple[str, bytes]],
                                       tmp_path: object) -> None:
-    settings = isolated_settings(servers)
+    settings = servers.settings()
     asyncio.run(ensure_topics(settings))
     records = list(interleaved(corpus))
     valid = sum(is_valid for _, _, is_valid in records)
@@ -124,7 +122,7 @@ def test_hostile_corpus_through_kafka(servers: Servers, corpus: list[tuple[str, 
 @pytest.mark.slow
 def test_hostile_corpus_through_http(servers: Servers, corpus: list[tuple[str, bytes]],
                                      tmp_path: object) -> None:
-    children = ChildProcesses(isolated_settings(servers), tmp_path)
+    children = ChildProcesses(servers.settings(), tmp_path)
     try:
         _, base = children.start_service()
         statuses: Counter[tuple[str, int]] = Counter()

@@ -9,15 +9,14 @@ from pathlib import Path
 import pytest
 
 from serving.app import create_app
-
-from .conftest import Servers, isolated_settings
-from .system import ChildProcesses
+from tests.support.processes import ChildProcesses
+from tests.support.servers import Servers
 
 pytestmark = pytest.mark.slow
 
 
 def test_schemathesis_finds_no_server_error(servers: Servers, tmp_path: Path) -> None:
-    children = ChildProcesses(isolated_settings(servers), tmp_path)
+    children = ChildProcesses(servers.settings(), tmp_path)
     try:
         _, base = children.start_service()
         run = subprocess.run(

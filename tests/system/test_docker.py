@@ -3,17 +3,19 @@ on the official Kafka and Redis images through testcontainers; this test says so
 report either way."""
 
 import asyncio
+import os
 
 import pytest
 import redis
 from aiokafka.admin import AIOKafkaAdminClient
 
-from .conftest import USE_DOCKER, Servers
+from tests.support.servers import Servers
 
 
 @pytest.mark.docker
-@pytest.mark.skipif(not USE_DOCKER, reason="STREAMREC_TEST_DOCKER=1 runs the suite on the "
-                                           "official Kafka and Redis images (needs Docker)")
+@pytest.mark.skipif(os.environ.get("STREAMREC_TEST_DOCKER") != "1",
+                    reason="STREAMREC_TEST_DOCKER=1 runs the suite on the official Kafka and "
+                    "Redis images (needs Docker)")
 def test_suite_runs_on_container_images(servers: Servers) -> None:
     async def topics() -> list[str]:
         admin = AIOKafkaAdminClient(bootstrap_servers=servers.bootstrap_servers)

@@ -12,9 +12,8 @@ import uuid
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from streamrec.contract import InteractionEvent, Settings
-from streamrec.synthetic import World, events, make_world
-from streamrec.topics import ensure_topics
+from streamrec.contract import InteractionEvent, Settings, ensure_topics
+from streamrec.datasets import World, events, make_world
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 0.05

@@ -11,7 +11,7 @@ import logging
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
-from streamrec.contract import Settings
+from .settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,7 @@ from streamrec.evaluation import (
     rank_of,
     self_information,
 )
-
-from .conftest import Servers, isolated_settings
+from tests.support.servers import Servers
 
 
 def write_csv(path: Path, header: str, rows: list[str]) -> Path:
@@ -109,7 +108,7 @@ async def test_replay_evaluates_exactly_the_protocols_events(redis: Redis, serve
     events[15] = Interaction("u1", "i1", t + 15, "click")
     events[3] = Interaction("u0", "i3", t + 3, "purchase")  # the most popular item by k=5
     events[5] = Interaction("u1", "i3", t + 5, "click")
-    result = await Replay(isolated_settings(servers), redis, window=1).run(events)
+    result = await Replay(servers.settings(), redis, window=1).run(events)
     boards = result["recommenders"]
     assert {name: m["evaluated"] for name, m in boards.items()} == {
         "default": 1, "co-occurrence": 1, "sequence": 1, "trending": 1, "popularity": 1}

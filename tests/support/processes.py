@@ -1,6 +1,5 @@
 """The worker and the service as real child processes, the way production runs them."""
 
-import os
 import subprocess
 import sys
 import time
@@ -9,16 +8,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-import httpx
-
 from streamrec.contract import Settings
-from streamrec.embedded import free_port, start_child, stop_child
+from streamrec.servers import (
+    child_environment,
+    free_port,
+    start_child,
+    stop_child,
+    wait_until_healthy,
+)
 
 T = TypeVar("T")
-
-
-def settings_environment(settings: Settings) -> dict[str, str]:
-    return {**os.environ, **settings.as_environment()}
 
 
 def wait_for(probe: Callable[[], T | None], what: str, timeout: float = 30.0,
@@ -42,7 +41,7 @@ class ChildProcesses:
 
     def start(self, command: str, name: str, settings: Settings | None = None
               ) -> subprocess.Popen:
-        env = settings_environment(settings or self.settings)
+        env = child_environment(settings or self.settings)
         process = start_child([sys.executable, "-m", "streamrec", command],
                               self.logs / f"{name}.log", env)
         self.processes.append(process)
@@ -55,15 +54,7 @@ class ChildProcesses:
         settings = (settings or self.settings).model_copy(update={"http_port": free_port()})
         process = self.start("serve", f"service-{settings.http_port}", settings)
         base = f"http://127.0.0.1:{settings.http_port}"
-
-        def up() -> bool:
-            try:
-                return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
-            except httpx.TransportError:
-                assert process.poll() is None, f"service exited: see {self.logs}"
-                return False
-
-        wait_for(up, "the service to listen")
+        wait_until_healthy(base, process)
         return process, base
 
     def stop_all(self) -> None:

@@ -1,0 +1,25 @@
+"""The real servers a test session runs against."""
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from streamrec.contract import Settings
+
+
+@dataclass(frozen=True)
+class Servers:
+    bootstrap_servers: str
+    redis_url: str
+    workdir: Path
+
+    def settings(self, **overrides: object) -> Settings:
+        """Settings whose keys, topics and consumer group no other test uses."""
+        tag = uuid.uuid4().hex[:10]
+        values: dict[str, object] = {
+            "kafka_bootstrap_servers": self.bootstrap_servers, "redis_url": self.redis_url,
+            "key_prefix": f"t{tag}", "events_topic": f"events-{tag}",
+            "items_topic": f"items-{tag}", "dead_letter_topic": f"dead-letter-{tag}",
+            "consumer_group": f"workers-{tag}", "topic_partitions": 4,
+        }
+        return Settings(**{**values, **overrides})
