@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
 
+from streamrec.contract import Recommender as RecommenderName
 from streamrec.contract import Settings, half_life_ms, value_at
 
 from .reranking import cap_per_category, penalise_shown
@@ -58,7 +59,7 @@ class Freshness(BaseModel):
 
 class RecommendationList(BaseModel):
     recommendation_id: str
-    recommender: str
+    recommender: RecommenderName
     items: list[RecommendedItem]
     freshness: Freshness
 
@@ -81,7 +82,7 @@ class Ranking:
     half_life_ms: float | None  # set for forward-decayed scores
 
 
-def _new_list(recommender: str, items: list[RecommendedItem], scope: str,
+def _new_list(recommender: RecommenderName, items: list[RecommendedItem], scope: str,
               watermark: Watermark) -> RecommendationList:
     return RecommendationList(recommendation_id=uuid.uuid4().hex, recommender=recommender,
                               items=items, freshness=_freshness(scope, watermark))

@@ -1,5 +1,6 @@
 """Reads the recommender state from Redis: one pipelined round trip per step, nothing else."""
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.resources import files
@@ -7,7 +8,7 @@ from importlib.resources import files
 import orjson
 from redis.asyncio import Redis
 
-from streamrec.contract import LIST_SEPARATOR, RedisKeys
+from streamrec.contract import LIST_SEPARATOR, SHOWN_SEPARATOR, RedisKeys
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,11 +120,14 @@ class StateReader:
         return [(item.decode(), score) for item, score in page]
 
     async def shown_counts(self, user_id: str, items: Sequence[str]) -> dict[str, int]:
-        """How often each of `items` was in a list shown to the user (from impressions)."""
+        """How often each of `items` was in the user's newest shown lists (impressions)."""
         if not items:
             return {}
-        counts = await self.redis.hmget(self.keys.user_shown(user_id), list(items))
-        return {item: int(c) for item, c in zip(items, counts, strict=True) if c is not None}
+        wanted = set(items)
+        shown = Counter(item for joined in await self.redis.lrange(self.keys.user_shown(user_id),
+                                                                   0, -1)
+                        for item in joined.decode().split(SHOWN_SEPARATOR) if item in wanted)
+        return dict(shown)
 
     async def primary_categories(self, items: Sequence[str]) -> dict[str, str | None]:
         """Each item's first category, None when it has none (or is not in the catalogue)."""
@@ -146,6 +150,11 @@ class StateReader:
             replies = await pipe.execute()
         return {name: {k.decode(): int(v) for k, v in counts.items()}
                 for name, counts in zip(names, replies, strict=True)}
+
+    async def stalled_partitions(self) -> dict[str, str]:
+        """Partitions the worker cannot apply now, and why."""
+        stalled = await self.redis.hgetall(self.keys.stalled_partitions)
+        return {source.decode(): reason.decode() for source, reason in stalled.items()}
 
     async def counters(self) -> dict[str, int]:
         counters = await self.redis.hgetall(self.keys.counters)

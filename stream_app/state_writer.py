@@ -21,7 +21,16 @@ from streamrec.contract import (
     half_life_ms,
 )
 
-APPLY_BATCH_LUA = files("stream_app").joinpath("lua/apply_batch.lua").read_text()
+LUA = files("stream_app").joinpath("lua")
+APPLY_BATCH_LUA = "\n".join(
+    LUA.joinpath(name).read_text() for name in ("forward_decay.lua", "apply_batch.lua"))
+
+
+@dataclass(frozen=True, slots=True)
+class LogEpoch:
+    """The first record of a partition's log (see `streamrec.contract.topics`)."""
+
+    log_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +39,7 @@ class StreamRecord:
 
     source: str  # "topic:partition"
     offset: int
-    payload: InteractionEvent | ImpressionEvent | ItemEvent | None
+    payload: InteractionEvent | ImpressionEvent | ItemEvent | LogEpoch | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,21 +47,42 @@ class BatchResult:
     applied: int
     duplicates_skipped: int
     dead_lettered: int
+    duplicate_events: int = 0
+
+
+POSITION = ("source", "offset")
+#: What apply_batch.lua receives per record kind: an array, the kind first, then these fields
+#: in this order (the script names them from this table, sent in its config).
+RECORD_FIELDS: dict[str, tuple[str, ...]] = {
+    "interaction": (*POSITION, "event_id", "user_id", "item_id", "event_type", "timestamp",
+                    "recommendation_id"),
+    "impression": (*POSITION, "event_id", "user_id", "item_ids", "timestamp",
+                   "recommendation_id", "recommender"),
+    "item": (*POSITION, "item_id", "categories", "tags", "available", "title"),
+    "epoch": (*POSITION, "log_id"),
+    "rejected": POSITION,
+}
+
+
+def _kind(payload: object) -> str:
+    if payload is None:
+        return "rejected"
+    if isinstance(payload, LogEpoch):
+        return "epoch"
+    if isinstance(payload, ItemEvent):
+        return "item"
+    if isinstance(payload, ImpressionEvent):
+        return "impression"
+    return "interaction"
 
 
 def _encode(record: StreamRecord) -> list[object]:
-    position = [record.source, record.offset]
-    payload = record.payload
-    if payload is None:
-        return ["rejected", *position]
-    if isinstance(payload, ItemEvent):
-        return ["item", *position, payload.item_id, payload.categories, payload.tags,
-                payload.available, payload.title or ""]
-    if isinstance(payload, ImpressionEvent):
-        return ["impression", *position, payload.user_id, payload.item_ids, payload.timestamp,
-                payload.recommendation_id or "", payload.recommender]
-    return ["interaction", *position, payload.user_id, payload.item_id, payload.event_type,
-            payload.timestamp, payload.recommendation_id or ""]
+    kind = _kind(record.payload)
+    values = []
+    for name in RECORD_FIELDS[kind]:
+        value = getattr(record, name) if name in POSITION else getattr(record.payload, name)
+        values.append("" if value is None else value)  # cjson has no None
+    return [kind, *values]
 
 
 class StateWriter:
@@ -75,6 +105,11 @@ class StateWriter:
             "trending_half_life_ms": half_life_ms(settings.trending_half_life_days),
             "decay_anchor_ms": settings.decay_anchor_ms,
             "recommendation_ttl_seconds": settings.recommendation_ttl_seconds,
+            "shown_lists_kept": settings.shown_lists_kept,
+            "shown_ttl_seconds": settings.shown_ttl_seconds,
+            "event_id_window_ms": settings.event_id_window_seconds * 1000,
+            "event_ids_kept": settings.event_ids_kept_per_user,
+            "record_fields": RECORD_FIELDS,
         }
 
     async def apply(
@@ -84,10 +119,18 @@ class StateWriter:
         if not records:
             return BatchResult(0, 0, 0)
         config = dict(self._config, applied_at_ms=applied_at_ms or int(time.time() * 1000))
-        applied, skipped, dead_lettered = await self._script(
+        applied, skipped, dead_lettered, duplicate_events = await self._script(
             args=[orjson.dumps(config), orjson.dumps([_encode(r) for r in records])]
         )
-        return BatchResult(int(applied), int(skipped), int(dead_lettered))
+        return BatchResult(int(applied), int(skipped), int(dead_lettered), int(duplicate_events))
+
+    async def record_stall(self, sources: Iterable[str], reason: str) -> None:
+        """Say (for /readyz) that these partitions cannot be applied now, and why."""
+        await self._redis.hset(self._keys.stalled_partitions,
+                               mapping=dict.fromkeys(sources, reason[:1000]))
+
+    async def clear_stall(self, sources: Iterable[str]) -> None:
+        await self._redis.hdel(self._keys.stalled_partitions, *sources)
 
     async def highest_applied(self, sources: Iterable[str]) -> dict[str, int]:
         """The exactly-once guard's position per source: records at or below it are done."""

@@ -4,17 +4,21 @@ Nothing a producer sends can raise out of here: every record ends up either vali
 rejected with a reason.
 """
 
+import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from streamrec.contract import InvalidRecord
+from streamrec.contract import LOG_ID_HEADER, InvalidRecord
 
-from .state_writer import StreamRecord
+from .state_writer import LogEpoch, StreamRecord
 
-#: Dead-letter values above this are cut (the broker's default message limit is 1 MB).
+#: A dead-letter copy always fits the broker's default message limit (1 MB): the value, the
+#: key and the reason are cut to these sizes; headers keep the original sizes and digests.
 DEAD_LETTER_MAX_VALUE_BYTES = 512 * 1024
+DEAD_LETTER_MAX_KEY_BYTES = 1024
+DEAD_LETTER_MAX_REASON_BYTES = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +28,7 @@ class RawRecord:
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
 
     @property
     def source(self) -> str:
@@ -37,16 +42,24 @@ class Rejection:
 
     def dead_letter_headers(self) -> list[tuple[str, bytes]]:
         """Where the record came from and why it was rejected; consumers of the dead-letter
-        topic can deduplicate on (source topic, partition, offset)."""
+        topic can deduplicate on (source topic, partition, offset). A cut key or value keeps
+        its original size and SHA-256 in `streamrec.{key,value}.{size,sha256}`."""
         headers = [
-            ("streamrec.reason", self.reason.encode()),
-            ("streamrec.source.topic", self.raw.topic.encode()),
+            ("streamrec.reason", self.reason.encode()[:DEAD_LETTER_MAX_REASON_BYTES]),
+            ("streamrec.source.topic", self.raw.topic.encode()[:DEAD_LETTER_MAX_KEY_BYTES]),
             ("streamrec.source.partition", str(self.raw.partition).encode()),
             ("streamrec.source.offset", str(self.raw.offset).encode()),
         ]
-        if len(self.raw.value or b"") > DEAD_LETTER_MAX_VALUE_BYTES:
-            headers.append(("streamrec.truncated_from", str(len(self.raw.value or b"")).encode()))
+        for name, original, limit in (("key", self.raw.key, DEAD_LETTER_MAX_KEY_BYTES),
+                                      ("value", self.raw.value, DEAD_LETTER_MAX_VALUE_BYTES)):
+            if original is not None and len(original) > limit:
+                headers += [(f"streamrec.{name}.size", str(len(original)).encode()),
+                            (f"streamrec.{name}.sha256",
+                             hashlib.sha256(original).hexdigest().encode())]
         return headers
+
+    def dead_letter_key(self) -> bytes | None:
+        return None if self.raw.key is None else self.raw.key[:DEAD_LETTER_MAX_KEY_BYTES]
 
     def dead_letter_value(self) -> bytes:
         return (self.raw.value or b"")[:DEAD_LETTER_MAX_VALUE_BYTES]
@@ -59,6 +72,11 @@ def validate_records(
     records: list[StreamRecord] = []
     rejections: list[Rejection] = []
     for raw in raws:
+        log_id = dict(raw.headers).get(LOG_ID_HEADER)
+        if log_id and not raw.value:
+            records.append(StreamRecord(raw.source, raw.offset,
+                                        LogEpoch(log_id.decode(errors="replace"))))
+            continue
         try:
             if raw.value is None:
                 raise InvalidRecord("record has no value")

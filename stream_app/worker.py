@@ -2,14 +2,21 @@
 
 Delivery: Faust commits a batch's offsets only after `process_batch` returns, so a crash
 redelivers records; `StateWriter` makes redelivery harmless (see lua/apply_batch.lua).
+
+Never skip: a batch returns only when every record in it was applied or dead-lettered.
+Whatever fails on the way (Redis down, a dead-letter copy the broker refuses, a bug) is
+retried with backoff, never raised: an agent that crashed would be restarted by Faust past
+its batch. While a batch cannot get through, the partitions it came from are recorded as
+stalled in Redis (the service's /readyz reports them) and the log says why.
 """
 
 import asyncio
+import contextlib
 import logging
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 from pydantic import BaseModel
@@ -22,12 +29,15 @@ from .state_writer import BatchResult, StateWriter
 from .validation import RawRecord, Rejection, validate_records
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 REDIS_OUTAGE_ERRORS = (
     redis_errors.ConnectionError,
     redis_errors.TimeoutError,
     redis_errors.BusyLoadingError,
 )
+#: Longest pause between two attempts at a batch that does not get through.
+MAX_RETRY_DELAY_SECONDS = 5.0
 
 
 @dataclass
@@ -42,17 +52,38 @@ class WorkerCounters:
         self.dead_lettered += result.dead_lettered
 
 
-async def apply_until_done(writer: StateWriter, records: Sequence[Any]) -> BatchResult:
-    """Retry through Redis outages: the batch is atomic and idempotent, so a retry after an
-    unknown outcome (timeout) cannot apply anything twice."""
-    delay = 0.1
+async def until_done(step: Callable[[], Awaitable[T]], what: str, sources: Collection[str],
+                     writer: StateWriter) -> T:
+    """Run `step` until it succeeds. Safe to repeat: dead-lettering is deduplicated on the
+    guard's position, and a batch is atomic and idempotent, so a retry after an unknown
+    outcome (a timeout) cannot apply anything twice."""
+    delay, stalled = 0.1, False
     while True:
         try:
-            return await writer.apply(records)
+            result = await step()
+            if stalled:
+                await writer.clear_stall(sources)
+                log.warning("%s got through; %s applying again", what, ", ".join(sources))
+            return result
+        except asyncio.CancelledError:
+            raise
         except REDIS_OUTAGE_ERRORS as error:
-            log.warning("Redis unavailable (%s); retrying the batch in %.1fs", error, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            log.warning("Redis unavailable (%s); retrying %s in %.1fs", error, what, delay)
+        except Exception as error:
+            log.error("%s failed (%r); %s stalled, retrying in %.1fs (nothing is skipped)",
+                      what, error, ", ".join(sources), delay)
+            with contextlib.suppress(*REDIS_OUTAGE_ERRORS):
+                await writer.record_stall(sources, f"{what} failed: {error!r}")
+                stalled = True
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, MAX_RETRY_DELAY_SECONDS)
+
+
+def header_pairs(headers: Any) -> tuple[tuple[str, bytes], ...]:
+    """Faust hands headers over as a mapping or as a list of pairs."""
+    if not headers:
+        return ()
+    return tuple(headers.items() if hasattr(headers, "items") else headers)
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -79,7 +110,7 @@ def create_app(settings: Settings) -> faust.App:
         highest = await writer.highest_applied({r.raw.source for r in rejections})
         fresh = [r for r in rejections if r.raw.offset > highest.get(r.raw.source, -1)]
         futures = [
-            await dead_letters.send(key=r.raw.key, value=r.dead_letter_value(),
+            await dead_letters.send(key=r.dead_letter_key(), value=r.dead_letter_value(),
                                     headers=r.dead_letter_headers())
             for r in fresh
         ]
@@ -91,11 +122,15 @@ def create_app(settings: Settings) -> faust.App:
     async def process_batch(events: Sequence[faust.EventT],
                             parse: Callable[[bytes], BaseModel]) -> None:
         raws = [RawRecord(e.message.topic, e.message.partition, e.message.offset,
-                          e.message.key, e.message.value) for e in events]
+                          e.message.key, e.message.value, header_pairs(e.message.headers))
+                for e in events]
+        sources = sorted({raw.source for raw in raws})
         records, rejections = validate_records(raws, parse)
         if rejections:
-            await send_to_dead_letter(rejections)
-        counters.add(await apply_until_done(writer, records))
+            await until_done(lambda: send_to_dead_letter(rejections), "dead-lettering",
+                             sources, writer)
+        counters.add(await until_done(lambda: writer.apply(records), "applying the batch",
+                                      sources, writer))
 
     @app.agent(app.topic(settings.events_topic))
     async def learn_interactions(stream: faust.StreamT) -> None:

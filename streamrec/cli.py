@@ -1,6 +1,7 @@
 """The `streamrec` command: run the worker, the service, the embedded demo, demo traffic."""
 
 import asyncio
+import json
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -10,12 +11,30 @@ import typer
 from streamrec.contract import Settings
 
 
+def _settings() -> list[tuple[str, object, str]]:
+    """(variable, default, description) of every setting."""
+    return [(f"STREAMREC_{name.upper()}",
+             field.default_factory() if field.default_factory else field.default,
+             field.description or "")
+            for name, field in Settings.model_fields.items()]
+
+
 def _settings_help() -> str:
-    lines = ["Settings come from environment variables (defaults in brackets):\n\n"]
-    for name, field in Settings.model_fields.items():
-        default = field.default_factory() if field.default_factory else field.default
-        lines.append(f"STREAMREC_{name.upper()} [{default}]: {field.description}\n\n")
-    return "".join(lines)
+    return "Settings come from environment variables (defaults in brackets):\n\n" + "".join(
+        f"{variable} [{default}]: {description}\n\n" for variable, default, description
+        in _settings())
+
+
+def _shown(default: object) -> str:
+    return "unset" if default is None else default if isinstance(default, str) else json.dumps(
+        default)
+
+
+def settings_table() -> str:
+    """The README's settings table."""
+    rows = [f"| `{variable}` | `{_shown(default)}`"
+            f" | {description} |" for variable, default, description in _settings()]
+    return "\n".join(["| variable | default | meaning |", "|---|---|---|", *rows])
 
 
 app = typer.Typer(help="Real-time recommendations from event streams.",
@@ -115,9 +134,11 @@ def dataset(
 
 
 @app.command("settings")
-def show_settings() -> None:
+def show_settings(
+    markdown: Annotated[bool, typer.Option(help="Every setting as the README's table.")] = False,
+) -> None:
     """Print the settings in effect, as JSON."""
-    typer.echo(Settings().model_dump_json(indent=2))
+    typer.echo(settings_table() if markdown else Settings().model_dump_json(indent=2))
 
 
 def main() -> None:

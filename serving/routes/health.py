@@ -15,13 +15,16 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(request: Request, publisher: PublisherDep) -> JSONResponse:
-    """Redis and Kafka are reachable: 200, else 503 naming what is not."""
+    """Redis and Kafka are reachable and the worker applies every partition: 200, else 503
+    naming what is not (`stalled`: partitions the worker cannot apply, and why)."""
+    reader = request.app.state.recommender.reader
     try:
-        redis_ok = bool(await request.app.state.recommender.reader.redis.ping())
+        stalled = await reader.stalled_partitions()
+        redis_ok = True
     except (redis_errors.ConnectionError, redis_errors.TimeoutError):
-        redis_ok = False
+        stalled, redis_ok = {}, False
     kafka_ok = await publisher.ready()
-    ready = redis_ok and kafka_ok
+    ready = redis_ok and kafka_ok and not stalled
     return JSONResponse({"status": "ready" if ready else "unavailable",
-                         "redis": redis_ok, "kafka": kafka_ok},
+                         "redis": redis_ok, "kafka": kafka_ok, "stalled": stalled},
                         status_code=200 if ready else 503)

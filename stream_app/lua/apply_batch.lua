@@ -1,4 +1,5 @@
 -- Applies one batch of validated records to the recommender state, atomically.
+-- Loaded after forward_decay.lua (StateWriter joins them), whose function it uses.
 --
 -- Exactly-once effect: Kafka redelivers records after a crash or a rebalance (offsets are
 -- committed after the state is written). Every record carries its stream position
@@ -8,13 +9,18 @@
 -- leave the state half-written, because a script runs to completion or not at all.
 -- (Python validates every argument first, so no runtime error can stop the script midway.)
 --
--- ARGV[1]: config JSON (key templates from streamrec.contract.keys, weights, windows, decay)
--- ARGV[2]: records JSON, each one of
---   ["interaction", source, offset, user, item, event_type, ts_ms, recommendation_id]
---   ["impression",  source, offset, user, {item, ...}, ts_ms, recommendation_id, recommender]
---   ["item",        source, offset, item, categories, tags, available, title]
---   ["rejected",    source, offset]            (sent to dead-letter; only counted)
--- Returns {applied, duplicates_skipped, dead_lettered}.
+-- A new log: a broker that lost its data (the embedded one after a restart) numbers offsets
+-- from 0 again. streamrec.contract.topics writes an epoch record (a random log id) first in
+-- every partition it creates; when a source's log id changes, its guard starts over from that
+-- record's offset instead of skipping the new log as "already applied".
+--
+-- Producers that resend: an event id already applied for the same user within
+-- `event_id_window_ms` counts as a duplicate and changes nothing.
+--
+-- ARGV[1]: config JSON (key templates from streamrec.contract.keys, weights, windows, decay,
+--          and `record_fields`: each record kind's field names, in the order Python sends)
+-- ARGV[2]: records JSON, each an array: the kind first, then that kind's fields.
+-- Returns {applied, duplicates_skipped, dead_lettered, duplicate_events}.
 
 local config = cjson.decode(ARGV[1])
 local records = cjson.decode(ARGV[2])
@@ -25,10 +31,21 @@ local sequence_window = config.sequence_window
 local window_length = math.max(pair_window, sequence_window)
 local anchor = config.decay_anchor_ms
 local applied_at = config.applied_at_ms
+-- Ids are printable (the contract forbids control characters): \31 cannot occur in one.
+local UNIT = '\31'
+local RECOMMENDER_FIELD = UNIT .. 'recommender'
 
 local function key(name, id)
   local template = K[name]
   return template[1] .. id .. template[2]
+end
+
+local function named(record)
+  local fields = {}
+  for position, name in ipairs(config.record_fields[record[1]]) do
+    fields[name] = record[position + 1]
+  end
+  return fields
 end
 
 local function split(joined)
@@ -57,6 +74,23 @@ local function first_delivery(source, offset)
   return true
 end
 
+local function new_log(source, offset, log_id)
+  if redis.call('HGET', K.log_epochs, source) == log_id then return false end
+  redis.call('HSET', K.log_epochs, source, log_id)
+  highest_applied[source] = offset
+  return true
+end
+
+local event_id_sets = {}   -- per-user event id sets touched in this batch
+local function first_time_event(user, event_id)
+  local ids = key('user_event_ids', user)
+  if not event_id_sets[ids] then  -- forget ids older than the window before looking
+    redis.call('ZREMRANGEBYSCORE', ids, '-inf', '(' .. (applied_at - config.event_id_window_ms))
+    event_id_sets[ids] = true
+  end
+  return redis.call('ZADD', ids, 'NX', applied_at, event_id) == 1
+end
+
 -- per-batch caches and the sets of keys to tidy once at the end ---------------------------
 local categories_of = {}
 local function categories(item)
@@ -64,16 +98,6 @@ local function categories(item)
   if found == nil then
     found = split(redis.call('HGET', key('item_meta', item), 'categories'))
     categories_of[item] = found
-  end
-  return found
-end
-
-local recommender_of = {}
-local function recommender_for(recommendation_id)
-  local found = recommender_of[recommendation_id]
-  if found == nil then
-    found = redis.call('GET', key('recommendation', recommendation_id)) or 'unattributed'
-    recommender_of[recommendation_id] = found
   end
   return found
 end
@@ -88,17 +112,22 @@ local function saw_user(user, ts)
   if batch_newest < ts then batch_newest = ts end
 end
 
-local function count_feedback(recommender, event_type, item)
-  redis.call('SADD', K.recommenders, recommender)
+-- An event on an item of a served list counts for the list's recommender once per (list,
+-- item, event type), and only while the list is remembered (its impression set it).
+local function count_feedback(recommendation_id, event_type, item)
+  local list = key('recommendation', recommendation_id)
+  local recommender = redis.call('HGET', list, RECOMMENDER_FIELD)
+  if not recommender or redis.call('HEXISTS', list, item) == 0 then return end
+  if redis.call('HSETNX', list, UNIT .. event_type .. UNIT .. item, 1) == 0 then return end
   redis.call('HINCRBY', key('recommender_metrics', recommender), event_type, 1)
-  redis.call('HINCRBY', key('item_feedback', event_type), item, 1)
 end
 
 -- the model updates ----------------------------------------------------------------------
-local function apply_interaction(user, item, event_type, ts, recommendation_id)
-  local weight = config.event_weights[event_type]
-  local affinity = weight * 2 ^ ((ts - anchor) / config.affinity_half_life_ms)
-  local trend = weight * 2 ^ ((ts - anchor) / config.trending_half_life_ms)
+local function apply_interaction(e)
+  local user, item, ts = e.user_id, e.item_id, e.timestamp
+  local weight = config.event_weights[e.event_type]
+  local affinity = forward_decayed(weight, ts, anchor, config.affinity_half_life_ms)
+  local trend = forward_decayed(weight, ts, anchor, config.trending_half_life_ms)
 
   local affinity_key = key('user_affinity', user)
   local first_time = redis.call('ZADD', affinity_key, 'NX', affinity, item) == 1
@@ -121,7 +150,7 @@ local function apply_interaction(user, item, event_type, ts, recommendation_id)
     -- divides c_ij by sqrt(n_i n_j) on the same scale, stays exact.
     local count = 1
     if config.cooccurrence_half_life_ms > 0 then
-      count = 2 ^ ((ts - anchor) / config.cooccurrence_half_life_ms)
+      count = forward_decayed(1, ts, anchor, config.cooccurrence_half_life_ms)
     end
     redis.call('HINCRBYFLOAT', K.item_user_counts, item, count)
     local window = redis.call('ZREVRANGE', recent_key, 0, window_length - 1)
@@ -145,33 +174,45 @@ local function apply_interaction(user, item, event_type, ts, recommendation_id)
   end
   -- GT keeps the newest time when events arrive out of order; CH reports a change.
   if redis.call('ZADD', recent_key, 'GT', 'CH', ts, item) == 1 then
-    redis.call('HSET', key('user_recent_types', user), item, event_type)
+    redis.call('HSET', key('user_recent_types', user), item, e.event_type)
   end
 
-  if recommendation_id ~= '' then
-    count_feedback(recommender_for(recommendation_id), event_type, item)
+  if e.recommendation_id ~= '' then
+    count_feedback(e.recommendation_id, e.event_type, item)
   end
   interacting[user] = true
   saw_user(user, ts)
 end
 
-local function apply_impression(user, items, ts, recommendation_id, recommender)
-  local shown = key('user_shown', user)
-  for _, item in ipairs(items) do
-    redis.call('HINCRBY', shown, item, 1)
-    count_feedback(recommender, 'impression', item)
+-- A served list costs a constant number of commands, whatever its length: the user's recent
+-- lists gain one entry, and the list is remembered (never re-mapped) with its items, so the
+-- events that come back on it can be checked against it.
+local function apply_impression(e)
+  local shown = key('user_shown', e.user_id)
+  redis.call('LPUSH', shown, table.concat(e.item_ids, UNIT))
+  redis.call('LTRIM', shown, 0, config.shown_lists_kept - 1)
+  redis.call('EXPIRE', shown, config.shown_ttl_seconds)
+  local list = key('recommendation', e.recommendation_id)
+  if e.recommendation_id ~= '' and redis.call('EXISTS', list) == 0 then
+    local fields = {RECOMMENDER_FIELD, e.recommender}
+    for _, item in ipairs(e.item_ids) do
+      fields[#fields + 1] = item
+      fields[#fields + 1] = ''
+    end
+    redis.call('HSET', list, unpack(fields))
+    redis.call('EXPIRE', list, config.recommendation_ttl_seconds)
+    local metrics = key('recommender_metrics', e.recommender)
+    redis.call('HINCRBY', metrics, 'impression', 1)
+    redis.call('HINCRBY', metrics, 'items_shown', #e.item_ids)
+    redis.call('SADD', K.recommenders, e.recommender)
   end
-  if recommendation_id ~= '' and recommender_of[recommendation_id] == nil then
-    redis.call('SET', key('recommendation', recommendation_id), recommender,
-      'EX', config.recommendation_ttl_seconds)
-    recommender_of[recommendation_id] = recommender
-  end
-  saw_user(user, ts)
+  saw_user(e.user_id, e.timestamp)
 end
 
 -- A category's rankings hold its members' global scores, so an item that joins a category
 -- (even after its first events) brings its score along, and one that leaves takes it away.
-local function apply_item(item, new_categories, tags, available, title)
+local function apply_item(e)
+  local item, new_categories = e.item_id, e.categories
   local meta = key('item_meta', item)
   local keep, had = {}, {}
   for _, category in ipairs(new_categories) do keep[category] = true end
@@ -194,10 +235,10 @@ local function apply_item(item, new_categories, tags, available, title)
   end
   redis.call('HSET', meta,
     'categories', table.concat(new_categories, separator),
-    'tags', table.concat(tags, separator),
-    'available', available and '1' or '0',
-    'title', title)
-  if available then
+    'tags', table.concat(e.tags, separator),
+    'available', e.available and '1' or '0',
+    'title', e.title)
+  if e.available then
     redis.call('SREM', K.unavailable_items, item)
   else
     redis.call('SADD', K.unavailable_items, item)
@@ -206,21 +247,28 @@ local function apply_item(item, new_categories, tags, available, title)
 end
 
 -- the batch ------------------------------------------------------------------------------
-local applied, skipped, dead_lettered, items = 0, 0, 0, 0
+local applied, skipped, dead_lettered, items, duplicate_events = 0, 0, 0, 0, 0
 for _, r in ipairs(records) do
+  local e = named(r)
   local kind = r[1]
-  if not first_delivery(r[2], r[3]) then
+  if kind == 'epoch' and new_log(e.source, e.offset, e.log_id) then
+    -- the guard of this source now starts at the epoch record
+  elseif not first_delivery(e.source, e.offset) then
     skipped = skipped + 1
-  elseif kind == 'interaction' then
-    apply_interaction(r[4], r[5], r[6], r[7], r[8])
-    applied = applied + 1
-  elseif kind == 'impression' then
-    apply_impression(r[4], r[5], r[6], r[7], r[8])
-    applied = applied + 1
+  elseif kind == 'interaction' or kind == 'impression' then
+    if not first_time_event(e.user_id, e.event_id) then
+      duplicate_events = duplicate_events + 1
+    elseif kind == 'interaction' then
+      apply_interaction(e)
+      applied = applied + 1
+    else
+      apply_impression(e)
+      applied = applied + 1
+    end
   elseif kind == 'item' then
-    apply_item(r[4], r[5], r[6], r[7], r[8])
+    apply_item(e)
     items = items + 1
-  else
+  elseif kind == 'rejected' then
     dead_lettered = dead_lettered + 1
   end
 end
@@ -230,9 +278,14 @@ for row in pairs(grown_rows) do
   if excess > 0 then redis.call('ZREMRANGEBYRANK', row, 0, excess - 1) end
 end
 
+-- Event ids are remembered for the window and at most `event_ids_kept` per user.
+for ids in pairs(event_id_sets) do
+  redis.call('ZREMRANGEBYRANK', ids, 0, -config.event_ids_kept - 1)
+  redis.call('PEXPIRE', ids, config.event_id_window_ms)
+end
+
 for user, newest in pairs(user_newest) do
   if interacting[user] then
-    redis.call('SADD', K.users, user)
     local recent_key = key('user_recent', user)
     local excess = redis.call('ZCARD', recent_key) - config.history_length
     if excess > 0 then
@@ -259,4 +312,5 @@ redis.call('HINCRBY', K.counters, 'events_applied', applied)
 redis.call('HINCRBY', K.counters, 'items_applied', items)
 redis.call('HINCRBY', K.counters, 'dead_lettered', dead_lettered)
 redis.call('HINCRBY', K.counters, 'duplicates_skipped', skipped)
-return {applied, skipped, dead_lettered}
+redis.call('HINCRBY', K.counters, 'duplicate_events', duplicate_events)
+return {applied, skipped, dead_lettered, duplicate_events}

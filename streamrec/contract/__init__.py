@@ -13,26 +13,30 @@ from .events import (
     InvalidRecord,
     ItemEvent,
     Label,
+    Recommender,
     describe_validation_error,
     parse_event,
     parse_item,
     validation_context,
 )
-from .keys import LIST_SEPARATOR, RedisKeys
+from .keys import LIST_SEPARATOR, SHOWN_SEPARATOR, RedisKeys
 from .settings import IMPRESSION, Settings, Similarity
-from .topics import ensure_topics
+from .topics import LOG_ID_HEADER, ensure_topics
 
 __all__ = [
     "DAY_MS",
     "IMPRESSION",
     "LIST_SEPARATOR",
+    "LOG_ID_HEADER",
     "MAX_LIST_LENGTH",
+    "SHOWN_SEPARATOR",
     "Identifier",
     "ImpressionEvent",
     "InteractionEvent",
     "InvalidRecord",
     "ItemEvent",
     "Label",
+    "Recommender",
     "RedisKeys",
     "Settings",
     "Similarity",

@@ -77,14 +77,19 @@ class InteractionEvent(_UserEvent):
         return value
 
 
+#: The lists the service serves: the only recommender names an impression may carry, so
+#: metrics per recommender stay a short, fixed table.
+Recommender = Literal["personalised", "session", "similar", "trending", "popular", "unattributed"]
+
+
 class ImpressionEvent(_UserEvent):
     """A list shown to a user, items in display order. One event per list, not per item:
     the service publishes one for every list it serves, so its cost is per request."""
 
     event_type: Literal["impression"]
     item_ids: list[Identifier] = Field(min_length=1, max_length=MAX_LIST_LENGTH)
-    recommender: Identifier = Field(
-        "unattributed", description="Which recommender made the list (personalised, ...).")
+    recommender: Recommender = Field(
+        "unattributed", description="Which of the service's recommenders made the list.")
 
 
 def _event_kind(value: Any) -> str:

@@ -113,7 +113,21 @@ class Settings(BaseSettings):
         "personalised list (unset: no cap); a request's max_per_category overrides it."
     )
     recommendation_ttl_seconds: PositiveInt = Field(
-        7 * 86400, description="How long a served list's recommender is remembered for clicks."
+        7 * 86400, description="How long a served list is remembered: events on its items "
+        "count for its recommender until then."
+    )
+    shown_lists_kept: PositiveInt = Field(
+        20, description="Newest lists per user that the impression penalty counts."
+    )
+    shown_ttl_seconds: PositiveInt = Field(
+        7 * 86400, description="A user's shown lists are forgotten this long after the last."
+    )
+    event_id_window_seconds: PositiveInt = Field(
+        86400, description="An event id resent for the same user within this window is a "
+        "duplicate and changes nothing."
+    )
+    event_ids_kept_per_user: PositiveInt = Field(
+        10_000, description="Bound on the event ids remembered per user within the window."
     )
 
     # --- HTTP service ----------------------------------------------------------

@@ -1,13 +1,21 @@
-"""Create the topics up front with the partition counts we want.
+"""Create the topics up front with the partition counts we want, each partition's log
+opened by an epoch record.
 
 Brokers that auto-create topics pick their own partition count (Tansu: 4), and the events
 topic's partition count bounds how many workers can share the load.
+
+The epoch record (no value, a random log id in the `LOG_ID_HEADER` header) is the first record
+of every partition we create. The worker's exactly-once guard keeps the highest applied offset
+per partition; a broker that lost its data (the embedded one keeps topics in memory) numbers
+offsets from 0 again, and without a new log id the guard would skip the new log as already
+applied.
 """
 
 import asyncio
-import contextlib
 import logging
+import uuid
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
@@ -33,8 +41,12 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
             missing = [NewTopic(name, partitions, replication_factor=1)
                        for name, partitions in wanted.items() if name not in existing]
             if missing:
-                with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
+                try:
                     await admin.create_topics(missing)
+                except TopicAlreadyExistsError:
+                    return  # another process won the race and opens the logs
+                await open_logs(settings, {t.name: t.num_partitions for t in missing
+                                           if t.name != settings.dead_letter_topic})
                 log.info("created topics %s", [t.name for t in missing])
             return
         except KafkaConnectionError:
@@ -43,3 +55,19 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
             await asyncio.sleep(0.5)
         finally:
             await admin.close()
+
+
+LOG_ID_HEADER = "streamrec.log_id"
+
+
+async def open_logs(settings: Settings, partitions: dict[str, int]) -> None:
+    """Write an epoch record with a fresh log id first in every partition of the topics."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        sent = [await producer.send(topic, value=b"", partition=partition,
+                                    headers=[(LOG_ID_HEADER, uuid.uuid4().hex.encode())])
+                for topic, count in partitions.items() for partition in range(count)]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()

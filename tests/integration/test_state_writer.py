@@ -3,7 +3,7 @@
 import pytest
 from redis.asyncio import Redis
 
-from stream_app.state_writer import StateWriter, StreamRecord
+from stream_app.state_writer import LUA, LogEpoch, StateWriter, StreamRecord
 from streamrec.contract import (
     DAY_MS,
     ImpressionEvent,
@@ -92,7 +92,6 @@ async def test_hand_made_stream_gives_exact_state(redis: Redis, small_settings: 
     assert state[k.item_next("b")] == {"c": 2.0, "a": 0.5}
     assert state[k.item_next("c")] == {"a": 1.0, "d": 0.5}
     assert state[k.item_next("d")] == {"a": 1.0}
-    assert state[k.users] == {"u1", "u2", "u3"}
 
     assert state[k.popularity] == {"a": 6.0, "b": 3.0, "c": 9.0, "d": 9.0}
     expected_trending = {
@@ -116,12 +115,13 @@ async def test_hand_made_stream_gives_exact_state(redis: Redis, small_settings: 
     assert state[k.user_recent_types("u1")] == {"c": "purchase", "a": "click", "d": "view"}
     assert state[k.user_recent("u2")] == {"b": t(4), "c": t(5), "a": t(11)}
 
-    # The feedback loop: an impression, then a click on the same list.
-    assert state[k.user_shown("u2")] == {"a": "1", "d": "1"}
-    assert state[k.recommender_metrics("personalised")] == {"impression": "2", "click": "1"}
-    assert state[k.item_feedback("impression")] == {"a": "1", "d": "1"}
-    assert state[k.item_feedback("click")] == {"a": "1"}
-    assert state[k.recommendation("r1")] == "personalised"
+    # The feedback loop: one impression of a list of two, then a click on one of its items.
+    assert state[k.user_shown("u2")] == ["a\x1fd"]
+    assert await redis.ttl(k.user_shown("u2")) > 0
+    assert state[k.recommender_metrics("personalised")] == {
+        "impression": "1", "items_shown": "2", "click": "1"}
+    assert state[k.recommendation("r1")] == {
+        "\x1frecommender": "personalised", "a": "", "d": "", "\x1fclick\x1fa": "1"}
     assert await redis.ttl(k.recommendation("r1")) > 0
 
     assert state[k.user_watermark("u1")] == {"event_time_ms": str(t(7))}
@@ -129,7 +129,7 @@ async def test_hand_made_stream_gives_exact_state(redis: Redis, small_settings: 
     assert state[k.watermark] == {"event_time_ms": str(t(11))}
     assert await redis.hget(k.watermark, "applied_at_ms") == b"123"
     assert state[k.counters] == {"events_applied": "11", "items_applied": "3",
-                                 "dead_lettered": "1"}
+                                 "dead_lettered": "1", "duplicate_events": "0"}
     assert state[k.applied_offsets] == {"items:0": "2", "events:0": str(len(STREAM))}
 
 
@@ -223,3 +223,95 @@ async def test_category_rankings_follow_catalogue_changes(redis: Redis, settings
     assert await redis.zcard(k.category_popularity("x")) == 0
     assert await redis.zcard(k.category_trending("x")) == 0
     assert await redis.zscore(k.category_popularity("y"), "a") == 16.0
+
+
+def view(event_id: str, user: str, item: str, second: int = 1,
+         recommendation_id: str | None = None, event_type: str = "view") -> InteractionEvent:
+    return InteractionEvent(event_id=event_id, user_id=user, item_id=item,
+                            event_type=event_type, timestamp=t(second),
+                            recommendation_id=recommendation_id)
+
+
+async def test_an_event_id_resent_for_the_same_user_counts_once(redis: Redis, settings: Settings
+                                                                ) -> None:
+    k = RedisKeys(settings.key_prefix)
+    writer = StateWriter(redis, settings)
+    first = await writer.apply([StreamRecord("e:0", 0, view("x", "u", "a")),
+                                StreamRecord("e:0", 1, view("x", "u", "a", second=2))])
+    later = await writer.apply([StreamRecord("e:0", 2, view("x", "u", "b"))])
+    other_user = await writer.apply([StreamRecord("e:0", 3, view("x", "v", "a"))])
+    assert (first.applied, first.duplicate_events) == (1, 1)
+    assert (later.applied, later.duplicate_events) == (0, 1)
+    assert (other_user.applied, other_user.duplicate_events) == (1, 0)  # ids are per user
+    assert await redis.zscore(k.popularity, "a") == 2.0
+    assert await redis.zscore(k.popularity, "b") is None
+    assert await redis.hget(k.counters, "duplicate_events") == b"2"
+    assert 0 < await redis.pttl(k.user_event_ids("u")) <= settings.event_id_window_seconds * 1000
+
+
+async def test_event_ids_are_forgotten_after_the_window(redis: Redis, servers: Servers) -> None:
+    settings = servers.settings(event_id_window_seconds=10)
+    writer = StateWriter(redis, settings)
+    await writer.apply([StreamRecord("e:0", 0, view("x", "u", "a"))], applied_at_ms=1_000_000)
+    resent = await writer.apply([StreamRecord("e:0", 1, view("x", "u", "a"))],
+                                applied_at_ms=1_000_000 + 10_001)
+    assert (resent.applied, resent.duplicate_events) == (1, 0)
+
+
+async def test_a_new_log_restarts_the_guard_instead_of_skipping_it(redis: Redis,
+                                                                    settings: Settings) -> None:
+    """A broker that lost its data numbers offsets from 0 again: its epoch record (a new log
+    id) makes the guard start over, while a redelivered epoch record changes nothing."""
+    writer = StateWriter(redis, settings)
+    k = RedisKeys(settings.key_prefix)
+    old_log = [StreamRecord("e:0", 0, LogEpoch("log-1")),
+               *(StreamRecord("e:0", n, view(f"a{n}", "u", f"i{n}")) for n in range(1, 6))]
+    assert (await writer.apply(old_log)).applied == 5
+    assert (await writer.apply(old_log[:3])).applied == 0  # redelivered, same log
+    new_log = [StreamRecord("e:0", 0, LogEpoch("log-2")),
+               *(StreamRecord("e:0", n, view(f"b{n}", "u", f"j{n}")) for n in range(1, 3))]
+    result = await writer.apply(new_log)
+    assert (result.applied, result.duplicates_skipped) == (2, 0)
+    assert (await writer.apply(new_log)).applied == 0
+    assert await redis.hget(k.log_epochs, "e:0") == b"log-2"
+    assert await redis.hget(k.applied_offsets, "e:0") == b"2"
+
+
+async def test_feedback_counts_once_per_list_item_and_type_and_cannot_be_forged(
+        redis: Redis, settings: Settings) -> None:
+    writer = StateWriter(redis, settings)
+    k = RedisKeys(settings.key_prefix)
+
+    def shown(event_id: str, items: list[str], recommender: str) -> ImpressionEvent:
+        return ImpressionEvent(event_id=event_id, user_id="u", event_type="impression",
+                               item_ids=items, timestamp=t(1), recommendation_id="r1",
+                               recommender=recommender)
+
+    await writer.apply([
+        StreamRecord("e:0", 0, shown("s1", ["a", "b"], "personalised")),
+        StreamRecord("e:0", 1, view("c1", "u", "a", recommendation_id="r1", event_type="click")),
+        StreamRecord("e:0", 2, view("c2", "u", "a", recommendation_id="r1", event_type="click")),
+        StreamRecord("e:0", 3, view("c3", "u", "z", recommendation_id="r1", event_type="click")),
+        StreamRecord("e:0", 4, view("c4", "u", "b", recommendation_id="nope",
+                                    event_type="click")),
+        StreamRecord("e:0", 5, shown("s2", ["z"], "trending")),  # re-mapping r1: ignored
+        StreamRecord("e:0", 6, view("c5", "u", "z", recommendation_id="r1", event_type="click")),
+        StreamRecord("e:0", 7, view("p1", "u", "a", recommendation_id="r1",
+                                    event_type="purchase")),
+    ])
+    assert await redis.hgetall(k.recommender_metrics("personalised")) == {
+        b"impression": b"1", b"items_shown": b"2", b"click": b"1", b"purchase": b"1"}
+    assert not await redis.exists(k.recommender_metrics("trending"))
+    assert await redis.hget(k.recommendation("r1"), "\x1frecommender") == b"personalised"
+
+
+async def test_lua_forward_decay_mirrors_python(redis: Redis) -> None:
+    snippet = LUA.joinpath("forward_decay.lua").read_text() + (
+        "\nreturn tostring(forward_decayed(tonumber(ARGV[1]), tonumber(ARGV[2]), "
+        "tonumber(ARGV[3]), tonumber(ARGV[4])))")
+    for weight, event_ms, anchor_ms, half_life in ((8.0, T0, ANCHOR, HALF_LIFE),
+                                                   (1.0, ANCHOR - 400 * DAY_MS, ANCHOR, 365.0 *
+                                                    DAY_MS), (2.5, T0 + 123, ANCHOR, 7.0 * DAY_MS)):
+        lua = float(await redis.eval(snippet, 0, weight, event_ms, anchor_ms, half_life))
+        assert lua == pytest.approx(forward_decayed(weight, event_ms, anchor_ms, half_life),
+                                    rel=1e-12)

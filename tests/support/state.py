@@ -7,6 +7,8 @@ from redis.asyncio import Redis
 
 #: Wall-clock and delivery bookkeeping that legitimately differs between equivalent runs.
 RUN_DEPENDENT_FIELDS = {"applied_at_ms", "duplicates_skipped"}
+#: Sets whose scores are wall-clock times (when each event id was applied): members compared.
+RUN_DEPENDENT_SCORES = (":event_ids",)
 
 
 async def dump_state(redis: Redis, prefix: str) -> dict[str, Any]:
@@ -14,12 +16,16 @@ async def dump_state(redis: Redis, prefix: str) -> dict[str, Any]:
     async for raw_key in redis.scan_iter(match=f"{prefix}:*", count=1000):
         key = raw_key.decode()
         kind = (await redis.type(raw_key)).decode()
-        if kind == "zset":
+        if kind == "zset" and key.endswith(RUN_DEPENDENT_SCORES):
+            state[key] = {m.decode() for m in await redis.zrange(raw_key, 0, -1)}
+        elif kind == "zset":
             state[key] = {m.decode(): s for m, s in await redis.zrange(raw_key, 0, -1,
                                                                        withscores=True)}
         elif kind == "hash":
             state[key] = {f.decode(): v.decode() for f, v in (await redis.hgetall(raw_key)).items()
                           if f.decode() not in RUN_DEPENDENT_FIELDS}
+        elif kind == "list":
+            state[key] = [v.decode() for v in await redis.lrange(raw_key, 0, -1)]
         elif kind == "set":
             state[key] = {m.decode() for m in await redis.smembers(raw_key)}
         else:

@@ -5,7 +5,7 @@ from pathlib import Path
 import yaml
 from typer.testing import CliRunner
 
-from streamrec.cli import app
+from streamrec.cli import app, settings_table
 from streamrec.contract import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,6 +53,10 @@ def test_help_lists_every_setting() -> None:
         assert f"STREAMREC_{name.upper()}" in result.output
     for command in ("worker", "serve", "demo", "traffic"):
         assert command in COMMANDS
+
+
+def test_readme_settings_table_is_the_generated_one() -> None:
+    assert settings_table() in (ROOT / "README.md").read_text()
 
 
 def test_readme_documents_every_setting_and_the_two_commands() -> None:
