@@ -23,7 +23,13 @@ from report import markdown, plot, show, summarise, update_readme
 from rich.console import Console
 
 from stream_app.state_writer import StateWriter, StreamRecord
-from streamrec.contract import InteractionEvent, RedisKeys, Settings, ensure_topics
+from streamrec.contract import (
+    InteractionEvent,
+    RedisKeys,
+    Settings,
+    ensure_topics,
+    produce_records,
+)
 from streamrec.servers import (
     child_environment,
     embedded_servers,
@@ -52,16 +58,9 @@ def synthetic_events(count: int, users: int = 10_000, items: int = 50_000, seed:
 
 
 async def produce(settings: Settings, events: list[InteractionEvent]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers,
-                                linger_ms=20, max_batch_size=512 * 1024)
-    await producer.start()
-    try:
-        for event in events:
-            await producer.send(settings.events_topic, key=event.user_id.encode(),
-                                value=event.model_dump_json().encode())
-        await producer.flush()
-    finally:
-        await producer.stop()
+    await produce_records(settings, settings.events_topic, (
+        (event.user_id.encode(), event.model_dump_json().encode()) for event in events),
+        linger_ms=20)
 
 
 async def plain_consumer_rate(settings: Settings, total: int) -> float:

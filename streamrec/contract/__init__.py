@@ -21,7 +21,7 @@ from .events import (
 )
 from .keys import LIST_SEPARATOR, SHOWN_SEPARATOR, RedisKeys
 from .settings import IMPRESSION, Settings, Similarity
-from .topics import LOG_ID_HEADER, ensure_topics
+from .topics import LOG_ID_HEADER, ensure_topics, produce_records
 
 __all__ = [
     "DAY_MS",
@@ -46,6 +46,7 @@ __all__ = [
     "half_life_ms",
     "parse_event",
     "parse_item",
+    "produce_records",
     "validation_context",
     "value_at",
 ]

@@ -14,6 +14,7 @@ applied.
 import asyncio
 import logging
 import uuid
+from collections.abc import Iterable
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -58,6 +59,31 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
 
 
 LOG_ID_HEADER = "streamrec.log_id"
+#: Records up to this size can be produced with `produce_records` (hostile tests send big ones).
+MAX_PRODUCED_BYTES = 16 * 1024 * 1024
+
+
+async def produce_records(settings: Settings, topic: str,
+                          records: Iterable[tuple[bytes | None, bytes]], *,
+                          linger_ms: int = 10, pause_every: int = 0) -> int:
+    """Produce (key, value) records to `topic` in order and wait until all are written; with
+    `pause_every`, yield 10 ms after every that many records (a stream spread over time).
+    Returns how many were sent."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers,
+                                linger_ms=linger_ms, max_request_size=MAX_PRODUCED_BYTES,
+                                max_batch_size=256 * 1024)
+    await producer.start()
+    sent = 0
+    try:
+        for key, value in records:
+            await producer.send(topic, key=key, value=value)
+            sent += 1
+            if pause_every and sent % pause_every == 0:
+                await asyncio.sleep(0.01)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return sent
 
 
 async def open_logs(settings: Settings, partitions: dict[str, int]) -> None:

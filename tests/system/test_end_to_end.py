@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import httpx
 import pytest
 import redis
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 
-from streamrec.contract import RedisKeys, Settings, ensure_topics
+from streamrec.contract import RedisKeys, Settings, ensure_topics, produce_records
 from tests.support.processes import ChildProcesses, wait_for
 from tests.support.servers import Servers
 
@@ -66,13 +66,7 @@ def event(user: str, item: str, event_type: str = "view", **extra: object) -> di
 
 
 async def produce(settings: Settings, topic: str, values: list[bytes], key: bytes) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await producer.start()
-    try:
-        for value in values:
-            await producer.send_and_wait(topic, value=value, key=key)
-    finally:
-        await producer.stop()
+    await produce_records(settings, topic, ((key, value) for value in values))
 
 
 def post(system: System, path: str, body: object) -> httpx.Response:
@@ -154,8 +148,8 @@ def test_served_lists_come_back_as_impressions_and_clicks_count(system: System) 
         grown = {k: v - old.get(k, 0) for k, v in now["events"].items()}
         return grown if grown.get("click") else None
 
-    assert wait_for(trending_metrics, "the impressions and the click", 10) == {
-        "impression": 3, "click": 1}
+    assert wait_for(trending_metrics, "the impression and the click", 10) == {
+        "impression": 1, "items_shown": 3, "click": 1}
 
 
 def test_bad_records_go_to_dead_letter_and_the_good_ones_around_them_apply(system: System
@@ -251,5 +245,5 @@ def test_preferences_and_anonymous_sessions_over_http(system: System) -> None:
 def test_health_and_readiness(system: System) -> None:
     assert system.http.get(f"{system.base}/healthz").json() == {"status": "ok"}
     assert system.http.get(f"{system.base}/readyz").json() == {
-        "status": "ready", "redis": True, "kafka": True}
+        "status": "ready", "redis": True, "kafka": True, "stalled": {}}
     assert system.http.get(f"{system.base}/openapi.json").status_code == 200

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from streamrec.contract import RedisKeys, Settings, ensure_topics
+from streamrec.contract import RedisKeys, Settings, ensure_topics, produce_records
 from streamrec.datasets import events, make_world
 from tests.support.processes import ChildProcesses, wait_for
 from tests.support.servers import Servers
@@ -28,23 +28,17 @@ WORLD = make_world(users=2000, categories=8, items_per_category=40)
 pytestmark = pytest.mark.slow
 
 
-async def produce_stream(settings: Settings) -> None:
-    from aiokafka import AIOKafkaProducer
+def stream_records() -> Iterator[tuple[bytes, bytes]]:
+    stream = events(WORLD, EVENTS, start_ms=Settings().decay_anchor_ms)
+    for number, event in enumerate(stream):
+        key = event.user_id.encode()
+        if number % (EVENTS // BAD_RECORDS) == 0:
+            yield key, b"\x00 not an event"
+        yield key, event.model_dump_json().encode()
 
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers,
-                                linger_ms=20, max_batch_size=256 * 1024)
-    await producer.start()
-    try:
-        stream = events(WORLD, EVENTS, start_ms=Settings().decay_anchor_ms)
-        for number, event in enumerate(stream):
-            key = event.user_id.encode()
-            if number % (EVENTS // BAD_RECORDS) == 0:
-                await producer.send(settings.events_topic, key=key, value=b"\x00 not an event")
-            await producer.send(settings.events_topic, key=key,
-                                value=event.model_dump_json().encode())
-        await producer.flush()
-    finally:
-        await producer.stop()
+
+async def produce_stream(settings: Settings) -> None:
+    await produce_records(settings, settings.events_topic, stream_records(), linger_ms=20)
 
 
 @pytest.fixture(scope="module")

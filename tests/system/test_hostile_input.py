@@ -13,7 +13,14 @@ import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamrec.contract import InvalidRecord, RedisKeys, Settings, ensure_topics, parse_event
+from streamrec.contract import (
+    InvalidRecord,
+    RedisKeys,
+    Settings,
+    ensure_topics,
+    parse_event,
+    produce_records,
+)
 from tests.support.hostile import hostile_corpus, valid_event
 from tests.support.processes import ChildProcesses, wait_for
 from tests.support.servers import Servers
@@ -82,17 +89,8 @@ def interleaved(corpus: list[tuple[str, bytes]]) -> Iterator[tuple[bytes, bytes,
 
 
 async def produce(settings: Settings, records: list[tuple[bytes, bytes, bool]]) -> None:
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers,
-                                max_request_size=16 * 1024 * 1024, linger_ms=10)
-    await producer.start()
-    try:
-        for key, value, _ in records:
-            await producer.send(settings.events_topic, key=key, value=value)
-        await producer.flush()
-    finally:
-        await producer.stop()
+    await produce_records(settings, settings.events_topic,
+                          ((key, value) for key, value, _ in records))
 
 
 @pytest.mark.slow
@@ -137,5 +135,59 @@ def test_hostile_corpus_through_http(servers: Servers, corpus: list[tuple[str, b
         # batch: those "bad Kafka records" are fine requests. Nothing else is accepted.
         assert {kind for kind, status in statuses if status == 202} <= {
             "missing field", "not an object"}, statuses
+    finally:
+        children.stop_all()
+
+
+async def dead_letters(settings: Settings, expected: int) -> list[object]:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(settings.dead_letter_topic,
+                                bootstrap_servers=settings.kafka_bootstrap_servers,
+                                auto_offset_reset="earliest", fetch_max_bytes=8 * 1024 * 1024)
+    await consumer.start()
+    try:
+        found: list[object] = []
+        for _ in range(100):
+            for batch in (await consumer.getmany(timeout_ms=200)).values():
+                found += batch
+            if len(found) >= expected:
+                break
+        return found
+    finally:
+        await consumer.stop()
+
+
+def test_a_record_too_big_to_dead_letter_as_is_costs_no_valid_event(servers: Servers,
+                                                                    tmp_path: object) -> None:
+    """A 2 MB key on a bad record: its dead-letter copy is cut to fit (sizes and digests in
+    headers) and the valid events around it in the same batch are all applied."""
+    import hashlib
+    import random
+
+    settings = servers.settings()
+    asyncio.run(ensure_topics(settings))
+    rng = random.Random(3)
+    huge_key = b"k" * (2 * 1024 * 1024)
+    around = [(b"u", json.dumps(valid_event(rng, n)).encode(), True) for n in range(40)]
+    records = [*around[:20], (huge_key, b"{not json", False), *around[20:]]
+    children = ChildProcesses(settings, tmp_path)
+    counters = RedisKeys(settings.key_prefix).counters
+    try:
+        worker = children.start_worker()
+        asyncio.run(produce(settings, records))
+        with redis.Redis.from_url(settings.redis_url) as client:
+            def count(name: str) -> int:
+                return int(client.hget(counters, name) or 0)
+
+            wait_for(lambda: count("events_applied") + count("dead_lettered") == 41,
+                     "every record to be applied or dead-lettered", 60, 0.2)
+            assert (count("events_applied"), count("dead_lettered")) == (40, 1)
+        [copy] = asyncio.run(dead_letters(settings, 1))
+        headers = dict(copy.headers)  # type: ignore[attr-defined]
+        assert len(copy.key) == 1024  # type: ignore[attr-defined]
+        assert headers["streamrec.key.size"] == str(len(huge_key)).encode()
+        assert headers["streamrec.key.sha256"] == hashlib.sha256(huge_key).hexdigest().encode()
+        assert worker.poll() is None
     finally:
         children.stop_all()

@@ -4,13 +4,14 @@ itself; the worker waits out a Redis outage without losing or doubling events.""
 import asyncio
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import redis
 
-from streamrec.contract import RedisKeys, Settings, ensure_topics
+from streamrec.contract import RedisKeys, Settings, ensure_topics, produce_records
 from streamrec.servers import RedisServer, free_port
 from tests.support.processes import ChildProcesses, wait_for
 from tests.support.servers import Servers
@@ -57,7 +58,7 @@ def test_posting_events_answers_503_while_the_broker_is_unreachable(servers: Ser
         assert response.status_code == 503
         assert response.json()["error"] == "the event broker (Kafka) is unavailable; retry"
         assert httpx.get(f"{base}/readyz", timeout=30).json() == {
-            "status": "unavailable", "redis": True, "kafka": False}
+            "status": "unavailable", "redis": True, "kafka": False, "stalled": {}}
         assert httpx.get(f"{base}/v1/trending").status_code == 200  # reads do not need Kafka
     finally:
         children.stop_all()
@@ -101,23 +102,17 @@ def isolated_topics(servers: Servers, **changes: str) -> Settings:
     return settings
 
 
-async def _produce(settings: object, total: int) -> None:
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await producer.start()
-    try:
+async def _produce(settings: Settings, total: int) -> None:
+    """`total` view events, spread over time (the outages happen while they flow)."""
+    def bodies() -> Iterator[tuple[bytes, bytes]]:
         for k in range(total):
             user = f"u{k % 50}"
-            body = {"event_id": str(k), "user_id": user, "item_id": f"i{k % 97}",
-                    "event_type": "view", "timestamp": 1_764_000_000_000 + k}
-            await producer.send(settings.events_topic, key=user.encode(),
-                                value=json.dumps(body).encode())
-            if k % 100 == 0:
-                await asyncio.sleep(0.01)  # spread the stream over the outage
-        await producer.flush()
-    finally:
-        await producer.stop()
+            yield user.encode(), json.dumps({
+                "event_id": str(k), "user_id": user, "item_id": f"i{k % 97}",
+                "event_type": "view", "timestamp": 1_764_000_000_000 + k}).encode()
+
+    await produce_records(settings, settings.events_topic, bodies(), linger_ms=0,
+                          pause_every=100)
 
 
 def test_sigterm_lets_the_service_finish_requests_in_flight(servers: Servers, tmp_path: Path
