@@ -70,9 +70,11 @@ def server_assigned_fields() -> dict[str, Any]:
     return {"event_id": uuid.uuid4().hex, "timestamp": int(time.time() * 1000)}
 
 
-async def ingest(request: Request, settings: Settings, publisher: EventPublisher, topic: str,
-                 parse: Callable[[bytes], BaseModel], key_field: str, id_field: str,
-                 defaults: Callable[[], dict[str, Any]] = dict) -> Accepted:
+async def ingest(request: Request, *, settings: Settings, publisher: EventPublisher,
+                 topic: str, parse: Callable[[bytes], BaseModel], key_field: str,
+                 id_field: str, defaults: Callable[[], dict[str, Any]] = dict) -> Accepted:
+    """Read, validate all (all-or-nothing) and produce to `topic` keyed by `key_field`;
+    answers the `id_field` of each record."""
     records = validate_all(await read_records(request, settings), parse, defaults)
     await publisher.publish(topic, [
         (getattr(r, key_field).encode(), r.model_dump_json().encode()) for r in records

@@ -6,8 +6,8 @@ same functions.
 
 import time
 import uuid
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, replace
 
 from pydantic import BaseModel, Field
 
@@ -88,13 +88,33 @@ def _new_list(recommender: RecommenderName, items: list[RecommendedItem], scope:
                               items=items, freshness=_freshness(scope, watermark))
 
 
+@dataclass(frozen=True, slots=True)
+class ListRequest:
+    """What a caller asked of a list: passed whole through the private steps."""
+
+    n: int
+    category: str | None = None
+    exclude: frozenset[str] = frozenset()
+    now_ms: int | None = None
+    fallback: bool = True
+    max_per_category: int | None = None
+
+    def excluding(self, more: Iterable[str]) -> "ListRequest":
+        return replace(self, exclude=self.exclude | frozenset(more))
+
+    def topping_up(self, items: Sequence["RecommendedItem"]) -> "ListRequest":
+        """The request for what is still missing after `items`."""
+        return replace(self, n=self.n - len(items),
+                       exclude=self.exclude | {item.item_id for item in items})
+
+
 class Recommender:
     def __init__(self, reader: StateReader, settings: Settings) -> None:
         self.reader = reader
         self.settings = settings
         self._trending_half_life = half_life_ms(settings.trending_half_life_days)
 
-    async def for_user(self, user_id: str, n: int, category: str | None = None,
+    async def for_user(self, user_id: str, n: int, *, category: str | None = None,
                        exclude: Collection[str] = (), now_ms: int | None = None,
                        fallback: bool = True, max_per_category: int | None = None
                        ) -> RecommendationList:
@@ -102,49 +122,43 @@ class Recommender:
         the user keeps passing over penalised, at most `max_per_category` (default: the
         setting) per category; with `fallback`, topped up from trending in the categories
         the user likes (stated or learned), then from trending overall."""
-        served, _ = await self._personalised(user_id, n, category, exclude, now_ms, fallback,
-                                             max_per_category, every_source=False)
+        request = ListRequest(n, category, frozenset(exclude), now_ms, fallback,
+                              max_per_category or self.settings.max_per_category)
+        served, _ = await self._personalised(user_id, request, every_source=False)
         return served
 
-    async def for_user_by_source(self, user_id: str, n: int, now_ms: int | None = None
+    async def for_user_by_source(self, user_id: str, n: int, *, now_ms: int | None = None
                                  ) -> tuple[RecommendationList, dict[str, list[str]]]:
         """`for_user`, and the top n item ids each learned source alone would give (no
         re-ranking, no top-up), from the same single read: what the evaluator compares."""
-        served, sources = await self._personalised(user_id, n, None, (), now_ms, True, None,
-                                                   every_source=True)
+        request = ListRequest(n, now_ms=now_ms, max_per_category=self.settings.max_per_category)
+        served, sources = await self._personalised(user_id, request, every_source=True)
         return served, {scores.source: [s.item_id for s in blend([(1.0, scores)], n)]
                         for _, scores in sources}
 
-    async def _personalised(self, user_id: str, n: int, category: str | None,
-                            exclude: Collection[str], now_ms: int | None, fallback: bool,
-                            max_per_category: int | None, every_source: bool
+    async def _personalised(self, user_id: str, request: ListRequest, every_source: bool
                             ) -> tuple[RecommendationList, list[tuple[float, SourceScores]]]:
         history = await self.reader.user_history(user_id, self.settings.vote_items)
-        items, sources = await self._learned(
-            history.recent, user_id, n, category, exclude,
-            max_per_category or self.settings.max_per_category, every_source)
-        if fallback and len(items) < n:
-            items += await self._liked_trending(user_id, n - len(items), category,
-                                                {*exclude, *(i.item_id for i in items)}, now_ms)
+        items, sources = await self._learned(history.recent, user_id, request, every_source)
+        if request.fallback and len(items) < request.n:
+            items += await self._liked_trending(user_id, request.topping_up(items))
         return _new_list("personalised", items, "user", history.watermark), sources
 
-    async def for_session(self, viewed: Sequence[str], n: int, category: str | None = None,
+    async def for_session(self, viewed: Sequence[str], n: int, *, category: str | None = None,
                           exclude: Collection[str] = (), now_ms: int | None = None
                           ) -> RecommendationList:
         """An anonymous visitor's items so far (oldest first) vote as a user's history would;
         topped up from trending. The viewed items themselves are never recommended."""
         recent = [(item, SESSION_EVENT_TYPE) for item in reversed(viewed)]
-        hidden = {*exclude, *viewed}
-        items, _ = await self._learned(recent[:self.settings.vote_items], None, n, category,
-                                       hidden)
+        request = ListRequest(n, category, frozenset(exclude), now_ms).excluding(viewed)
+        items, _ = await self._learned(recent[:self.settings.vote_items], None, request)
         if len(items) < n:
-            items += await self._top_of(self._trending(category), n - len(items), None,
-                                        {*hidden, *(i.item_id for i in items)}, now_ms)
+            items += await self._top_of(self._trending(category), None,
+                                        request.topping_up(items))
         return _new_list("session", items, "global", await self.reader.global_watermark())
 
     async def _learned(self, recent: Sequence[tuple[str, str]], user_id: str | None,
-                       n: int, category: str | None, exclude: Collection[str],
-                       max_per_category: int | None = None, every_source: bool = False
+                       request: ListRequest, every_source: bool = False
                        ) -> tuple[list[RecommendedItem], list[tuple[float, SourceScores]]]:
         """The top n by the votes of `recent` (newest first): co-occurrence blended with
         sequence rules, re-ranked by the user's impressions and the category cap; and the
@@ -152,13 +166,14 @@ class Recommender:
         if not recent:
             return [], []
         settings = self.settings
-        votes, found, sources = await self._sources(recent, user_id, category,
+        votes, found, sources = await self._sources(recent, user_id, request.category,
                                                     every_source or settings.sequence_weight > 0)
         reranking = (user_id is not None and settings.impression_penalty < 1
-                     ) or max_per_category is not None
-        ranked = blend(sources, n * RERANK_DEPTH if reranking else n, exclude)
+                     ) or request.max_per_category is not None
+        n = request.n
+        ranked = blend(sources, n * RERANK_DEPTH if reranking else n, request.exclude)
         if reranking:
-            ranked = await self._reranked(ranked, n, user_id, max_per_category)
+            ranked = await self._reranked(ranked, n, user_id, request.max_per_category)
         voter_type = {vote.item_id: vote.event_type for vote in votes}
         return [
             RecommendedItem(
@@ -198,17 +213,17 @@ class Recommender:
                                       max_per_category, n)
         return ranked[:n]
 
-    async def _liked_trending(self, user_id: str, n: int, category: str | None,
-                              exclude: set[str], now_ms: int | None) -> list[RecommendedItem]:
+    async def _liked_trending(self, user_id: str, request: ListRequest
+                              ) -> list[RecommendedItem]:
         """Cold start and top-up for a user: trending in the categories they like."""
-        liked = [] if category else await self.reader.liked_categories(user_id,
-                                                                        LEARNED_CATEGORIES)
-        return await self._trending_within(liked, "trending in {}, which you like", n,
-                                           category, user_id, exclude, now_ms)
+        liked = [] if request.category else await self.reader.liked_categories(
+            user_id, LEARNED_CATEGORIES)
+        return await self._trending_within(liked, "trending in {}, which you like", user_id,
+                                           request)
 
-    async def _trending_within(self, categories: Sequence[str], reason: str, n: int,
-                               category: str | None, user_id: str | None, exclude: set[str],
-                               now_ms: int | None) -> list[RecommendedItem]:
+    async def _trending_within(self, categories: Sequence[str], reason: str,
+                               user_id: str | None, request: ListRequest
+                               ) -> list[RecommendedItem]:
         """Trending in any of `categories` (merged by score: all trending scores share one
         forward-decay scale), then trending overall (or in `category`)."""
         merged: dict[str, RecommendedItem] = {}
@@ -216,16 +231,16 @@ class Recommender:
             ranking = self._trending(name)
             ranking = Ranking(ranking.key, ranking.source, reason.format(name),
                               ranking.half_life_ms)
-            for item in await self._top_of(ranking, n, user_id, exclude, now_ms):
+            for item in await self._top_of(ranking, user_id, request):
                 if item.item_id not in merged or merged[item.item_id].score < item.score:
                     merged[item.item_id] = item
-        picked = sorted(merged.values(), key=lambda i: (-i.score, i.item_id))[:n]
-        if len(picked) < n:
-            picked += await self._top_of(self._trending(category), n - len(picked), user_id,
-                                         {*exclude, *(i.item_id for i in picked)}, now_ms)
+        picked = sorted(merged.values(), key=lambda i: (-i.score, i.item_id))[:request.n]
+        if len(picked) < request.n:
+            picked += await self._top_of(self._trending(request.category), user_id,
+                                         request.topping_up(picked))
         return picked
 
-    async def similar_items(self, item_id: str, n: int, category: str | None = None,
+    async def similar_items(self, item_id: str, n: int, *, category: str | None = None,
                             exclude: Collection[str] = (), now_ms: int | None = None
                             ) -> RecommendationList:
         """Items most similar to `item_id` by normalised co-occurrence, topped up from trending
@@ -247,23 +262,25 @@ class Recommender:
         ]
         if len(items) < n:  # a new item: its category neighbours until co-occurrence arrives
             shared = [] if category else await self.reader.item_categories(item_id)
-            items += await self._trending_within(
-                shared, "also in {}", n - len(items), category, None,
-                {*exclude, item_id, *(i.item_id for i in items)}, now_ms)
+            request = ListRequest(n, category, frozenset(exclude), now_ms).excluding([item_id])
+            items += await self._trending_within(shared, "also in {}", None,
+                                                 request.topping_up(items))
         return _new_list("similar", items, "global", await self.reader.global_watermark())
 
-    async def trending(self, n: int, category: str | None = None,
+    async def trending(self, n: int, *, category: str | None = None,
                        exclude: Collection[str] = (), user_id: str | None = None,
                        now_ms: int | None = None) -> RecommendationList:
         """Highest exponentially decayed popularity (half-life `trending_half_life_days`)."""
-        items = await self._top_of(self._trending(category), n, user_id, set(exclude), now_ms)
+        items = await self._top_of(self._trending(category), user_id,
+                                   ListRequest(n, category, frozenset(exclude), now_ms))
         return _new_list("trending", items, "global", await self.reader.global_watermark())
 
-    async def popular(self, n: int, category: str | None = None,
+    async def popular(self, n: int, *, category: str | None = None,
                       exclude: Collection[str] = (), user_id: str | None = None
                       ) -> RecommendationList:
         """Highest all-time popularity (sum of event weights)."""
-        items = await self._top_of(self._popular(category), n, user_id, set(exclude), None)
+        items = await self._top_of(self._popular(category), user_id,
+                                   ListRequest(n, category, frozenset(exclude)))
         return _new_list("popular", items, "global", await self.reader.global_watermark())
 
     def _trending(self, category: str | None) -> Ranking:
@@ -280,17 +297,17 @@ class Recommender:
                            f"popular in {category}", None)
         return Ranking(keys.popularity, POPULAR, "popular", None)
 
-    async def _top_of(self, ranking: Ranking, n: int, user_id: str | None, exclude: set[str],
-                      now_ms: int | None) -> list[RecommendedItem]:
+    async def _top_of(self, ranking: Ranking, user_id: str | None, request: ListRequest
+                      ) -> list[RecommendedItem]:
         """The ranking's top items, skipping excluded, seen (by `user_id`) and unavailable ones."""
-        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        picked: list[RecommendedItem] = []
+        now_ms = int(time.time() * 1000) if request.now_ms is None else request.now_ms
+        n, picked = request.n, []
         start, page = 0, max(2 * n, 50)
         while start < RANKING_SCAN_LIMIT:
             entries = await self.reader.ranking_page(ranking.key, start, page)
             hidden = await self.reader.not_showable([i for i, _ in entries], user_id)
             for item, stored in entries:
-                if item in exclude or item in hidden:
+                if item in request.exclude or item in hidden:
                     continue
                 score = stored if ranking.half_life_ms is None else value_at(
                     stored, now_ms, self.settings.decay_anchor_ms, ranking.half_life_ms)

@@ -15,6 +15,7 @@ async def post_events(request: Request, settings: SettingsDep, publisher: Publis
                       ) -> Accepted:
     """One event or a list, produced to the events topic keyed by user. `event_id` and
     `timestamp` default to a new UUID and the time of receipt."""
-    return await ingest(request, settings, publisher, settings.events_topic,
-                        lambda raw: parse_event(raw, settings), "user_id", "event_id",
-                        server_assigned_fields)
+    return await ingest(request, settings=settings, publisher=publisher,
+                        topic=settings.events_topic, parse=lambda raw: parse_event(raw, settings),
+                        key_field="user_id", id_field="event_id",
+                        defaults=server_assigned_fields)

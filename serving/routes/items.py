@@ -21,13 +21,14 @@ router = APIRouter(prefix="/v1/items", tags=["items"])
 async def similar_items(item_id: ItemId, options: ListQuery, recommender: RecommenderDep,
                         shown: Shown, user_id: OptionalUser = None) -> RecommendationList:
     """Items most often used together with `item_id`, by normalised co-occurrence."""
-    return shown(user_id, await recommender.similar_items(item_id, options.n, options.category,
-                                                          options.excluded))
+    return shown(user_id, await recommender.similar_items(
+        item_id, options.n, category=options.category, exclude=options.excluded))
 
 
 @router.post("", status_code=202, response_model=Accepted, openapi_extra=body_schema(ItemEvent))
 async def post_items(request: Request, settings: SettingsDep, publisher: PublisherDep
                      ) -> Accepted:
     """Add or update catalogue entries (categories, tags, availability, title)."""
-    return await ingest(request, settings, publisher, settings.items_topic,
-                        lambda raw: parse_item(raw, settings), "item_id", "item_id")
+    return await ingest(request, settings=settings, publisher=publisher,
+                        topic=settings.items_topic, parse=lambda raw: parse_item(raw, settings),
+                        key_field="item_id", id_field="item_id")

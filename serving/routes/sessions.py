@@ -28,5 +28,5 @@ async def session_recommendations(request: SessionRequest, recommender: Recommen
                                   ) -> RecommendationList:
     """Recommendations for an anonymous visitor, from the items of their session so far (no
     user id, nothing stored): the same scoring as a user's recent history."""
-    return await recommender.for_session(request.items, request.n, request.category,
-                                         set(request.exclude))
+    return await recommender.for_session(request.items, request.n, category=request.category,
+                                         exclude=set(request.exclude))

@@ -10,5 +10,5 @@ router = APIRouter(prefix="/v1/trending", tags=["trending"])
 async def trending(options: ListQuery, recommender: RecommenderDep, shown: Shown,
                    user_id: OptionalUser = None) -> RecommendationList:
     """Items with the highest exponentially decayed popularity, overall or in a category."""
-    return shown(user_id, await recommender.trending(options.n, options.category,
-                                                     options.excluded, user_id))
+    return shown(user_id, await recommender.trending(
+        options.n, category=options.category, exclude=options.excluded, user_id=user_id))

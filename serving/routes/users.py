@@ -22,7 +22,7 @@ async def recommendations_for_user(
     trending in the categories the user likes (stated or learned), then trending overall;
     the user's seen items, unavailable items and `exclude` never appear."""
     return shown(user_id, await recommender.for_user(
-        user_id, options.n, options.category, options.excluded,
+        user_id, options.n, category=options.category, exclude=options.excluded,
         max_per_category=max_per_category))
 
 

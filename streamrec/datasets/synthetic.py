@@ -44,7 +44,7 @@ class World:
         ]
 
 
-def make_world(users: int = 200, categories: int = 8, items_per_category: int = 40,
+def make_world(users: int = 200, categories: int = 8, items_per_category: int = 40, *,
                seed: int = 7) -> World:
     rng = random.Random(seed)
     names = [f"c{k}" for k in range(categories)]
@@ -57,9 +57,10 @@ def make_world(users: int = 200, categories: int = 8, items_per_category: int = 
     return World(names, items, {f"user-{k}": rng.choice(names) for k in range(users)}, partners)
 
 
-def events(world: World, count: int, start_ms: int, step_ms: int = 1000, taste: float = 0.9,
-           bundle_follow: float = 0.6, session_length: int = 6, seed: int = 11,
-           drift: float = 0.0, trend_every: int = 0) -> Iterator[InteractionEvent]:
+def events(world: World, count: int, *, start_ms: int, step_ms: int = 1000,
+           taste: float = 0.9, bundle_follow: float = 0.6, session_length: int = 6,
+           seed: int = 11, drift: float = 0.0, trend_every: int = 0
+           ) -> Iterator[InteractionEvent]:
     """`count` events, one every `step_ms`, sessions of random users interleaved."""
     rng = random.Random(seed)
     ranked = {c: list(i) for c, i in world.items_by_category.items()}  # most popular first
@@ -116,8 +117,9 @@ def write_dataset(events_path: Path, items_path: Path,
         writer.writerow(["item_id", "categories", "title"])
         writer.writerows([item.item_id, "|".join(item.categories), item.title]
                          for item in world.catalogue())
-    stream = events(world, int(spec["events"]), int(spec["start_ms"]), int(spec["step_ms"]),
-                    taste=spec["taste"], bundle_follow=spec["bundle_follow"],
+    stream = events(world, int(spec["events"]), start_ms=int(spec["start_ms"]),
+                    step_ms=int(spec["step_ms"]), taste=spec["taste"],
+                    bundle_follow=spec["bundle_follow"],
                     session_length=int(spec["session_length"]), seed=int(spec["seed"]),
                     drift=spec["drift"], trend_every=int(spec["trend_every"]))
     written = 0

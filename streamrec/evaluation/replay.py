@@ -199,7 +199,7 @@ async def ask_all(recommender: Recommender, user_id: str, k: int, now_ms: int
     def ids(served: RecommendationList) -> list[str]:
         return [item.item_id for item in served.items]
 
-    served, by_source = await recommender.for_user_by_source(user_id, k, now_ms)
+    served, by_source = await recommender.for_user_by_source(user_id, k, now_ms=now_ms)
     return {
         "default": ids(served),
         "co-occurrence": by_source.get(COOCCURRENCE, []),

@@ -206,10 +206,10 @@ async def test_blend_adds_sequence_rules_to_co_occurrence(redis: Redis, servers:
 
 async def test_the_list_and_each_source_alone_from_one_read(redis: Redis, servers: Servers) -> None:
     rec = await recommender(redis, servers)  # sequence weight 0: it is still read here
-    served, by_source = await rec.for_user_by_source("me", 2, NOW)
+    served, by_source = await rec.for_user_by_source("me", 2, now_ms=NOW)
     assert [i.item_id for i in served.items] == ["c", "d"]
     assert by_source == {"co-occurrence": ["c", "d"], "sequence": ["c", "d"]}
-    assert (await rec.for_user_by_source("stranger", 2, NOW))[1] == {}
+    assert (await rec.for_user_by_source("stranger", 2, now_ms=NOW))[1] == {}
 
 
 async def test_the_service_penalises_what_a_user_keeps_ignoring(redis: Redis, servers: Servers
