@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
 
-from streamrec.contract import MAX_LIST_LENGTH, Settings
+from streamrec.contract import MAX_LIST_LENGTH, Identifier, Label, Settings
 
 from .impressions import publish_impressions
 from .profiles import Profiles
@@ -35,13 +35,11 @@ RecommenderDep = Annotated[Recommender, Depends(_recommender)]
 PublisherDep = Annotated[EventPublisher, Depends(_publisher)]
 ProfilesDep = Annotated[Profiles, Depends(_profiles)]
 
-ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
-UserId = Annotated[str, Path(min_length=1, max_length=256, pattern=ID_PATTERN)]
-ItemId = Annotated[str, Path(min_length=1, max_length=256, pattern=ID_PATTERN)]
+UserId = Annotated[Identifier, Path()]
+ItemId = Annotated[Identifier, Path()]
 OptionalUser = Annotated[
-    str | None,
-    Query(min_length=1, max_length=256, pattern=ID_PATTERN,
-          description="Who is shown the list: filters their seen items, records impressions."),
+    Identifier | None,
+    Query(description="Who is shown the list: filters their seen items, records impressions."),
 ]
 
 
@@ -50,10 +48,7 @@ class ListOptions:
     """Query parameters every list endpoint takes."""
 
     n: Annotated[int, Query(ge=1, le=MAX_LIST_LENGTH, description="How many items to return.")] = 10
-    category: Annotated[
-        str | None,
-        Query(min_length=1, max_length=128, pattern=ID_PATTERN, description="Only this category."),
-    ] = None
+    category: Annotated[Label | None, Query(description="Only this category.")] = None
     exclude: Annotated[
         str | None,
         Query(max_length=65536, description="Comma-separated item ids never to return."),

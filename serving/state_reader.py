@@ -8,7 +8,7 @@ from importlib.resources import files
 import orjson
 from redis.asyncio import Redis
 
-from streamrec.contract import LIST_SEPARATOR, SHOWN_SEPARATOR, RedisKeys
+from streamrec.contract import LIST_SEPARATOR, SHOWN_SEPARATOR, RedisKeys, lua_script
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +36,11 @@ def _pairs(flat: Sequence[bytes]) -> list[tuple[str, float]]:
     return [(item.decode(), float(count)) for item, count in zip(values, values, strict=True)]
 
 
-COLLECT_CANDIDATES_LUA = files("serving").joinpath("lua/collect_candidates.lua").read_text()
+LUA = files("serving").joinpath("lua")
+HIDDEN_ITEMS_LUA = LUA.joinpath("hidden_items.lua").read_text()
+COLLECT_CANDIDATES_LUA = lua_script(HIDDEN_ITEMS_LUA,
+                                    LUA.joinpath("collect_candidates.lua").read_text())
+NOT_SHOWABLE_LUA = lua_script(HIDDEN_ITEMS_LUA, LUA.joinpath("not_showable.lua").read_text())
 
 
 def _watermark(fields: dict[bytes, bytes]) -> Watermark:
@@ -55,6 +59,7 @@ class StateReader:
         self.redis = redis
         self.keys = keys
         self._collect_candidates = redis.register_script(COLLECT_CANDIDATES_LUA)
+        self._not_showable = redis.register_script(NOT_SHOWABLE_LUA)
         self._script_config = orjson.dumps({"keys": keys.templates()})
 
     async def user_history(self, user_id: str, length: int) -> UserHistory:
@@ -104,16 +109,8 @@ class StateReader:
         """Which of `items` are unavailable or, with a `user_id`, already seen by the user."""
         if not items:
             return set()
-        wanted = list(items)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.smismember(self.keys.unavailable_items, wanted)
-            if user_id is not None:
-                pipe.zmscore(self.keys.user_affinity(user_id), wanted)
-            replies = await pipe.execute()
-        unavailable = {i for i, u in zip(wanted, replies[0], strict=True) if u}
-        if user_id is None:
-            return unavailable
-        return unavailable | {i for i, s in zip(wanted, replies[1], strict=True) if s is not None}
+        hidden = await self._not_showable(args=[self._script_config, user_id or "", *items])
+        return {item.decode() for item in hidden}
 
     async def ranking_page(self, key: str, start: int, count: int) -> list[tuple[str, float]]:
         page = await self.redis.zrevrange(key, start, start + count - 1, withscores=True)

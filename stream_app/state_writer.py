@@ -19,11 +19,12 @@ from streamrec.contract import (
     RedisKeys,
     Settings,
     half_life_ms,
+    lua_script,
 )
 
 LUA = files("stream_app").joinpath("lua")
-APPLY_BATCH_LUA = "\n".join(
-    LUA.joinpath(name).read_text() for name in ("forward_decay.lua", "apply_batch.lua"))
+APPLY_BATCH_LUA = lua_script(*(LUA.joinpath(name).read_text()
+                               for name in ("forward_decay.lua", "apply_batch.lua")))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,3 +1,4 @@
+-- Loaded after keys.lua and hidden_items.lua (StateReader joins them).
 -- Collects what scoring needs in one round trip, read-only: for each voting item its
 -- co-occurrence row (top `depth` by count) and, for the newest `next_voters` of them, its
 -- 'next' row, with the candidates a user may be shown; the user counts n of voters and
@@ -16,32 +17,9 @@
 --   next_rows[k] likewise from voter k's 'next' row (k <= next_voters);
 --   candidate_counts = {j1, n_j1, j2, n_j2, ...} for every kept candidate.
 
-local config = cjson.decode(ARGV[1])
-local K = config.keys
 local user, category, depth = ARGV[2], ARGV[3], tonumber(ARGV[4])
 local next_voters = tonumber(ARGV[5])
 local FIRST_VOTER = 6
-
-local function key(name, id)
-  local template = K[name]
-  return template[1] .. id .. template[2]
-end
-
--- Membership tests against a set that is smaller than the candidate list are cheaper as one
--- read of the whole set than as one command per candidate.
-local function membership(size, read_all, test_one)
-  return function(candidates)
-    local found = {}
-    if size() <= #candidates then
-      for _, member in ipairs(read_all()) do found[member] = true end
-    else
-      for _, candidate in ipairs(candidates) do
-        if test_one(candidate) then found[candidate] = true end
-      end
-    end
-    return found
-  end
-end
 
 local order, distinct = {}, {}
 local function read_row(row_key)
@@ -62,18 +40,7 @@ for k = FIRST_VOTER, #ARGV do
   end
 end
 
-local unavailable = membership(
-  function() return redis.call('SCARD', K.unavailable_items) end,
-  function() return redis.call('SMEMBERS', K.unavailable_items) end,
-  function(c) return redis.call('SISMEMBER', K.unavailable_items, c) == 1 end)(order)
-local seen = {}
-if user ~= '' then
-  local affinity = key('user_affinity', user)
-  seen = membership(
-    function() return redis.call('ZCARD', affinity) end,
-    function() return redis.call('ZRANGE', affinity, 0, -1) end,
-    function(c) return redis.call('ZSCORE', affinity, c) end)(order)
-end
+local hidden = hidden_items(user, order)
 local in_category = nil
 if category ~= '' then
   local members = key('category_items', category)
@@ -85,8 +52,7 @@ end
 
 local kept, candidate_ids = {}, {}
 for _, candidate in ipairs(order) do
-  if not seen[candidate] and not unavailable[candidate]
-      and (in_category == nil or in_category[candidate]) then
+  if not hidden[candidate] and (in_category == nil or in_category[candidate]) then
     kept[candidate] = true
     candidate_ids[#candidate_ids + 1] = candidate
   end

@@ -1,5 +1,5 @@
 -- Applies one batch of validated records to the recommender state, atomically.
--- Loaded after forward_decay.lua (StateWriter joins them), whose function it uses.
+-- Loaded after keys.lua (key names) and forward_decay.lua (StateWriter joins them).
 --
 -- Exactly-once effect: Kafka redelivers records after a crash or a rebalance (offsets are
 -- committed after the state is written). Every record carries its stream position
@@ -22,9 +22,7 @@
 -- ARGV[2]: records JSON, each an array: the kind first, then that kind's fields.
 -- Returns {applied, duplicates_skipped, dead_lettered, duplicate_events}.
 
-local config = cjson.decode(ARGV[1])
 local records = cjson.decode(ARGV[2])
-local K = config.keys
 local separator = config.list_separator
 local pair_window = config.pair_window
 local sequence_window = config.sequence_window
@@ -34,11 +32,6 @@ local applied_at = config.applied_at_ms
 -- Ids are printable (the contract forbids control characters): \31 cannot occur in one.
 local UNIT = '\31'
 local RECOMMENDER_FIELD = UNIT .. 'recommender'
-
-local function key(name, id)
-  local template = K[name]
-  return template[1] .. id .. template[2]
-end
 
 local function named(record)
   local fields = {}

@@ -19,7 +19,7 @@ from .events import (
     parse_item,
     validation_context,
 )
-from .keys import LIST_SEPARATOR, SHOWN_SEPARATOR, RedisKeys
+from .keys import LIST_SEPARATOR, SHOWN_SEPARATOR, RedisKeys, lua_script
 from .settings import IMPRESSION, Settings, Similarity
 from .topics import LOG_ID_HEADER, ensure_topics, produce_records
 
@@ -44,6 +44,7 @@ __all__ = [
     "ensure_topics",
     "forward_decayed",
     "half_life_ms",
+    "lua_script",
     "parse_event",
     "parse_item",
     "produce_records",

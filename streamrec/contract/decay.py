@@ -4,8 +4,8 @@ A weight w seen at time t is stored as w * 2^((t - anchor) / half_life). Sums of
 terms rank exactly like the exponentially decayed sums at any later time, so the worker
 only ever adds (ZINCRBY) and never rewrites old scores. Reading the decayed value at time
 `now` multiplies by 2^(-(now - anchor) / half_life). Stored magnitudes stay finite as long
-as |t - anchor| is below ~1000 half-lives. `stream_app/lua/apply_events.lua` applies the
-same formula inside Redis.
+as |t - anchor| is below ~1000 half-lives. `stream_app/lua/forward_decay.lua` applies the
+same formula inside Redis (a test checks both agree).
 """
 
 DAY_MS = 86_400_000

@@ -4,10 +4,13 @@ service apply to it, so a record rejected by one is rejected by the other with t
 
 import math
 import time
+import unicodedata
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -22,16 +25,42 @@ from pydantic import (
 
 from .settings import IMPRESSION, Settings
 
-#: Ids become parts of Redis keys and log lines: printable, bounded, no surrounding blanks.
-Identifier = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$"),
-]
-#: Categories and tags: like ids, and without '|', their separator in Redis.
-Label = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f|]+$"),
-]
+#: Characters no id or label may hold. Ids are parts of Redis keys, URL paths, comma-separated
+#: `exclude` lists and log lines: '/' cannot be addressed in a path, ',' cannot be excluded.
+ID_FORBIDDEN = "/,"
+#: Labels (categories, tags) travel in queries, not paths, and are joined by '|' in the item's
+#: metadata.
+LABEL_FORBIDDEN = "|"
+#: Unicode categories that are never part of a real id: control, format (zero-width, bidi
+#: controls), surrogate, private use, unassigned, line and paragraph separators.
+INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def _addressable(forbidden: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        """NFC, so look-alike spellings of one id are one id; then reject what cannot be
+        addressed or seen."""
+        value = unicodedata.normalize("NFC", value)
+        if value != value.strip():
+            raise ValueError("must not start or end with blanks")
+        for char in value:
+            if unicodedata.category(char) in INVISIBLE_CATEGORIES:
+                raise ValueError(f"must not contain invisible or control characters "
+                                 f"(U+{ord(char):04X})")
+            if char in forbidden:
+                raise ValueError(f"must not contain {char!r}")
+        return value
+
+    return check
+
+
+#: The one rule for user, item, event, session and recommendation ids (events, catalogue,
+#: URL paths and queries alike).
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=256),
+                       AfterValidator(_addressable(ID_FORBIDDEN))]
+#: Categories and tags: visible, NFC, no surrounding blanks, no '|'; shorter than ids.
+Label = Annotated[str, StringConstraints(min_length=1, max_length=128),
+                  AfterValidator(_addressable(LABEL_FORBIDDEN))]
 PropertyValue = Annotated[str, StringConstraints(max_length=1024)] | int | float | bool | None
 
 #: Longest list the service serves, and so the most items one impression event can carry.
@@ -116,6 +145,12 @@ class ItemEvent(BaseModel):
     tags: list[Label] = Field(default_factory=list, max_length=64)
     available: bool = True
     title: Annotated[str, StringConstraints(max_length=512)] | None = None
+
+    @field_validator("categories", "tags")
+    @classmethod
+    def _once_each(cls, labels: list[str]) -> list[str]:
+        """A label listed twice counts once (it would double category popularity)."""
+        return list(dict.fromkeys(labels))
 
 
 def _to_epoch_ms(value: Any) -> int:

@@ -9,6 +9,7 @@ checks every key they name is declared here).
 """
 
 from dataclasses import dataclass
+from importlib.resources import files
 from typing import Any
 
 #: Separator of categories and tags inside item:{i}:meta (Label forbids it in values).
@@ -111,6 +112,15 @@ class RedisKeys:
             for spec in KEY_LAYOUT
             for head, _, tail in [spec.pattern.partition(ID_SLOT)]
         }
+
+
+#: The prelude of every Lua script: decodes the config (ARGV[1]) and defines K and key().
+KEYS_LUA = files("streamrec.contract").joinpath("lua/keys.lua").read_text()
+
+
+def lua_script(*parts: str) -> str:
+    """One script from the keys prelude and `parts` (Lua sources, in order)."""
+    return "\n".join([KEYS_LUA, *parts])
 
 
 def _accessor(spec: KeySpec) -> Any:

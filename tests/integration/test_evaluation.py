@@ -62,7 +62,7 @@ def test_catalogue_columns_map_like_movielens(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="has no column 'item_id'"):
         load_catalogue(movies)
     broken = write_csv(tmp_path / "broken.csv", "item_id,categories", ["x,a\tb"])
-    with pytest.raises(ValueError, match=r"broken.csv:2: categories.0: String should match"):
+    with pytest.raises(ValueError, match=r"broken.csv:2: categories.0: must not contain invisible"):
         load_catalogue(broken)
 
 

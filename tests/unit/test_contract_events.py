@@ -1,5 +1,7 @@
 """The event contract: what is accepted, what is rejected and with which message."""
 
+import re
+
 import pytest
 
 from streamrec.contract import ImpressionEvent, InvalidRecord, Settings, parse_event, parse_item
@@ -36,7 +38,8 @@ def test_timestamps_are_normalised_to_epoch_ms(stamp: object, epoch_ms: int) -> 
     (interaction(user_id=...), "user_id: Field required"),
     (interaction(event_id=...), "event_id: Field required"),
     (interaction(item_id=""), "item_id: String should have at least 1 character"),
-    (interaction(item_id="a\nb"), "item_id: String should match pattern"),
+    (interaction(item_id="a\nb"), "item_id: must not contain invisible or control characters "
+                                   "(U+000A)"),
     (interaction(user_id="x" * 257), "user_id: String should have at most 256 characters"),
     (interaction(user_id=42), "user_id: Input should be a valid string"),
     (interaction(event_type="like"), "event_type: unknown event_type 'like'; expected one of"),
@@ -101,5 +104,30 @@ def test_impression_cannot_be_given_a_weight() -> None:
 def test_item_events() -> None:
     item = parse_item(b'{"item_id": "i1", "categories": ["shoes"], "available": false}', SETTINGS)
     assert (item.categories, item.available, item.tags) == (["shoes"], False, [])
-    with pytest.raises(InvalidRecord, match=r"categories\.0: String should match pattern"):
+    with pytest.raises(InvalidRecord, match=r"categories\.0: must not contain '\|'"):
         parse_item({"item_id": "i1", "categories": ["a|b"]}, SETTINGS)
+
+
+@pytest.mark.parametrize(("item_id", "problem"), [
+    ("shoes/red", "must not contain '/'"),
+    ("a,b", "must not contain ','"),
+    (" a", "must not start or end with blanks"),
+    ("a\u00a0", "must not start or end with blanks"),
+    ("a\u200bb", "must not contain invisible or control characters (U+200B)"),
+    ("a\u202eb", "must not contain invisible or control characters (U+202E)"),
+    ("a\ue000", "must not contain invisible or control characters (U+E000)"),
+])
+def test_ids_that_cannot_be_addressed_are_rejected(item_id: str, problem: str) -> None:
+    with pytest.raises(InvalidRecord, match=re.escape(f"item_id: {problem}")):
+        parse_event(interaction(item_id=item_id), SETTINGS)
+
+
+def test_look_alike_spellings_of_an_id_are_one_id() -> None:
+    decomposed, composed = "cafe\u0301", "caf\u00e9"
+    assert parse_event(interaction(item_id=decomposed), SETTINGS).item_id == composed
+
+
+def test_a_label_listed_twice_counts_once() -> None:
+    item = parse_item({"item_id": "i", "categories": ["x", "y", "x"], "tags": ["t", "t"]},
+                      SETTINGS)
+    assert (item.categories, item.tags) == (["x", "y"], ["t"])
