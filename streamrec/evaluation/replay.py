@@ -5,10 +5,11 @@ and the recommenders are the service's own `Recommender` methods; only Kafka, Fa
 HTTP are left out (they move bytes, they do not change what is learned or served).
 
 Protocol (the usual prequential one for MovieLens-style logs): stable sort by timestamp;
-the first `train_fraction` of events only train; after that every `every`-th event
-(global index k, k % every == 0) is evaluated when its user already has history and the item is new to that user: the
-recommender's top k from the state of all earlier events, the user's items excluded, over
-the full catalogue; a hit if the event's item is in it. Then the event is learned.
+the first `train_fraction` of events only train; after that every `every`-th event (global
+index k, k % every == 0) is evaluated when its user already has history and the item is new
+to that user: the recommender's top k from the state of all earlier events, the user's items
+excluded, over the full catalogue; a hit if the event's item is in it. Then the event is
+learned.
 With `batch_size` B > 1 the state is only updated every B events, which shows what a
 worker's batching lag costs.
 """
