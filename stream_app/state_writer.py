@@ -111,19 +111,24 @@ class StateWriter:
             "event_id_window_ms": settings.event_id_window_seconds * 1000,
             "event_ids_kept": settings.event_ids_kept_per_user,
             "record_fields": RECORD_FIELDS,
+            "max_commands": settings.max_commands_per_script,
         }
 
     async def apply(
         self, records: Sequence[StreamRecord], applied_at_ms: int | None = None
     ) -> BatchResult:
-        """Apply `records` (in stream order) exactly once; redelivered positions are skipped."""
-        if not records:
-            return BatchResult(0, 0, 0)
-        config = dict(self._config, applied_at_ms=applied_at_ms or int(time.time() * 1000))
-        applied, skipped, dead_lettered, duplicate_events = await self._script(
-            args=[orjson.dumps(config), orjson.dumps([_encode(r) for r in records])]
-        )
-        return BatchResult(int(applied), int(skipped), int(dead_lettered), int(duplicate_events))
+        """Apply `records` (in stream order) exactly once; redelivered positions are skipped.
+        Takes as many script calls as the command budget needs: each is atomic and moves the
+        guard, so a crash between two calls redelivers only what the later ones held."""
+        totals = [0, 0, 0, 0]
+        config = orjson.dumps(dict(self._config,
+                                   applied_at_ms=applied_at_ms or int(time.time() * 1000)))
+        remaining = [_encode(r) for r in records]
+        while remaining:
+            *counts, taken = await self._script(args=[config, orjson.dumps(remaining)])
+            totals = [total + int(count) for total, count in zip(totals, counts, strict=True)]
+            remaining = remaining[int(taken):]
+        return BatchResult(*totals)
 
     async def record_stall(self, sources: Iterable[str], reason: str) -> None:
         """Say (for /readyz) that these partitions cannot be applied now, and why."""

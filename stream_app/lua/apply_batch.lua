@@ -20,9 +20,18 @@
 -- ARGV[1]: config JSON (key templates from streamrec.contract.keys, weights, windows, decay,
 --          and `record_fields`: each record kind's field names, in the order Python sends)
 -- ARGV[2]: records JSON, each an array: the kind first, then that kind's fields.
--- Returns {applied, duplicates_skipped, dead_lettered, duplicate_events}.
+-- Returns {applied, duplicates_skipped, dead_lettered, duplicate_events, records_taken}.
 
 local records = cjson.decode(ARGV[2])
+
+-- Bounded work: every command goes through call(); once `max_commands` have run, the script
+-- stops before the next record (never inside one) and returns how many it took. Python calls
+-- again with the rest, so one call never holds Redis for long, whatever the batch holds.
+local commands = 0
+local function call(...)
+  commands = commands + 1
+  return redis.call(...)
+end
 local separator = config.list_separator
 local pair_window = config.pair_window
 local sequence_window = config.sequence_window
@@ -56,7 +65,7 @@ local highest_applied = {}
 local function first_delivery(source, offset)
   local highest = highest_applied[source]
   if highest == nil then
-    local stored = redis.call('HGET', K.applied_offsets, source)
+    local stored = call('HGET', K.applied_offsets, source)
     highest = stored and tonumber(stored) or -1
   end
   if offset <= highest then
@@ -68,8 +77,8 @@ local function first_delivery(source, offset)
 end
 
 local function new_log(source, offset, log_id)
-  if redis.call('HGET', K.log_epochs, source) == log_id then return false end
-  redis.call('HSET', K.log_epochs, source, log_id)
+  if call('HGET', K.log_epochs, source) == log_id then return false end
+  call('HSET', K.log_epochs, source, log_id)
   highest_applied[source] = offset
   return true
 end
@@ -78,10 +87,10 @@ local event_id_sets = {}   -- per-user event id sets touched in this batch
 local function first_time_event(user, event_id)
   local ids = key('user_event_ids', user)
   if not event_id_sets[ids] then  -- forget ids older than the window before looking
-    redis.call('ZREMRANGEBYSCORE', ids, '-inf', '(' .. (applied_at - config.event_id_window_ms))
+    call('ZREMRANGEBYSCORE', ids, '-inf', '(' .. (applied_at - config.event_id_window_ms))
     event_id_sets[ids] = true
   end
-  return redis.call('ZADD', ids, 'NX', applied_at, event_id) == 1
+  return call('ZADD', ids, 'NX', applied_at, event_id) == 1
 end
 
 -- per-batch caches and the sets of keys to tidy once at the end ---------------------------
@@ -89,7 +98,7 @@ local categories_of = {}
 local function categories(item)
   local found = categories_of[item]
   if found == nil then
-    found = split(redis.call('HGET', key('item_meta', item), 'categories'))
+    found = split(call('HGET', key('item_meta', item), 'categories'))
     categories_of[item] = found
   end
   return found
@@ -109,10 +118,10 @@ end
 -- item, event type), and only while the list is remembered (its impression set it).
 local function count_feedback(recommendation_id, event_type, item)
   local list = key('recommendation', recommendation_id)
-  local recommender = redis.call('HGET', list, RECOMMENDER_FIELD)
-  if not recommender or redis.call('HEXISTS', list, item) == 0 then return end
-  if redis.call('HSETNX', list, UNIT .. event_type .. UNIT .. item, 1) == 0 then return end
-  redis.call('HINCRBY', key('recommender_metrics', recommender), event_type, 1)
+  local recommender = call('HGET', list, RECOMMENDER_FIELD)
+  if not recommender or call('HEXISTS', list, item) == 0 then return end
+  if call('HSETNX', list, UNIT .. event_type .. UNIT .. item, 1) == 0 then return end
+  call('HINCRBY', key('recommender_metrics', recommender), event_type, 1)
 end
 
 -- the model updates ----------------------------------------------------------------------
@@ -123,16 +132,16 @@ local function apply_interaction(e)
   local trend = forward_decayed(weight, ts, anchor, config.trending_half_life_ms)
 
   local affinity_key = key('user_affinity', user)
-  local first_time = redis.call('ZADD', affinity_key, 'NX', affinity, item) == 1
-  if not first_time then redis.call('ZINCRBY', affinity_key, affinity, item) end
+  local first_time = call('ZADD', affinity_key, 'NX', affinity, item) == 1
+  if not first_time then call('ZINCRBY', affinity_key, affinity, item) end
 
-  redis.call('ZINCRBY', K.popularity, weight, item)
-  redis.call('ZINCRBY', K.trending, trend, item)
+  call('ZINCRBY', K.popularity, weight, item)
+  call('ZINCRBY', K.trending, trend, item)
   local category_affinity_key = key('user_category_affinity', user)
   for _, category in ipairs(categories(item)) do
-    redis.call('ZINCRBY', category_affinity_key, affinity, category)
-    redis.call('ZINCRBY', key('category_popularity', category), weight, item)
-    redis.call('ZINCRBY', key('category_trending', category), trend, item)
+    call('ZINCRBY', category_affinity_key, affinity, category)
+    call('ZINCRBY', key('category_popularity', category), weight, item)
+    call('ZINCRBY', key('category_trending', category), trend, item)
   end
 
   local recent_key = key('user_recent', user)
@@ -145,20 +154,20 @@ local function apply_interaction(e)
     if config.cooccurrence_half_life_ms > 0 then
       count = forward_decayed(1, ts, anchor, config.cooccurrence_half_life_ms)
     end
-    redis.call('HINCRBYFLOAT', K.item_user_counts, item, count)
-    local window = redis.call('ZREVRANGE', recent_key, 0, window_length - 1)
+    call('HINCRBYFLOAT', K.item_user_counts, item, count)
+    local window = call('ZREVRANGE', recent_key, 0, window_length - 1)
     if #window > 0 then
       local row = key('item_cooccurrence', item)
       for distance, other in ipairs(window) do
         if distance <= pair_window then
           local other_row = key('item_cooccurrence', other)
-          redis.call('ZINCRBY', row, count, other)
-          redis.call('ZINCRBY', other_row, count, item)
+          call('ZINCRBY', row, count, other)
+          call('ZINCRBY', other_row, count, item)
           grown_rows[other_row] = true
         end
         if distance <= sequence_window then
           local next_row = key('item_next', other)
-          redis.call('ZINCRBY', next_row, count / distance, item)
+          call('ZINCRBY', next_row, count / distance, item)
           grown_rows[next_row] = true
         end
       end
@@ -166,8 +175,8 @@ local function apply_interaction(e)
     end
   end
   -- GT keeps the newest time when events arrive out of order; CH reports a change.
-  if redis.call('ZADD', recent_key, 'GT', 'CH', ts, item) == 1 then
-    redis.call('HSET', key('user_recent_types', user), item, e.event_type)
+  if call('ZADD', recent_key, 'GT', 'CH', ts, item) == 1 then
+    call('HSET', key('user_recent_types', user), item, e.event_type)
   end
 
   if e.recommendation_id ~= '' then
@@ -182,22 +191,22 @@ end
 -- events that come back on it can be checked against it.
 local function apply_impression(e)
   local shown = key('user_shown', e.user_id)
-  redis.call('LPUSH', shown, table.concat(e.item_ids, UNIT))
-  redis.call('LTRIM', shown, 0, config.shown_lists_kept - 1)
-  redis.call('EXPIRE', shown, config.shown_ttl_seconds)
+  call('LPUSH', shown, table.concat(e.item_ids, UNIT))
+  call('LTRIM', shown, 0, config.shown_lists_kept - 1)
+  call('EXPIRE', shown, config.shown_ttl_seconds)
   local list = key('recommendation', e.recommendation_id)
-  if e.recommendation_id ~= '' and redis.call('EXISTS', list) == 0 then
+  if e.recommendation_id ~= '' and call('EXISTS', list) == 0 then
     local fields = {RECOMMENDER_FIELD, e.recommender}
     for _, item in ipairs(e.item_ids) do
       fields[#fields + 1] = item
       fields[#fields + 1] = ''
     end
-    redis.call('HSET', list, unpack(fields))
-    redis.call('EXPIRE', list, config.recommendation_ttl_seconds)
+    call('HSET', list, unpack(fields))
+    call('EXPIRE', list, config.recommendation_ttl_seconds)
     local metrics = key('recommender_metrics', e.recommender)
-    redis.call('HINCRBY', metrics, 'impression', 1)
-    redis.call('HINCRBY', metrics, 'items_shown', #e.item_ids)
-    redis.call('SADD', K.recommenders, e.recommender)
+    call('HINCRBY', metrics, 'impression', 1)
+    call('HINCRBY', metrics, 'items_shown', #e.item_ids)
+    call('SADD', K.recommenders, e.recommender)
   end
   saw_user(e.user_id, e.timestamp)
 end
@@ -209,39 +218,42 @@ local function apply_item(e)
   local meta = key('item_meta', item)
   local keep, had = {}, {}
   for _, category in ipairs(new_categories) do keep[category] = true end
-  for _, category in ipairs(split(redis.call('HGET', meta, 'categories'))) do
+  for _, category in ipairs(split(call('HGET', meta, 'categories'))) do
     had[category] = true
     if not keep[category] then
-      redis.call('SREM', key('category_items', category), item)
-      redis.call('ZREM', key('category_popularity', category), item)
-      redis.call('ZREM', key('category_trending', category), item)
+      call('SREM', key('category_items', category), item)
+      call('ZREM', key('category_popularity', category), item)
+      call('ZREM', key('category_trending', category), item)
     end
   end
-  local popularity = redis.call('ZSCORE', K.popularity, item)
-  local trending = redis.call('ZSCORE', K.trending, item)
+  local popularity = call('ZSCORE', K.popularity, item)
+  local trending = call('ZSCORE', K.trending, item)
   for _, category in ipairs(new_categories) do
-    redis.call('SADD', key('category_items', category), item)
+    call('SADD', key('category_items', category), item)
     if popularity and not had[category] then
-      redis.call('ZADD', key('category_popularity', category), popularity, item)
-      redis.call('ZADD', key('category_trending', category), trending, item)
+      call('ZADD', key('category_popularity', category), popularity, item)
+      call('ZADD', key('category_trending', category), trending, item)
     end
   end
-  redis.call('HSET', meta,
+  call('HSET', meta,
     'categories', table.concat(new_categories, separator),
     'tags', table.concat(e.tags, separator),
     'available', e.available and '1' or '0',
     'title', e.title)
   if e.available then
-    redis.call('SREM', K.unavailable_items, item)
+    call('SREM', K.unavailable_items, item)
   else
-    redis.call('SADD', K.unavailable_items, item)
+    call('SADD', K.unavailable_items, item)
   end
   categories_of[item] = new_categories
 end
 
 -- the batch ------------------------------------------------------------------------------
 local applied, skipped, dead_lettered, items, duplicate_events = 0, 0, 0, 0, 0
+local taken = 0
 for _, r in ipairs(records) do
+  if taken > 0 and commands >= config.max_commands then break end
+  taken = taken + 1
   local e = named(r)
   local kind = r[1]
   if kind == 'epoch' and new_log(e.source, e.offset, e.log_id) then
@@ -267,43 +279,43 @@ for _, r in ipairs(records) do
 end
 
 for row in pairs(grown_rows) do
-  local excess = redis.call('ZCARD', row) - config.cooccurrence_row_cap
-  if excess > 0 then redis.call('ZREMRANGEBYRANK', row, 0, excess - 1) end
+  local excess = call('ZCARD', row) - config.cooccurrence_row_cap
+  if excess > 0 then call('ZREMRANGEBYRANK', row, 0, excess - 1) end
 end
 
 -- Event ids are remembered for the window and at most `event_ids_kept` per user.
 for ids in pairs(event_id_sets) do
-  redis.call('ZREMRANGEBYRANK', ids, 0, -config.event_ids_kept - 1)
-  redis.call('PEXPIRE', ids, config.event_id_window_ms)
+  call('ZREMRANGEBYRANK', ids, 0, -config.event_ids_kept - 1)
+  call('PEXPIRE', ids, config.event_id_window_ms)
 end
 
 for user, newest in pairs(user_newest) do
   if interacting[user] then
     local recent_key = key('user_recent', user)
-    local excess = redis.call('ZCARD', recent_key) - config.history_length
+    local excess = call('ZCARD', recent_key) - config.history_length
     if excess > 0 then
-      local dropped = redis.call('ZRANGE', recent_key, 0, excess - 1)
-      redis.call('ZREMRANGEBYRANK', recent_key, 0, excess - 1)
-      redis.call('HDEL', key('user_recent_types', user), unpack(dropped))
+      local dropped = call('ZRANGE', recent_key, 0, excess - 1)
+      call('ZREMRANGEBYRANK', recent_key, 0, excess - 1)
+      call('HDEL', key('user_recent_types', user), unpack(dropped))
     end
   end
   local watermark = key('user_watermark', user)
-  local previous = tonumber(redis.call('HGET', watermark, 'event_time_ms') or '-1')
-  redis.call('HSET', watermark,
+  local previous = tonumber(call('HGET', watermark, 'event_time_ms') or '-1')
+  call('HSET', watermark,
     'event_time_ms', math.max(previous, newest), 'applied_at_ms', applied_at)
 end
 
 for source, offset in pairs(highest_applied) do
-  redis.call('HSET', K.applied_offsets, source, offset)
+  call('HSET', K.applied_offsets, source, offset)
 end
 if applied > 0 then
-  local previous = tonumber(redis.call('HGET', K.watermark, 'event_time_ms') or '-1')
-  redis.call('HSET', K.watermark,
+  local previous = tonumber(call('HGET', K.watermark, 'event_time_ms') or '-1')
+  call('HSET', K.watermark,
     'event_time_ms', math.max(previous, batch_newest), 'applied_at_ms', applied_at)
 end
-redis.call('HINCRBY', K.counters, 'events_applied', applied)
-redis.call('HINCRBY', K.counters, 'items_applied', items)
-redis.call('HINCRBY', K.counters, 'dead_lettered', dead_lettered)
-redis.call('HINCRBY', K.counters, 'duplicates_skipped', skipped)
-redis.call('HINCRBY', K.counters, 'duplicate_events', duplicate_events)
-return {applied, skipped, dead_lettered, duplicate_events}
+call('HINCRBY', K.counters, 'events_applied', applied)
+call('HINCRBY', K.counters, 'items_applied', items)
+call('HINCRBY', K.counters, 'dead_lettered', dead_lettered)
+call('HINCRBY', K.counters, 'duplicates_skipped', skipped)
+call('HINCRBY', K.counters, 'duplicate_events', duplicate_events)
+return {applied, skipped, dead_lettered, duplicate_events, taken}

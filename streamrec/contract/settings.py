@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     batch_max_events: PositiveInt = Field(
         200, description="Events applied to Redis in one atomic script call."
     )
+    max_commands_per_script: PositiveInt = Field(
+        5000, description="A script call stops after the record that reaches this many Redis "
+        "commands (the rest go in the next call), so no batch holds Redis for long."
+    )
     batch_within_seconds: PositiveFloat = Field(
         0.02, description="Longest wait for a batch to fill before applying what is there."
     )

@@ -315,3 +315,30 @@ async def test_lua_forward_decay_mirrors_python(redis: Redis) -> None:
         lua = float(await redis.eval(snippet, 0, weight, event_ms, anchor_ms, half_life))
         assert lua == pytest.approx(forward_decayed(weight, event_ms, anchor_ms, half_life),
                                     rel=1e-12)
+
+
+async def test_a_batch_is_split_by_commands_and_gives_the_same_state(redis: Redis,
+                                                                     servers: Servers) -> None:
+    """A budget of one command per call: every record takes its own call (a record is never
+    cut), and the state is that of one unbounded call (with rows below their cap: a cap binds
+    at the end of each call, as at the end of each worker batch)."""
+    whole, split = (servers.settings(pair_window=2, history_length=5, vote_items=2,
+                                     max_commands_per_script=budget)
+                    for budget in (100_000, 1))
+    calls = []
+    writer = StateWriter(redis, split)
+    original = writer._script
+
+    async def counted(**kwargs: object) -> object:
+        calls.append(kwargs)
+        return await original(**kwargs)
+
+    writer._script = counted  # type: ignore[method-assign]
+    result = await writer.apply(records(), applied_at_ms=123)
+    await StateWriter(redis, whole).apply(records(), applied_at_ms=123)
+    assert len(calls) == len(records())
+    assert (result.applied, result.dead_lettered) == (11, 1)
+    assert not differences(
+        await dump_state(redis, whole.key_prefix),
+        {key.replace(split.key_prefix, whole.key_prefix, 1): value
+         for key, value in (await dump_state(redis, split.key_prefix)).items()})
