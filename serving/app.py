@@ -1,9 +1,10 @@
 """The HTTP service: FastAPI on uvicorn, reading Redis, producing to Kafka."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -13,6 +14,7 @@ from streamrec.contract import RedisKeys, Settings
 
 from . import routes
 from .errors import install_error_handlers
+from .guards import AdmissionControl, BodyGuard
 from .profiles import Profiles
 from .publisher import EventPublisher
 from .recommender import Recommender
@@ -48,7 +50,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (routes.users, routes.sessions, routes.items, routes.trending, routes.events,
                    routes.metrics, routes.health):
         app.include_router(router)
+    # Added last runs first: admission before reading any body, CORS outermost.
+    app.add_middleware(BodyGuard, limit_for=body_limits(settings),
+                       timeout_seconds=settings.body_timeout_seconds)
+    app.add_middleware(AdmissionControl, capacity=settings.max_inflight_cost,
+                       exempt=frozenset({"/healthz", "/readyz"}))
+    if settings.cors_allowed_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_allowed_origins,
+                           allow_methods=["GET", "POST", "PUT"],
+                           allow_headers=["Content-Type", "Authorization"])
     return app
+
+
+#: Paths whose bodies are batches of records (up to STREAMREC_MAX_REQUEST_BYTES).
+INGEST_PATHS = frozenset({"/v1/events", "/v1/items"})
+
+
+def body_limits(settings: Settings) -> Callable[[str], int]:
+    def limit_for(path: str) -> int:
+        if path.rstrip("/") in INGEST_PATHS:
+            return settings.max_request_bytes
+        return settings.max_small_request_bytes
+
+    return limit_for
 
 
 def run_service(settings: Settings, log_level: str = "info") -> None:

@@ -139,6 +139,20 @@ class Settings(BaseSettings):
     http_port: int = Field(8000, ge=0, le=65535, description="Port of the HTTP service.")
     max_request_bytes: PositiveInt = Field(1_048_576, description="Largest accepted request body.")
     max_events_per_request: PositiveInt = Field(1000, description="Events in one POST at most.")
+    max_small_request_bytes: PositiveInt = Field(
+        65_536, description="Largest body of the other endpoints (sessions, preferences)."
+    )
+    body_timeout_seconds: PositiveFloat = Field(
+        10.0, description="A request body that stalls this long between two chunks: HTTP 408."
+    )
+    max_inflight_cost: PositiveInt = Field(
+        32, description="Work in flight per service process, in light requests (a list of n "
+        "costs 1 + n/50); past it requests are refused at once: 503 overloaded."
+    )
+    cors_allowed_origins: list[str] = Field(
+        default_factory=list, description="Origins a browser may call the API from (JSON "
+        "list); empty: no cross-origin access."
+    )
 
     @model_validator(mode="after")
     def _check_windows(self) -> "Settings":
