@@ -22,7 +22,7 @@ def test_schemathesis_finds_no_server_error(servers: Servers, tmp_path: Path) ->
         run = subprocess.run(
             [str(Path(sys.executable).parent / "schemathesis"), "run", f"{base}/openapi.json",
              "--checks", "not_a_server_error", "--max-examples", "50", "--seed", "1",
-             "--workers", "2"],
+             "--workers", "1"],  # CPython 3.11 ast.parse is not thread-safe (SystemError)
             capture_output=True, text=True, timeout=600)
         assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-2000:]
         operations = sum(len(methods) for methods in create_app().openapi()["paths"].values())
