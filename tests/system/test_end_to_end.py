@@ -200,10 +200,13 @@ def test_http_rejects_bad_input_with_messages_that_say_what_to_fix(system: Syste
                                         "timestamp": "2026-01-01T00:00:00"})
     assert naive.json()["details"] == ["[0] timestamp: timestamp has no timezone; add one "
                                        "(e.g. Z or +01:00)"]
-    garbage = system.http.post(f"{system.base}/v1/events", content=b"{not json")
+    json_type = {"content-type": "application/json"}
+    garbage = system.http.post(f"{system.base}/v1/events", content=b"{not json",
+                               headers=json_type)
     assert garbage.status_code == 422
     assert garbage.json()["error"].startswith("request body is not valid JSON")
-    huge = system.http.post(f"{system.base}/v1/events", content=b"[" + b" " * 2_000_000 + b"]")
+    huge = system.http.post(f"{system.base}/v1/events", content=b"[" + b" " * 2_000_000 + b"]",
+                            headers=json_type)
     assert huge.status_code == 413
     too_many = system.http.get(f"{system.base}/v1/users/u/recommendations", params={"n": 0})
     assert too_many.status_code == 422

@@ -96,7 +96,7 @@ def events_applied(client: redis.Redis, settings: Settings) -> int:
     return int(client.hget(RedisKeys(settings.key_prefix).counters, "events_applied") or 0)
 
 
-def isolated_topics(servers: Servers, **changes: str) -> Settings:
+def isolated_topics(servers: Servers, **changes: object) -> Settings:
     settings = servers.settings().model_copy(update=changes)
     asyncio.run(ensure_topics(settings))
     return settings
@@ -119,8 +119,8 @@ def test_sigterm_lets_the_service_finish_requests_in_flight(servers: Servers, tm
                                                             ) -> None:
     import signal
 
-    children = ChildProcesses(isolated_topics(servers), tmp_path)
-    service, base = children.start_service()
+    children = ChildProcesses(isolated_topics(servers, max_inflight_cost=1000), tmp_path)
+    service, base = children.start_service()  # admits all 40 (this test is about draining)
     batch = [{"user_id": f"u{k}", "item_id": "i", "event_type": "view"} for k in range(1000)]
 
     async def post_all() -> list[object]:
