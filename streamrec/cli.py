@@ -66,9 +66,22 @@ def demo(
     users: Annotated[int, typer.Option(help="Synthetic users.")] = 300,
 ) -> None:
     """Start everything on this machine (broker, Redis, worker, service, traffic) until Ctrl-C."""
-    from streamrec.demo import run_demo
+    from streamrec.launcher import run_demo
 
     run_demo(Settings(), rate, users)
+
+
+@app.command()
+def up(
+    data_dir: Annotated[Path | None, typer.Option(
+        help="Keep Redis's state here (append-only file) across restarts; default: a "
+        "temporary directory, removed at the end.")] = None,
+) -> None:
+    """Start the broker, Redis, a worker and the service on this machine and print where they
+    listen; Ctrl-C drains (the worker applies everything in the topics) and stops them."""
+    from streamrec.launcher import run_up
+
+    run_up(Settings(), data_dir)
 
 
 @app.command()
@@ -81,7 +94,7 @@ def traffic(
     browse_rate: Annotated[float, typer.Option(help="Lists browsed per second.")] = 5.0,
 ) -> None:
     """Produce the synthetic catalogue, then synthetic shopper events, to Kafka."""
-    from streamrec.demo import produce_traffic
+    from streamrec.launcher import produce_traffic
 
     asyncio.run(produce_traffic(Settings(), rate, users, count, service, browse_rate))
 

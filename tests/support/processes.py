@@ -1,5 +1,6 @@
 """The worker and the service as real child processes, the way production runs them."""
 
+import os
 import subprocess
 import sys
 import time
@@ -60,3 +61,25 @@ class ChildProcesses:
     def stop_all(self) -> None:
         for process in reversed(self.processes):
             stop_child(process)
+
+
+def children_of(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return state != "Z"

@@ -1,11 +1,9 @@
-"""The one-command demo: embedded broker and Redis, a worker, the service and synthetic
-traffic as child processes, until Ctrl-C stops them all."""
+"""The one-command demo: the stack (`stack.py`) with synthetic shoppers feeding it, until
+Ctrl-C stops everything."""
 
-import asyncio
 import json
 import signal
-import subprocess
-import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -15,9 +13,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from streamrec.contract import Settings, ensure_topics
+from streamrec.contract import Settings
 from streamrec.datasets import make_world
-from streamrec.servers import child_environment, embedded_servers, start_child, stop_child
+
+from .stack import EMBEDDED_BROKER_LIMITS, Stack, running_stack
 
 console = Console()
 
@@ -32,22 +31,14 @@ def get_json(url: str, timeout: float = 2.0) -> tuple[int, Any]:
         return 0, None
 
 
-def wait_until(check: Any, what: str, children: dict[str, subprocess.Popen], logs: Path,
-               timeout: float = 60.0) -> None:
+def wait_until(check: Any, what: str, stack: Stack, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        ensure_alive(children, logs)
+        stack.check_alive()
         if check():
             return
         time.sleep(0.25)
-    raise TimeoutError(f"{what} not ready after {timeout:.0f}s; logs in {logs}")
-
-
-def ensure_alive(children: dict[str, subprocess.Popen], logs: Path) -> None:
-    for name, process in children.items():
-        if process.poll() is not None:
-            tail = (logs / f"{name}.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"the {name} exited with code {process.returncode}:\n{tail}")
+    raise TimeoutError(f"{what} not ready after {timeout:.0f}s; logs in {stack.logs}")
 
 
 def personalised(base: str, user: str) -> dict[str, Any] | None:
@@ -73,36 +64,55 @@ def show_samples(base: str, users: int, shown: int = 3) -> None:
         console.print(f"  their last event was applied {ago} ms ago")
 
 
-def run_demo(settings: Settings, rate: float, users: int) -> None:
-    started = time.monotonic()
-    # Ctrl-C and SIGTERM stop everything, even where SIGINT was inherited as ignored (shells
-    # start background jobs that way, and Python keeps an inherited "ignore").
+def stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM stop everything, even where SIGINT was inherited as ignored (shells
+    start background jobs that way, and Python keeps an inherited "ignore")."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
+def announce(stack: Stack) -> None:
+    console.print(f"broker   {stack.settings.kafka_bootstrap_servers}\n"
+                  f"redis    {stack.settings.redis_url}\n"
+                  f"service  {stack.service_url} (API docs at {stack.service_url}/docs)\n"
+                  f"logs     {stack.logs}/\n"
+                  f"[yellow]note:[/] {EMBEDDED_BROKER_LIMITS}")
+
+
+def run_up(settings: Settings, data_dir: Path | None) -> None:
+    """Broker, Redis, worker and service until Ctrl-C; with `data_dir`, Redis keeps its state
+    there across restarts."""
+    stop_on_signals()
+    with tempfile.TemporaryDirectory(prefix="streamrec-up-") as scratch:
+        workdir = data_dir or Path(scratch)
+        workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            with running_stack(settings, workdir, persist=data_dir is not None) as stack:
+                announce(stack)
+                console.print("\n[bold green]streamrec is up.[/] Ctrl-C drains and stops.")
+                while True:
+                    stack.check_alive()
+                    time.sleep(1.0)
+        except KeyboardInterrupt:
+            console.print("\nstopped: the service, then the worker once it had applied "
+                          "everything, then the broker and Redis.")
+
+
+def run_demo(settings: Settings, rate: float, users: int) -> None:
+    started = time.monotonic()
+    stop_on_signals()
     logs = Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
     logs.mkdir(parents=True, exist_ok=True)
-    with embedded_servers(logs) as servers:
-        live = settings.model_copy(update={
-            "kafka_bootstrap_servers": servers.broker.bootstrap_servers,
-            "redis_url": servers.redis.url})
-        env = child_environment(live)
-        asyncio.run(ensure_topics(live))
-        command = [sys.executable, "-m", "streamrec"]
-        base = f"http://{settings.http_host}:{settings.http_port}"
-        children: dict[str, subprocess.Popen] = {}
-        try:
-            children["worker"] = start_child([*command, "worker"], logs / "worker.log", env)
-            children["service"] = start_child([*command, "serve"], logs / "service.log", env)
-            children["traffic"] = start_child(
-                [*command, "traffic", "--rate", str(rate), "--users", str(users),
-                 "--service", base],
-                logs / "traffic.log", env)
-            console.print(f"broker {servers.broker.bootstrap_servers}, redis {servers.redis.url}, "
-                          f"logs in {logs}/")
-            wait_until(lambda: get_json(f"{base}/readyz")[0] == 200, "the service", children, logs)
+    try:
+        with running_stack(settings, logs, persist=False) as stack:
+            base = stack.service_url
+            stack.start("traffic", "traffic", "--rate", str(rate), "--users", str(users),
+                        "--service", base)
+            announce(stack)
+            wait_until(lambda: get_json(f"{base}/readyz")[0] == 200, "the service", stack)
             sample_users = make_world(users=users).users[:20]
             wait_until(lambda: any(personalised(base, u) for u in sample_users),
-                       "personalised recommendations", children, logs)
+                       "personalised recommendations", stack)
             ready_in = time.monotonic() - started
             console.print(f"\n[bold green]streamrec is serving at {base}[/] "
                           f"(ready in {ready_in:.1f}s; API docs at {base}/docs)\n")
@@ -113,11 +123,8 @@ def run_demo(settings: Settings, rate: float, users: int) -> None:
                           f"-d '{purchase}'\n  curl '{base}/v1/trending?n=5&category=c2'\n"
                           f"\n{rate:.0f} synthetic events/s are flowing. Ctrl-C stops everything.")
             while True:
-                ensure_alive(children, logs)
+                stack.check_alive()
                 time.sleep(1.0)
-        except KeyboardInterrupt:
-            console.print("\nstopping ...")
-        finally:
-            for process in reversed(children.values()):
-                stop_child(process)
+    except KeyboardInterrupt:
+        console.print("\nstopping ...")
     console.print("stopped: broker, Redis, worker, service and traffic have exited.")
