@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from streamrec.servers import free_port
+from streamrec.servers import free_port, wait_until_healthy
 from tests.support.processes import alive, children_of, wait_for
 
 pytestmark = pytest.mark.slow
@@ -22,16 +22,7 @@ def start_up(data_dir: Path, port: int, log: Path) -> subprocess.Popen:
     process = subprocess.Popen([sys.executable, "-m", "streamrec", "up", "--data-dir",
                                 str(data_dir)], stdout=log.open("ab"),
                                stderr=subprocess.STDOUT, env=env)
-    base = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        assert process.poll() is None, log.read_text()
-        try:
-            return httpx.get(f"{base}/healthz").status_code == 200
-        except httpx.TransportError:
-            return False
-
-    wait_for(healthy, "streamrec up", 60, 0.2)
+    wait_until_healthy(f"http://127.0.0.1:{port}", process, 60)
     return process
 
 
