@@ -1,5 +1,9 @@
 """The HTTP service: FastAPI on uvicorn, reading Redis, producing to Kafka."""
 
+import asyncio
+import logging
+import signal
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -10,9 +14,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from streamrec import __version__
-from streamrec.contract import RedisKeys, Settings
+from streamrec.contract import RedisKeys, Settings, load_keys
 
 from . import routes
+from .auth import Auth, KeyRing, RateLimiter
 from .errors import install_error_handlers
 from .guards import AdmissionControl, BodyGuard
 from .profiles import Profiles
@@ -38,6 +43,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                             settings)
         app.state.publisher = publisher
         app.state.profiles = Profiles(redis, RedisKeys(settings.key_prefix))
+        app.state.auth = auth_from(settings)
+        if app.state.auth is not None:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP,
+                                                          app.state.auth.keys.reload)
         try:
             yield
         finally:
@@ -75,8 +84,37 @@ def body_limits(settings: Settings) -> Callable[[str], int]:
     return limit_for
 
 
+def auth_from(settings: Settings) -> Auth | None:
+    """The keys and the limiter; None when auth is disabled (everyone may do anything)."""
+    if settings.auth == "disabled":
+        return None
+    keys = KeyRing(settings.api_keys_file)
+    keys.reload()
+    return Auth(keys, RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst))
+
+
+def refusal(settings: Settings) -> str | None:
+    """Why the service must not start (secure by default), or None."""
+    if settings.auth == "disabled":
+        return None
+    if settings.api_keys_file is None:
+        return ("streamrec serve: no API keys: set STREAMREC_API_KEYS_FILE (create a key with "
+                "`streamrec keys create --name NAME --scopes read,write`), or "
+                "STREAMREC_AUTH=disabled to let anyone do anything")
+    if not load_keys(settings.api_keys_file).keys:
+        return (f"streamrec serve: {settings.api_keys_file} holds no API key: create one with "
+                "`streamrec keys create --name NAME --scopes read,write`")
+    return None
+
+
 def run_service(settings: Settings, log_level: str = "info") -> None:
     import uvicorn
+
+    if (reason := refusal(settings)) is not None:
+        sys.exit(reason)
+    if settings.auth == "disabled":
+        logging.getLogger(__name__).warning(
+            "STREAMREC_AUTH=disabled: anyone who reaches this port may do anything")
 
     uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port,
                 log_level=log_level, timeout_graceful_shutdown=10)

@@ -8,6 +8,7 @@ from fastapi import Depends, Path, Query, Request
 
 from streamrec.contract import MAX_LIST_LENGTH, Identifier, Label, Settings
 
+from .auth import require
 from .impressions import publish_impressions
 from .profiles import Profiles
 from .publisher import EventPublisher
@@ -65,13 +66,22 @@ ListQuery = Annotated[ListOptions, Depends()]
 def _impressions(request: Request) -> Callable[[str | None, RecommendationList],
                                                RecommendationList]:
     def shown(user_id: str | None, served: RecommendationList) -> RecommendationList:
-        publish_impressions(request.app.state.publisher, request.app.state.settings, user_id,
-                            served)
+        # Only a caller who may write events for the user records what the user was shown:
+        # a read-only caller cannot push a user's items down through the impression penalty.
+        if "write" in request.state.caller.scopes:
+            publish_impressions(request.app.state.publisher, request.app.state.settings,
+                                user_id, served)
         return served
 
     return shown
 
 
-#: `shown(user_id, served)` publishes the list's impressions (when a user is known), returns it.
+Reader = Depends(require("read"))
+Writer = Depends(require("write"))
+Cataloguer = Depends(require("catalogue"))
+Admin = Depends(require("admin"))
+
+#: `shown(user_id, served)` publishes the list's impressions when a user is known and the
+#: caller has the `write` scope; returns the list.
 Shown = Annotated[Callable[[str | None, RecommendationList], RecommendationList],
                   Depends(_impressions)]

@@ -16,11 +16,13 @@ PING_TIMEOUT_SECONDS = 0.25
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, details: list[str] | None = None) -> None:
+    def __init__(self, status: int, message: str, details: list[str] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.details = details or []
+        self.headers = headers
 
 
 def error_body(message: str, details: list[Any] | None = None) -> dict[str, Any]:
@@ -49,7 +51,7 @@ async def answers(request: Request) -> bool:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, error: ApiError) -> JSONResponse:
-        return error_response(error.status, error.message, error.details)
+        return error_response(error.status, error.message, error.details, error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:

@@ -92,11 +92,15 @@ def traffic(
     service: Annotated[str | None, typer.Option(
         help="Service URL: shoppers also browse served lists and click on them.")] = None,
     browse_rate: Annotated[float, typer.Option(help="Lists browsed per second.")] = 5.0,
+    api_key: Annotated[str | None, typer.Option(
+        envvar="STREAMREC_API_KEY", show_default=False,
+        help="Key (read and write scopes) for browsing the service.")] = None,
 ) -> None:
     """Produce the synthetic catalogue, then synthetic shopper events, to Kafka."""
     from streamrec.launcher import produce_traffic
 
-    asyncio.run(produce_traffic(Settings(), rate, users, count, service, browse_rate))
+    asyncio.run(produce_traffic(Settings(), rate, users, count=count, service=service,
+                                browse_rate=browse_rate, api_key=api_key))
 
 
 @app.command()
@@ -144,6 +148,61 @@ def dataset(
     typer.echo(f"wrote {count:,} events and the catalogue to {directory} ({SHOP_DATASET});\n"
                f"evaluate with: streamrec evaluate {directory / 'events.csv'} "
                f"--items {directory / 'items.csv'}")
+
+
+keys = typer.Typer(help="API keys of the service (STREAMREC_API_KEYS_FILE).",
+                   no_args_is_help=True)
+app.add_typer(keys, name="keys")
+
+KeysFile = Annotated[Path | None, typer.Option(
+    "--file", help="The keys file (default: STREAMREC_API_KEYS_FILE).")]
+
+
+def _keys_file(file: Path | None) -> Path:
+    chosen = file or Settings().api_keys_file
+    if chosen is None:
+        raise typer.BadParameter("set STREAMREC_API_KEYS_FILE or pass --file", param_hint="--file")
+    return chosen
+
+
+@keys.command("create")
+def create_key_command(
+    name: Annotated[str, typer.Option(help="Who holds the key (letters, digits, . _ -).")],
+    scopes: Annotated[str, typer.Option(help="Comma-separated: read, write, catalogue, admin.")],
+    file: KeysFile = None,
+) -> None:
+    """Add a key; it is printed once, alone on the last line (the file keeps its SHA-256)."""
+    from pydantic import ValidationError
+
+    from streamrec.contract import create_key
+
+    path = _keys_file(file)
+    try:
+        key = create_key(path, name, [s.strip() for s in scopes.split(",") if s.strip()])
+    except (ValueError, ValidationError) as error:
+        raise typer.BadParameter(str(error).splitlines()[0]) from None
+    typer.echo(f"created the key {name!r} in {path} (shown once, keep it secret):")
+    typer.echo(key)
+
+
+@keys.command("list")
+def list_keys_command(file: KeysFile = None) -> None:
+    """Names and scopes of the keys (the keys themselves are not stored)."""
+    from streamrec.contract import load_keys
+
+    for entry in load_keys(_keys_file(file)).keys:
+        typer.echo(f"{entry.name}\t{','.join(entry.scopes)}")
+
+
+@keys.command("revoke")
+def revoke_key_command(name: Annotated[str, typer.Argument(help="The key's name.")],
+                       file: KeysFile = None) -> None:
+    """Remove a key; a running service stops accepting it within a second."""
+    from streamrec.contract import revoke_key
+
+    if not revoke_key(_keys_file(file), name):
+        raise typer.BadParameter(f"no key named {name!r}")
+    typer.echo(f"revoked {name!r}")
 
 
 @app.command("settings")

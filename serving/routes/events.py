@@ -2,13 +2,13 @@ from fastapi import APIRouter, Request
 
 from streamrec.contract import ImpressionEvent, InteractionEvent, parse_event
 
-from ..dependencies import PublisherDep, SettingsDep
+from ..dependencies import PublisherDep, SettingsDep, Writer
 from ..ingest import Accepted, body_schema, ingest, server_assigned_fields
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
 
-@router.post("", status_code=202, response_model=Accepted,
+@router.post("", status_code=202, response_model=Accepted, dependencies=[Writer],
              openapi_extra=body_schema(InteractionEvent, ImpressionEvent,
                                        optional=("event_id", "timestamp")))
 async def post_events(request: Request, settings: SettingsDep, publisher: PublisherDep

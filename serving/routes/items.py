@@ -3,10 +3,12 @@ from fastapi import APIRouter, Request
 from streamrec.contract import ItemEvent, parse_item
 
 from ..dependencies import (
+    Cataloguer,
     ItemId,
     ListQuery,
     OptionalUser,
     PublisherDep,
+    Reader,
     RecommenderDep,
     SettingsDep,
     Shown,
@@ -17,7 +19,8 @@ from ..recommender import RecommendationList
 router = APIRouter(prefix="/v1/items", tags=["items"])
 
 
-@router.get("/{item_id}/similar", response_model=RecommendationList)
+@router.get("/{item_id}/similar", response_model=RecommendationList,
+            dependencies=[Reader])
 async def similar_items(item_id: ItemId, options: ListQuery, recommender: RecommenderDep,
                         shown: Shown, user_id: OptionalUser = None) -> RecommendationList:
     """Items most often used together with `item_id`, by normalised co-occurrence."""
@@ -25,7 +28,8 @@ async def similar_items(item_id: ItemId, options: ListQuery, recommender: Recomm
         item_id, options.n, category=options.category, exclude=options.excluded))
 
 
-@router.post("", status_code=202, response_model=Accepted, openapi_extra=body_schema(ItemEvent))
+@router.post("", status_code=202, response_model=Accepted, openapi_extra=body_schema(ItemEvent),
+             dependencies=[Cataloguer])
 async def post_items(request: Request, settings: SettingsDep, publisher: PublisherDep
                      ) -> Accepted:
     """Add or update catalogue entries (categories, tags, availability, title)."""

@@ -1,7 +1,7 @@
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from ..dependencies import RecommenderDep
+from ..dependencies import Admin, RecommenderDep
 
 router = APIRouter(prefix="/v1/metrics", tags=["metrics"])
 
@@ -16,7 +16,7 @@ class Metrics(BaseModel):
     counters: dict[str, int]
 
 
-@router.get("", response_model=Metrics)
+@router.get("", response_model=Metrics, dependencies=[Admin])
 async def metrics(recommender: RecommenderDep) -> Metrics:
     """Online metrics from the feedback loop: per recommender the lists served
     (`impression`), the items shown in them (`items_shown`) and the events on those items,

@@ -3,7 +3,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from streamrec.contract import MAX_LIST_LENGTH, Identifier, Label
 
-from ..dependencies import RecommenderDep
+from ..dependencies import Reader, RecommenderDep
 from ..recommender import RecommendationList
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
@@ -23,7 +23,8 @@ class SessionRequest(BaseModel):
         default_factory=list, max_length=1000, description="Item ids never to return.")
 
 
-@router.post("/recommendations", response_model=RecommendationList)
+@router.post("/recommendations", response_model=RecommendationList,
+             dependencies=[Reader])
 async def session_recommendations(request: SessionRequest, recommender: RecommenderDep
                                   ) -> RecommendationList:
     """Recommendations for an anonymous visitor, from the items of their session so far (no

@@ -1,12 +1,12 @@
 from fastapi import APIRouter
 
-from ..dependencies import ListQuery, OptionalUser, RecommenderDep, Shown
+from ..dependencies import ListQuery, OptionalUser, Reader, RecommenderDep, Shown
 from ..recommender import RecommendationList
 
 router = APIRouter(prefix="/v1/trending", tags=["trending"])
 
 
-@router.get("", response_model=RecommendationList)
+@router.get("", response_model=RecommendationList, dependencies=[Reader])
 async def trending(options: ListQuery, recommender: RecommenderDep, shown: Shown,
                    user_id: OptionalUser = None) -> RecommendationList:
     """Items with the highest exponentially decayed popularity, overall or in a category."""

@@ -4,14 +4,15 @@ from fastapi import APIRouter, Query
 
 from streamrec.contract import MAX_LIST_LENGTH
 
-from ..dependencies import ListQuery, ProfilesDep, RecommenderDep, Shown, UserId
+from ..dependencies import ListQuery, ProfilesDep, Reader, RecommenderDep, Shown, UserId, Writer
 from ..profiles import Preferences
 from ..recommender import RecommendationList
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
 
 
-@router.get("/{user_id}/recommendations", response_model=RecommendationList)
+@router.get("/{user_id}/recommendations", response_model=RecommendationList,
+            dependencies=[Reader])
 async def recommendations_for_user(
     user_id: UserId, options: ListQuery, recommender: RecommenderDep, shown: Shown,
     max_per_category: Annotated[int | None, Query(
@@ -26,7 +27,8 @@ async def recommendations_for_user(
         max_per_category=max_per_category))
 
 
-@router.put("/{user_id}/preferences", response_model=Preferences)
+@router.put("/{user_id}/preferences", response_model=Preferences,
+            dependencies=[Writer])
 async def put_preferences(user_id: UserId, preferences: Preferences, profiles: ProfilesDep
                           ) -> Preferences:
     """Replace the categories the user likes: a new user gets trending within them until
@@ -34,6 +36,7 @@ async def put_preferences(user_id: UserId, preferences: Preferences, profiles: P
     return await profiles.save(user_id, preferences)
 
 
-@router.get("/{user_id}/preferences", response_model=Preferences)
+@router.get("/{user_id}/preferences", response_model=Preferences,
+            dependencies=[Reader])
 async def get_preferences(user_id: UserId, profiles: ProfilesDep) -> Preferences:
     return await profiles.load(user_id)

@@ -4,6 +4,7 @@ Event schemas, the Redis key layout, the decay arithmetic both sides rely on, se
 the topics both produce to and consume from.
 """
 
+from .api_keys import ApiKey, ApiKeys, Scope, create_key, key_digest, load_keys, revoke_key
 from .decay import DAY_MS, forward_decayed, half_life_ms, value_at
 from .events import (
     MAX_LIST_LENGTH,
@@ -30,6 +31,8 @@ __all__ = [
     "LOG_ID_HEADER",
     "MAX_LIST_LENGTH",
     "SHOWN_SEPARATOR",
+    "ApiKey",
+    "ApiKeys",
     "Identifier",
     "ImpressionEvent",
     "InteractionEvent",
@@ -38,16 +41,21 @@ __all__ = [
     "Label",
     "Recommender",
     "RedisKeys",
+    "Scope",
     "Settings",
     "Similarity",
+    "create_key",
     "describe_validation_error",
     "ensure_topics",
     "forward_decayed",
     "half_life_ms",
+    "key_digest",
+    "load_keys",
     "lua_script",
     "parse_event",
     "parse_item",
     "produce_records",
+    "revoke_key",
     "validation_context",
     "value_at",
 ]

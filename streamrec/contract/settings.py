@@ -5,6 +5,7 @@ object; nothing reads the environment anywhere else.
 """
 
 import json
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
@@ -133,6 +134,20 @@ class Settings(BaseSettings):
     event_ids_kept_per_user: PositiveInt = Field(
         10_000, description="Bound on the event ids remembered per user within the window."
     )
+
+    # --- who may call the service ------------------------------------------------
+    auth: Literal["required", "disabled"] = Field(
+        "required", description="'required': every call but /healthz and /readyz needs an "
+        "API key; 'disabled' (on purpose only): anyone may do anything."
+    )
+    api_keys_file: Path | None = Field(
+        None, description="JSON file of API keys (names, scopes, SHA-256 only), written by "
+        "`streamrec keys`; re-read when it changes."
+    )
+    rate_limit_per_second: PositiveFloat = Field(
+        200.0, description="Requests a second per API key on average (per service process)."
+    )
+    rate_limit_burst: PositiveInt = Field(400, description="Requests one key may burst.")
 
     # --- HTTP service ----------------------------------------------------------
     http_host: str = Field("127.0.0.1", description="Address the HTTP service binds.")

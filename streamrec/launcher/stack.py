@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streamrec.contract import Settings, ensure_topics
+from streamrec.contract import Scope, Settings, create_key, ensure_topics, load_keys
 from streamrec.servers import (
     EmbeddedServers,
     child_environment,
@@ -32,6 +32,7 @@ from .drain import wait_until_drained
 
 log = logging.getLogger(__name__)
 
+KEYS_FILE = "api-keys.json"
 #: How long a graceful stop waits for the worker to apply what is in the topics.
 DRAIN_SECONDS = 60.0
 #: What the embedded broker cannot do, said wherever it is started for people.
@@ -43,21 +44,29 @@ EMBEDDED_BROKER_LIMITS = (
 )
 
 
+#: The keys `up` and the demo create when their keys file has none.
+FIRST_KEYS: dict[str, list[Scope]] = {"app": ["read", "write"],
+                                      "admin": ["read", "write", "catalogue", "admin"]}
+
+
 @dataclass
 class Stack:
     settings: Settings  # pointing at the running servers
     servers: EmbeddedServers
     logs: Path
+    new_keys: dict[str, str]  # name -> key, for the keys created by this start
     children: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     @property
     def service_url(self) -> str:
         return f"http://{self.settings.http_host}:{self.settings.http_port}"
 
-    def start(self, name: str, *arguments: str) -> subprocess.Popen:
-        """`streamrec ARGUMENTS` as a child process named `name`, logging to logs/name.log."""
+    def start(self, name: str, *arguments: str, **environment: str) -> subprocess.Popen:
+        """`streamrec ARGUMENTS` as a child process named `name`, logging to logs/name.log,
+        with `environment` added to the settings' (secrets go there, not in arguments)."""
         process = start_child([sys.executable, "-m", "streamrec", *arguments],
-                              self.logs / f"{name}.log", child_environment(self.settings))
+                              self.logs / f"{name}.log",
+                              {**child_environment(self.settings), **environment})
         self.children[name] = process
         return process
 
@@ -85,13 +94,17 @@ class Stack:
 @contextlib.contextmanager
 def running_stack(settings: Settings, workdir: Path, *, persist: bool) -> Iterator[Stack]:
     """Broker, Redis (with `persist`: an append-only file in `workdir`), topics, a worker
-    and the service, healthy; drained and stopped when the block ends."""
+    and the service, healthy; drained and stopped when the block ends. Unless the settings
+    name a keys file, the keys live in `workdir` (created there on the first start)."""
+    keys_file = settings.api_keys_file or workdir / KEYS_FILE
+    new_keys = {} if load_keys(keys_file).keys else {
+        name: create_key(keys_file, name, scopes) for name, scopes in FIRST_KEYS.items()}
     with embedded_servers(workdir, persist_redis=persist) as servers:
         live = settings.model_copy(update={
             "kafka_bootstrap_servers": servers.broker.bootstrap_servers,
-            "redis_url": servers.redis.url})
+            "redis_url": servers.redis.url, "api_keys_file": keys_file})
         asyncio.run(ensure_topics(live))
-        stack = Stack(live, servers, workdir)
+        stack = Stack(live, servers, workdir, new_keys)
         try:
             stack.start("worker", "worker")
             wait_until_healthy(stack.service_url, stack.start("service", "serve"), 60)

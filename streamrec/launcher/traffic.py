@@ -27,8 +27,9 @@ TRENDING_SHARE = 0.3
 DWELL_SECONDS = 1.0
 
 
-async def produce_traffic(settings: Settings, rate: float, users: int, count: int = 0,
-                          service: str | None = None, browse_rate: float = 5.0) -> None:
+async def produce_traffic(settings: Settings, rate: float, users: int, *, count: int = 0,
+                          service: str | None = None, browse_rate: float = 5.0,
+                          api_key: str | None = None) -> None:
     await ensure_topics(settings)
     world = make_world(users=users)
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, linger_ms=5)
@@ -41,7 +42,7 @@ async def produce_traffic(settings: Settings, rate: float, users: int, count: in
         browsing = None
         if service is not None:
             browsing = asyncio.create_task(browse(settings, producer, world, service,
-                                                  browse_rate))
+                                                  browse_rate, api_key))
         try:
             await _shop(settings, producer, world, rate, count)
         finally:
@@ -52,7 +53,7 @@ async def produce_traffic(settings: Settings, rate: float, users: int, count: in
 
 
 async def browse(settings: Settings, producer: AIOKafkaProducer, world: World, service: str,
-                 rate: float) -> None:
+                 rate: float, api_key: str | None) -> None:
     """Shoppers ask for a list (the service records the impressions) and click items that
     match their taste, sending the list's recommendation id with the click."""
     rng = random.Random(5)
@@ -66,7 +67,8 @@ async def browse(settings: Settings, producer: AIOKafkaProducer, world: World, s
         await producer.send(settings.events_topic, key=user.encode(),
                             value=click.model_dump_json().encode())
 
-    async with httpx.AsyncClient(base_url=service, timeout=5.0) as client:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    async with httpx.AsyncClient(base_url=service, timeout=5.0, headers=headers) as client:
         while True:
             await asyncio.sleep(1 / rate)
             user = rng.choice(world.users)

@@ -2,6 +2,7 @@
 Ctrl-C leaves no process behind."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -34,7 +35,12 @@ def test_demo_serves_then_ctrl_c_stops_every_child(tmp_path: Path) -> None:
         text = "".join(output)
         assert f"streamrec is serving at http://127.0.0.1:{port}" in text, text
         assert "co-occurrence" in text and "because you" in text, text
-        body = httpx.get(f"http://127.0.0.1:{port}/v1/trending?n=3").json()
+        keys = dict(re.findall(r"^  (app|admin) +\([a-z, ]+\): (sr_\S+)$", text, re.M))
+        assert set(keys) == {"app", "admin"}, text
+        app_key, admin_key = ({"Authorization": f"Bearer {keys[name]}"}
+                              for name in ("app", "admin"))
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/trending?n=3").status_code == 401
+        body = httpx.get(f"http://127.0.0.1:{port}/v1/trending?n=3", headers=app_key).json()
         assert len(body["items"]) == 3
         spawned = children_of(demo.pid)
         assert len(spawned) == 5, text  # broker, Redis, worker, service, traffic
@@ -43,8 +49,8 @@ def test_demo_serves_then_ctrl_c_stops_every_child(tmp_path: Path) -> None:
         # earn a higher CTR than trending ones (counted from here: the demo's own sample
         # requests above were impressions nobody clicked).
         def counts() -> dict[str, dict[str, int]]:
-            recommenders = httpx.get(f"http://127.0.0.1:{port}/v1/metrics").json()[
-                "recommenders"]
+            recommenders = httpx.get(f"http://127.0.0.1:{port}/v1/metrics",
+                                     headers=admin_key).json()["recommenders"]
             return {name: r["events"] for name, r in recommenders.items()}
 
         before = counts()
@@ -53,7 +59,7 @@ def test_demo_serves_then_ctrl_c_stops_every_child(tmp_path: Path) -> None:
             now = counts()
             grown = {name: {kind: n - before.get(name, {}).get(kind, 0)
                             for kind, n in events.items()} for name, events in now.items()}
-            impressions = {name: g.get("impression", 0) for name, g in grown.items()}
+            impressions = {name: g.get("items_shown", 0) for name, g in grown.items()}
             if impressions.get("personalised", 0) < 200 or impressions.get("trending", 0) < 100:
                 return None
             return {name: grown[name].get("click", 0) / impressions[name]

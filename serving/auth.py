@@ -1,0 +1,138 @@
+"""Who is calling: API keys with scopes, read from the keys file, and a rate limit per key.
+
+A route declares the scope it needs (`Depends(require("read"))`); the key comes as
+`Authorization: Bearer <key>` or `X-API-Key`. 401 when it is missing or unknown, 403 when it
+lacks the scope, 429 with Retry-After past the key's rate. The keys file is re-read when it
+changes (looked at no more than once a second) and on SIGHUP, so revoking a key needs no
+restart. Keys are compared as SHA-256 digests in constant time and never logged.
+"""
+
+import hmac
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import ValidationError
+
+from streamrec.contract import ApiKey, Scope, key_digest, load_keys
+from streamrec.contract.api_keys import SCOPES
+
+from .errors import ApiError
+
+log = logging.getLogger(__name__)
+
+#: The keys file is looked at (stat) at most this often.
+RELOAD_CHECK_SECONDS = 1.0
+
+bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`.")
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
+                              description="An API key, as an alternative to the bearer.")
+
+
+@dataclass
+class KeyRing:
+    path: Path | None  # None: no keys at all
+    keys: list[ApiKey] = field(default_factory=list)
+    _signature: tuple[int, int] | None = None
+    _checked_at: float = -RELOAD_CHECK_SECONDS
+
+    def reload(self) -> None:
+        """Read the file again now (SIGHUP); a broken file keeps the keys in force."""
+        self._checked_at = time.monotonic()
+        if self.path is None:
+            return
+        try:
+            stat = os.stat(self.path)
+            signature = (stat.st_mtime_ns, stat.st_size)
+            if signature != self._signature:
+                self.keys = load_keys(self.path).keys
+                self._signature = signature
+                log.info("API keys loaded from %s: %s", self.path,
+                         ", ".join(k.name for k in self.keys) or "none")
+        except FileNotFoundError:
+            self.keys, self._signature = [], None
+        except (OSError, ValidationError, ValueError) as error:
+            log.error("API keys file %s unreadable, keeping the keys in force: %s",
+                      self.path, error)
+
+    def find(self, presented: str) -> ApiKey | None:
+        if time.monotonic() - self._checked_at >= RELOAD_CHECK_SECONDS:
+            self.reload()
+        digest = key_digest(presented)
+        found = None
+        for entry in self.keys:  # every entry compared: the time says nothing about which
+            if hmac.compare_digest(entry.sha256, digest):
+                found = entry
+        return found
+
+
+@dataclass
+class RateLimiter:
+    """A token bucket per key: `rate` requests a second on average, bursts up to `burst`."""
+
+    rate: float
+    burst: int
+    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def wait_for(self, name: str) -> float:
+        """0 and a token taken, or the seconds until the next token."""
+        now = time.monotonic()
+        tokens, then = self._buckets.get(name, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - then) * self.rate)
+        if tokens >= 1.0:
+            self._buckets[name] = (tokens - 1.0, now)
+            return 0.0
+        self._buckets[name] = (tokens, now)
+        return (1.0 - tokens) / self.rate
+
+
+@dataclass(frozen=True)
+class Caller:
+    name: str
+    scopes: frozenset[str]
+
+
+#: With STREAMREC_AUTH=disabled every caller is this one, with every scope.
+EVERYONE = Caller("anonymous", frozenset(SCOPES))
+
+
+@dataclass
+class Auth:
+    keys: KeyRing
+    limiter: RateLimiter
+
+    def admit(self, presented: str | None, scope: Scope) -> Caller:
+        if not presented:
+            raise ApiError(401, "send an API key: Authorization: Bearer <key> or X-API-Key",
+                           headers={"WWW-Authenticate": "Bearer"})
+        entry = self.keys.find(presented)
+        if entry is None:
+            raise ApiError(401, "unknown API key", headers={"WWW-Authenticate": "Bearer"})
+        if scope not in entry.scopes:
+            raise ApiError(403, f"the key {entry.name!r} does not have the {scope!r} scope")
+        wait = self.limiter.wait_for(entry.name)
+        if wait:
+            raise ApiError(429, f"rate limit of the key {entry.name!r} reached; retry",
+                           headers={"Retry-After": str(max(1, round(wait + 0.5)))})
+        return Caller(entry.name, frozenset(entry.scopes))
+
+
+def require(scope: Scope) -> Callable[..., Awaitable[Caller]]:
+    """A dependency: the caller, admitted for `scope` (kept on request.state.caller)."""
+    async def caller(request: Request,
+                     credentials: Annotated[HTTPAuthorizationCredentials | None,
+                                            Security(bearer)],
+                     header_key: Annotated[str | None, Security(api_key_header)]) -> Caller:
+        auth: Auth | None = request.app.state.auth
+        admitted = EVERYONE if auth is None else auth.admit(
+            credentials.credentials if credentials else header_key, scope)
+        request.state.caller = admitted
+        return admitted
+
+    return caller

@@ -1,0 +1,157 @@
+"""Access control through a real service and worker: scoped keys from the keys file, 401 and
+403 in the one error shape, revocation without a restart, a rate limit per key, impressions
+only from callers who may write for the user, and keys never in a log."""
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from streamrec.contract import RedisKeys, Settings, create_key, ensure_topics, revoke_key
+from streamrec.servers import child_environment
+from tests.support.processes import ChildProcesses, wait_for
+from tests.support.servers import Servers
+
+RATE = 5.0  # per second, burst 5: small enough to reach in a test
+
+
+@dataclass
+class Secured:
+    settings: Settings
+    base: str
+    keys: dict[str, str]  # name -> key
+    logs: Path
+
+    def call(self, method: str, path: str, key: str | None = None, *,
+             header: str = "Authorization", **kwargs: object) -> httpx.Response:
+        headers = {}
+        if key is not None:
+            headers[header] = f"Bearer {self.keys[key]}" if header == "Authorization" else (
+                self.keys[key])
+        return httpx.request(method, f"{self.base}{path}", headers=headers, timeout=10,
+                             **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def secured(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
+    logs = tmp_path_factory.mktemp("access")
+    keys_file = logs / "keys.json"
+    scopes = {"reader": ["read"], "writer": ["read", "write"], "cataloguer": ["catalogue"],
+              "admin": ["admin"], "limited": ["read"], "revoked": ["read"]}
+    keys = {name: create_key(keys_file, name, granted) for name, granted in scopes.items()}
+    settings = servers.settings(auth="required", api_keys_file=keys_file,
+                                rate_limit_per_second=RATE, rate_limit_burst=int(RATE))
+    asyncio.run(ensure_topics(settings))
+    children = ChildProcesses(settings, logs)
+    try:
+        children.start_worker()
+        _, base = children.start_service()
+        yield Secured(settings, base, keys, logs)
+    finally:
+        children.stop_all()
+
+
+def test_health_is_open_and_everything_else_needs_a_key(secured: Secured) -> None:
+    assert secured.call("GET", "/healthz").status_code == 200
+    assert secured.call("GET", "/readyz").status_code in (200, 503)
+    missing = secured.call("GET", "/v1/trending")
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == "Bearer"
+    assert missing.json()["error"].startswith("send an API key")
+    secured.keys["stranger"] = "sr_not-a-key"
+    assert secured.call("GET", "/v1/trending", "stranger").json() == {
+        "error": "unknown API key", "details": []}
+
+
+@pytest.mark.parametrize(("method", "path", "body", "allowed"), [
+    ("GET", "/v1/trending", None, {"reader", "writer"}),
+    ("GET", "/v1/users/u1/recommendations", None, {"reader", "writer"}),
+    ("GET", "/v1/items/i1/similar", None, {"reader", "writer"}),
+    ("POST", "/v1/sessions/recommendations", {"items": ["i1"]}, {"reader", "writer"}),
+    ("GET", "/v1/users/u1/preferences", None, {"reader", "writer"}),
+    ("PUT", "/v1/users/u1/preferences", {"categories": ["c"]}, {"writer"}),
+    ("POST", "/v1/events", {"user_id": "u1", "item_id": "i1", "event_type": "view"},
+     {"writer"}),
+    ("POST", "/v1/items", {"item_id": "i1", "categories": ["c"]}, {"cataloguer"}),
+    ("GET", "/v1/metrics", None, {"admin"}),
+])
+def test_each_operation_takes_its_scope(secured: Secured, method: str, path: str,
+                                        body: object, allowed: set[str]) -> None:
+    for name in ("reader", "writer", "cataloguer", "admin"):
+        response = secured.call(method, path, name, json=body)
+        expected = 403 if name not in allowed else response.status_code
+        assert (response.status_code == expected and response.status_code < 300) or (
+            name not in allowed), (name, response.text)
+        if name not in allowed:
+            assert response.json()["error"].endswith("scope")
+
+
+def test_the_key_may_come_as_x_api_key(secured: Secured) -> None:
+    assert secured.call("GET", "/v1/trending", "reader", header="X-API-Key").status_code == 200
+
+
+def test_a_revoked_key_stops_working_without_a_restart(secured: Secured) -> None:
+    assert secured.call("GET", "/v1/trending", "revoked").status_code == 200
+    assert revoke_key(secured.settings.api_keys_file, "revoked")  # type: ignore[arg-type]
+    wait_for(lambda: secured.call("GET", "/v1/trending", "revoked").status_code == 401,
+             "the revocation to take effect", 5, 0.2)
+
+
+def test_one_key_past_its_rate_gets_429_and_others_do_not(secured: Secured) -> None:
+    time.sleep(1.5)  # the bucket is full again
+    statuses = [secured.call("GET", "/v1/trending", "limited").status_code for _ in range(12)]
+    assert statuses[:int(RATE)] == [200] * int(RATE)
+    assert 429 in statuses
+    refused = secured.call("GET", "/v1/trending", "limited")
+    if refused.status_code == 429:
+        assert int(refused.headers["retry-after"]) >= 1
+    assert secured.call("GET", "/v1/trending", "reader").status_code == 200
+
+
+def test_only_a_caller_who_may_write_records_impressions(secured: Secured) -> None:
+    shown = RedisKeys(secured.settings.key_prefix).user_shown
+    with redis.Redis.from_url(secured.settings.redis_url) as client:
+        assert secured.call("POST", "/v1/items", "cataloguer",
+                            json={"item_id": "hot", "categories": ["c"]}).status_code == 202
+        assert secured.call("POST", "/v1/events", "writer", json=[
+            {"user_id": f"fan{k}", "item_id": "hot", "event_type": "purchase"}
+            for k in range(3)]).status_code == 202
+        wait_for(lambda: secured.call("GET", "/v1/trending", "reader").json()["items"],
+                 "trending", 30)
+        for name, victim in (("reader", "victim"), ("writer", "owner")):
+            listed = secured.call("GET", "/v1/trending", name, params={"user_id": victim})
+            assert listed.json()["items"]
+        wait_for(lambda: client.exists(shown("owner")), "the writer's impression", 30)
+        time.sleep(0.5)
+        assert not client.exists(shown("victim"))
+
+
+def test_keys_never_appear_in_a_log(secured: Secured) -> None:
+    for name in ("reader", "writer", "admin"):
+        secured.call("GET", "/v1/trending", name)
+        secured.call("GET", "/v1/trending", name, header="X-API-Key")
+    logged = "".join(path.read_text(errors="replace") for path in secured.logs.glob("*.log"))
+    assert "GET /v1/trending" in logged
+    for key in secured.keys.values():
+        assert key not in logged
+
+
+def test_the_openapi_document_declares_the_schemes(secured: Secured) -> None:
+    schemes = secured.call("GET", "/openapi.json").json()["components"]["securitySchemes"]
+    assert {scheme["type"] for scheme in schemes.values()} == {"http", "apiKey"}
+
+
+def test_the_service_refuses_to_start_without_keys(servers: Servers, tmp_path: Path) -> None:
+    settings = servers.settings(auth="required")
+    done = subprocess.run([sys.executable, "-m", "streamrec", "serve"], capture_output=True,
+                          text=True, timeout=60, env=child_environment(settings))
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "streamrec serve: no API keys: set STREAMREC_API_KEYS_FILE")
