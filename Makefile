@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint clean bench
+.PHONY: demo test lint clean bench bench-clients
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,6 @@ demo: $(VENV)/.installed
 	$(BIN)/streamrec demo
 
 test: $(VENV)/.installed-dev
-	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed-dev
@@ -30,3 +29,7 @@ clean:
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/run.py
+
+bench-clients: $(VENV)/.installed-dev
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/clients.py

@@ -80,7 +80,8 @@ def announce(stack: Stack) -> None:
                   f"logs     {stack.logs}/\n"
                   f"keys     {stack.settings.api_keys_file}", highlight=False)
     for name, key in stack.new_keys.items():
-        console.print(f"  {name:<6} ({', '.join(FIRST_KEYS[name])}): {key}", highlight=False)
+        console.print(f"  {name:<6} ({', '.join(FIRST_KEYS[name])}): {key}", highlight=False,
+                      soft_wrap=True)
     if not stack.new_keys:
         console.print("  (made earlier; `streamrec keys create --file FILE` adds one)")
     console.print(f"[yellow]note:[/] {EMBEDDED_BROKER_LIMITS}")

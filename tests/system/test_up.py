@@ -3,6 +3,7 @@ a restart from the same directory keeps the state and applies new events once, a
 kill -9 of every process after the events were applied doubles nothing."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,24 +18,38 @@ from tests.support.processes import alive, children_of, wait_for
 pytestmark = pytest.mark.slow
 
 
+def banners(log: Path) -> int:
+    return log.read_text().count("streamrec is up") if log.exists() else 0
+
+
 def start_up(data_dir: Path, port: int, log: Path) -> subprocess.Popen:
+    """`streamrec up` as a child, once it has printed where everything is."""
+    before = banners(log)
     env = {**os.environ, "STREAMREC_HTTP_PORT": str(port)}
     process = subprocess.Popen([sys.executable, "-m", "streamrec", "up", "--data-dir",
                                 str(data_dir)], stdout=log.open("ab"),
                                stderr=subprocess.STDOUT, env=env)
     wait_until_healthy(f"http://127.0.0.1:{port}", process, 60)
+    wait_for(lambda: banners(log) > before, "its banner", 10)
     return process
 
 
-def post_views(base: str, first: int, count: int) -> None:
+def printed_keys(log: Path) -> dict[str, dict[str, str]]:
+    """name -> Authorization header, for the keys `up` printed."""
+    found = re.findall(r"^  (app|admin) +\([a-z, ]+\): (sr_\S+)$", log.read_text(), re.M)
+    return {name: {"Authorization": f"Bearer {key}"} for name, key in found}
+
+
+def post_views(base: str, key: dict[str, str], first: int, count: int) -> None:
     for start in range(first, first + count, 500):
         batch = [{"event_id": f"e{k}", "user_id": f"u{k % 40}", "item_id": f"i{k % 53}",
                   "event_type": "view"} for k in range(start, min(start + 500, first + count))]
-        assert httpx.post(f"{base}/v1/events", json=batch, timeout=10).status_code == 202
+        assert httpx.post(f"{base}/v1/events", json=batch, headers=key,
+                          timeout=10).status_code == 202
 
 
-def applied(base: str) -> int:
-    return httpx.get(f"{base}/v1/metrics").json()["counters"].get("events_applied", 0)
+def counters(base: str, key: dict[str, str]) -> dict[str, int]:
+    return httpx.get(f"{base}/v1/metrics", headers=key).json()["counters"]
 
 
 def test_up_drains_on_ctrl_c_and_restarts_where_it_stopped(tmp_path: Path) -> None:
@@ -42,27 +57,32 @@ def test_up_drains_on_ctrl_c_and_restarts_where_it_stopped(tmp_path: Path) -> No
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     up = start_up(data, port, log)
+    keys = printed_keys(log)
+    app, admin = keys["app"], keys["admin"]
+
+    def applied() -> int:
+        return counters(base, admin).get("events_applied", 0)
+
     try:
-        post_views(base, 0, 2000)
+        post_views(base, app, 0, 2000)
         up.send_signal(signal.SIGINT)  # at once: most of the 2000 are not applied yet
         assert up.wait(timeout=90) == 0, log.read_text()[-3000:]
         assert "stopped before the worker applied" not in log.read_text()
 
-        up = start_up(data, port, log)
-        assert applied(base) == 2000  # every posted event survived the stop
-        post_views(base, 2000, 100)
-        wait_for(lambda: applied(base) == 2100, "the new events", 60, 0.2)
+        up = start_up(data, port, log)  # the keys file in the data directory is kept
+        assert applied() == 2000  # every posted event survived the stop
+        post_views(base, app, 2000, 100)
+        wait_for(lambda: applied() == 2100, "the new events", 60, 0.2)
 
         everything = {up.pid, *children_of(up.pid)}
         for pid in everything:
             os.kill(pid, signal.SIGKILL)
         wait_for(lambda: not any(alive(pid) for pid in everything), "every process to die", 10)
         up = start_up(data, port, log)
-        assert applied(base) == 2100
-        post_views(base, 2100, 10)
-        wait_for(lambda: applied(base) == 2110, "events after the kill -9", 60, 0.2)
-        counters = httpx.get(f"{base}/v1/metrics").json()["counters"]
-        assert counters["duplicate_events"] == 0
+        assert applied() == 2100
+        post_views(base, app, 2100, 10)
+        wait_for(lambda: applied() == 2110, "events after the kill -9", 60, 0.2)
+        assert counters(base, admin)["duplicate_events"] == 0
     finally:
         if up.poll() is None:
             up.send_signal(signal.SIGINT)
