@@ -42,7 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.recommender = Recommender(StateReader(redis, RedisKeys(settings.key_prefix)),
                                             settings)
         app.state.publisher = publisher
-        app.state.profiles = Profiles(redis, RedisKeys(settings.key_prefix))
+        app.state.profiles = Profiles(redis, RedisKeys(settings.key_prefix),
+                                      settings.user_state_ttl_days * 86400)
         app.state.auth = auth_from(settings)
         if app.state.auth is not None:
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP,

@@ -20,9 +20,10 @@ class Preferences(BaseModel):
 
 
 class Profiles:
-    def __init__(self, redis: Redis, keys: RedisKeys) -> None:
+    def __init__(self, redis: Redis, keys: RedisKeys, ttl_seconds: int) -> None:
         self._redis = redis
         self._keys = keys
+        self._ttl_seconds = ttl_seconds
 
     async def save(self, user_id: str, preferences: Preferences) -> Preferences:
         key = self._keys.user_preferences(user_id)
@@ -30,6 +31,7 @@ class Profiles:
             pipe.delete(key)
             if preferences.categories:
                 pipe.sadd(key, *preferences.categories)
+                pipe.expire(key, self._ttl_seconds)
             await pipe.execute()
         return await self.load(user_id)
 

@@ -112,6 +112,8 @@ class StateWriter:
             "event_ids_kept": settings.event_ids_kept_per_user,
             "record_fields": RECORD_FIELDS,
             "max_commands": settings.max_commands_per_script,
+            "affinity_items_kept": settings.affinity_items_kept,
+            "user_state_ttl_seconds": settings.user_state_ttl_days * 86400,
         }
 
     async def apply(

@@ -289,6 +289,11 @@ for ids in pairs(event_id_sets) do
   call('PEXPIRE', ids, config.event_id_window_ms)
 end
 
+-- Every per-user key is bounded and expires `user_state_ttl_seconds` after the user's last
+-- applied event (the history by `history_length`, the items a user touched by
+-- `affinity_items_kept`: the weakest are forgotten first, so they may be recommended again).
+local PER_USER_STATE = {'user_recent', 'user_recent_types', 'user_affinity',
+                        'user_category_affinity', 'user_watermark'}
 for user, newest in pairs(user_newest) do
   if interacting[user] then
     local recent_key = key('user_recent', user)
@@ -298,11 +303,15 @@ for user, newest in pairs(user_newest) do
       call('ZREMRANGEBYRANK', recent_key, 0, excess - 1)
       call('HDEL', key('user_recent_types', user), unpack(dropped))
     end
+    call('ZREMRANGEBYRANK', key('user_affinity', user), 0, -config.affinity_items_kept - 1)
   end
   local watermark = key('user_watermark', user)
   local previous = tonumber(call('HGET', watermark, 'event_time_ms') or '-1')
   call('HSET', watermark,
     'event_time_ms', math.max(previous, newest), 'applied_at_ms', applied_at)
+  for _, name in ipairs(PER_USER_STATE) do
+    call('EXPIRE', key(name, user), config.user_state_ttl_seconds)
+  end
 end
 
 for source, offset in pairs(highest_applied) do

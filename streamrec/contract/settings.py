@@ -82,6 +82,14 @@ class Settings(BaseSettings):
         "weighted 1/distance (0: no sequence rules)."
     )
     history_length: PositiveInt = Field(50, description="Recent distinct items kept per user.")
+    affinity_items_kept: PositiveInt = Field(
+        10_000, description="Items remembered per user (as seen, with affinities); past it the "
+        "weakest are forgotten."
+    )
+    user_state_ttl_days: PositiveInt = Field(
+        365, description="A user's own state (history, affinities, stated preferences) "
+        "expires this long after their last event or statement."
+    )
     cooccurrence_row_cap: PositiveInt = Field(
         500, description="Strongest co-occurring items kept per item."
     )

@@ -153,7 +153,7 @@ async def test_top_up_prefers_trending_in_the_users_liked_categories(redis: Redi
 async def test_stated_preferences_steer_a_new_users_first_list(redis: Redis, servers: Servers
                                                                ) -> None:
     rec = await recommender(redis, servers)
-    profiles = Profiles(redis, rec.reader.keys)
+    profiles = Profiles(redis, rec.reader.keys, ttl_seconds=86400)
     stored = await profiles.save("newcomer", Preferences(categories=["hats"]))
     assert stored.categories == ["hats"]
     served = await rec.for_user("newcomer", 3, now_ms=NOW)

@@ -342,3 +342,18 @@ async def test_a_batch_is_split_by_commands_and_gives_the_same_state(redis: Redi
         await dump_state(redis, whole.key_prefix),
         {key.replace(split.key_prefix, whole.key_prefix, 1): value
          for key, value in (await dump_state(redis, split.key_prefix)).items()})
+
+
+async def test_per_user_state_is_bounded_and_expires(redis: Redis, servers: Servers) -> None:
+    settings = servers.settings(affinity_items_kept=3, user_state_ttl_days=2)
+    k = RedisKeys(settings.key_prefix)
+    await StateWriter(redis, settings).apply([
+        StreamRecord("e:0", n, view(f"x{n}", "u", f"i{n}", second=n,
+                                    event_type="purchase" if n == 0 else "view"))
+        for n in range(5)])
+    # The purchase (weight 8) and the two newest views are kept; the older views are not.
+    assert set(await redis.zrange(k.user_affinity("u"), 0, -1)) == {b"i0", b"i3", b"i4"}
+    for key in (k.user_recent("u"), k.user_recent_types("u"), k.user_affinity("u"),
+                k.user_category_affinity("u"), k.user_watermark("u"), k.user_event_ids("u")):
+        if await redis.exists(key):
+            assert 0 < await redis.ttl(key) <= 2 * 86400, key
