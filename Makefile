@@ -28,6 +28,7 @@ clean:
 	rm -rf $(VENV) runs
 
 bench: $(VENV)/.installed-dev
+	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/run.py
 
 bench-clients: $(VENV)/.installed-dev

@@ -86,11 +86,13 @@ def markdown(results: dict) -> str:
                 f"{spread(level['p99_ms'], 1)} | {spread(level['errors'])} |")
     lines += [
         "",
-        f"**Freshness** (event produced to Kafka → visible in that user's list, "
-        f"{fresh['samples']['median']:.0f} events per run, 1,000 events/s of background "
-        "traffic, everything on the same cores): "
-        f"p50 {spread(fresh['p50_ms'])} ms, p95 {spread(fresh['p95_ms'])} ms, "
-        f"p99 {spread(fresh['p99_ms'])} ms (target p99 ≤ 100 ms).",
+        "**Freshness** (event produced to Kafka → visible in that user's list, 1,000 "
+        "events/s of background traffic, everything on the same cores; target p99 ≤ 100 ms):",
+        "",
+        "| producer | events per run | p50 ms | p95 ms | p99 ms |",
+        "|---|---|---|---|---|",
+        *(f"| {name} | {f['samples']['median']:.0f} | {spread(f['p50_ms'])} | "
+          f"{spread(f['p95_ms'])} | {spread(f['p99_ms'])} |" for name, f in fresh.items()),
         "",
         "**Memory** (Redis `used_memory`, synthetic stream applied by the worker's writer, "
         "one run):",
@@ -141,5 +143,6 @@ def show(results: dict, console: Console) -> None:
         if isinstance(level["offered"], dict) and level["offered"]["median"] == 500:
             table.add_row("personalised n=10 p99 @ 500 req/s", spread(level["p99_ms"], 1),
                           "≤ 10 ms")
-    table.add_row("freshness p99 ms", spread(s["freshness"]["p99_ms"]), "≤ 100 ms")
+    for name, figure in s["freshness"].items():
+        table.add_row(f"freshness p99 ms ({name})", spread(figure["p99_ms"]), "≤ 100 ms")
     console.print(table)
