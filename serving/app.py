@@ -19,7 +19,7 @@ from streamrec.contract import RedisKeys, Settings, load_keys
 from . import routes
 from .auth import Auth, KeyRing, RateLimiter
 from .errors import install_error_handlers
-from .guards import AdmissionControl, BodyGuard
+from .guards import BodyGuard, Gate
 from .profiles import Profiles
 from .publisher import EventPublisher
 from .recommender import Recommender
@@ -60,11 +60,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (routes.users, routes.sessions, routes.items, routes.trending, routes.events,
                    routes.metrics, routes.health):
         app.include_router(router)
-    # Added last runs first: admission before reading any body, CORS outermost.
+    # Added last runs first: CORS, then the body's size and type, then who and how much.
+    app.add_middleware(Gate, capacity=settings.max_inflight_cost,
+                       share=settings.max_inflight_cost_per_caller, open_paths=OPEN_PATHS)
     app.add_middleware(BodyGuard, limit_for=body_limits(settings),
                        timeout_seconds=settings.body_timeout_seconds)
-    app.add_middleware(AdmissionControl, capacity=settings.max_inflight_cost,
-                       exempt=frozenset({"/healthz", "/readyz"}))
     if settings.cors_allowed_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_allowed_origins,
                            allow_methods=["GET", "POST", "PUT"],
@@ -72,6 +72,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+#: Open to anyone: health for probes, the API document and its page (which asks for a key).
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs",
+                        "/docs/oauth2-redirect", "/redoc"})
 #: Paths whose bodies are batches of records (up to STREAMREC_MAX_REQUEST_BYTES).
 INGEST_PATHS = frozenset({"/v1/events", "/v1/items"})
 

@@ -1,10 +1,11 @@
 """Who is calling: API keys with scopes, read from the keys file, and a rate limit per key.
 
-A route declares the scope it needs (`Depends(require("read"))`); the key comes as
-`Authorization: Bearer <key>` or `X-API-Key`. 401 when it is missing or unknown, 403 when it
-lacks the scope, 429 with Retry-After past the key's rate. The keys file is re-read when it
-changes (looked at no more than once a second) and on SIGHUP, so revoking a key needs no
-restart. Keys are compared as SHA-256 digests in constant time and never logged.
+The key comes as `Authorization: Bearer <key>` or `X-API-Key`; `guards.Gate` identifies the
+caller before any work (401 when the key is missing or unknown, 429 with Retry-After past
+its rate), and a route declares the scope it needs (`Depends(require("read"))`: 403
+without). The keys file is re-read when it changes (looked at no more than once a second)
+and on SIGHUP, so revoking a key needs no restart. Keys are compared as SHA-256 digests in
+constant time and never logged.
 """
 
 import hmac
@@ -107,15 +108,14 @@ class Auth:
     keys: KeyRing
     limiter: RateLimiter
 
-    def admit(self, presented: str | None, scope: Scope) -> Caller:
+    def identify(self, presented: str | None) -> Caller:
+        """The caller behind a key, within its rate; ApiError 401 or 429 otherwise."""
         if not presented:
             raise ApiError(401, "send an API key: Authorization: Bearer <key> or X-API-Key",
                            headers={"WWW-Authenticate": "Bearer"})
         entry = self.keys.find(presented)
         if entry is None:
             raise ApiError(401, "unknown API key", headers={"WWW-Authenticate": "Bearer"})
-        if scope not in entry.scopes:
-            raise ApiError(403, f"the key {entry.name!r} does not have the {scope!r} scope")
         wait = self.limiter.wait_for(entry.name)
         if wait:
             raise ApiError(429, f"rate limit of the key {entry.name!r} reached; retry",
@@ -124,15 +124,15 @@ class Auth:
 
 
 def require(scope: Scope) -> Callable[..., Awaitable[Caller]]:
-    """A dependency: the caller, admitted for `scope` (kept on request.state.caller)."""
+    """A dependency: the caller (identified by `guards.Gate` before any work), if their key
+    has `scope`; 403 otherwise. The security parameters only declare the schemes in the
+    OpenAPI document, so the docs page's "Authorize" works."""
     async def caller(request: Request,
-                     credentials: Annotated[HTTPAuthorizationCredentials | None,
-                                            Security(bearer)],
-                     header_key: Annotated[str | None, Security(api_key_header)]) -> Caller:
-        auth: Auth | None = request.app.state.auth
-        admitted = EVERYONE if auth is None else auth.admit(
-            credentials.credentials if credentials else header_key, scope)
-        request.state.caller = admitted
+                     _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+                     _header: Annotated[str | None, Security(api_key_header)]) -> Caller:
+        admitted: Caller = request.state.caller
+        if scope not in admitted.scopes:
+            raise ApiError(403, f"the key {admitted.name!r} does not have the {scope!r} scope")
         return admitted
 
     return caller

@@ -1,6 +1,7 @@
 """Every error the service returns has one JSON shape: {"error": message, "details": [...]}."""
 
 import asyncio
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -8,9 +9,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis import exceptions as redis_errors
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from .publisher import BrokerUnavailable
 
+log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = "1"
 PING_TIMEOUT_SECONDS = 0.25
 
@@ -56,6 +59,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
         return error_response(422, "invalid request", [_describe(p) for p in error.errors()])
+
+    @app.exception_handler(ClientDisconnect)
+    async def gone(request: Request, _: ClientDisconnect) -> JSONResponse:
+        """The client left while sending its body: nobody reads this answer, and it is not
+        the service's error (no traceback in the log)."""
+        log.info("client left during %s %s", request.method, request.url.path)
+        return error_response(400, "the client disconnected")
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, error: HTTPException) -> JSONResponse:

@@ -4,12 +4,13 @@ Pure ASGI middleware (no per-request task or buffering of its own):
 - `BodyGuard`: a JSON endpoint's body must say it is JSON (415 otherwise: a browser form
   cannot post events cross-site), may not exceed its path's limit (413, answered before
   reading when Content-Length says so, then the rest of the body is drained briefly so the
-  client reads the answer instead of a reset), and must keep arriving (408 when a chunk
-  takes longer than the body timeout).
-- `AdmissionControl`: the work in flight in this process is bounded, each request weighted
-  by its cost (a list of 500 costs more than a list of 10); past the bound a request is
-  refused at once with 503 "overloaded" and Retry-After, so light requests are not starved
-  and a queue never builds where requests would time out after waiting.
+  client reads the answer instead of a reset), and must arrive whole within the body
+  timeout (408; a body dripped a byte at a time cannot hold a connection).
+- `Gate`: the caller's key is checked before any work (401, and 429 past its rate); the
+  work in flight is bounded per caller and in total, each request weighted by its cost (a
+  list of 500 costs more than a list of 10); past a bound a request is refused at once
+  (429 for the caller's share, 503 "overloaded" for the whole), so light requests are not
+  starved and no queue builds where requests would time out after waiting.
 """
 
 import asyncio
@@ -22,7 +23,10 @@ from urllib.parse import parse_qs
 import orjson
 from starlette.exceptions import HTTPException
 
-from .errors import RETRY_AFTER_SECONDS, error_body
+from streamrec.contract import MAX_LIST_LENGTH
+
+from .auth import EVERYONE
+from .errors import RETRY_AFTER_SECONDS, ApiError, error_body
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -36,6 +40,7 @@ DRAIN_SECONDS = 1.0
 #: A list endpoint's cost is 1 + n / LIST_COST_UNIT; a body's 1 + bytes / BODY_COST_UNIT.
 LIST_COST_UNIT = 50
 BODY_COST_UNIT = 64 * 1024
+MAX_COSTED_BODY_BYTES = 1024 * 1024
 
 
 async def send_error(send: Send, status: int, message: str,
@@ -77,14 +82,15 @@ class BodyGuard:
                              f"request body is {declared} bytes; the limit is {limit}"
                              if declared.isdigit() else "Content-Length must be a number")
             return await self.drain(receive)
-        received = 0
+        received, deadline = 0, time.monotonic() + self.timeout
 
         async def bounded_receive() -> Message:
             nonlocal received
             try:
-                message = await asyncio.wait_for(receive(), self.timeout)
+                message = await asyncio.wait_for(receive(), deadline - time.monotonic())
             except TimeoutError:
-                raise HTTPException(408, f"the body stalled for {self.timeout:.0f}s") from None
+                raise HTTPException(408, f"the body took longer than {self.timeout:.0f}s"
+                                    ) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
@@ -109,34 +115,75 @@ class BodyGuard:
 
 
 def request_cost(scope: Scope) -> int:
-    """How much of the process a request may take, in units of one light request."""
+    """How much of the process a request may take, in units of one light request (n and the
+    body are counted up to what the service would accept, so an absurd request is refused
+    for what it is, 422 or 413, not as overload)."""
     cost = 1
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     with contextlib.suppress(ValueError, IndexError):
-        cost += int(query.get("n", ["0"])[0]) // LIST_COST_UNIT
+        cost += min(max(int(query.get("n", ["0"])[0]), 0), MAX_LIST_LENGTH) // LIST_COST_UNIT
     declared = header(scope, b"content-length")
     if declared and declared.isdigit():
-        cost += int(declared) // BODY_COST_UNIT
-    return max(1, cost)
+        cost += min(int(declared), MAX_COSTED_BODY_BYTES) // BODY_COST_UNIT
+    return cost
 
 
-class AdmissionControl:
-    def __init__(self, app: App, *, capacity: int, exempt: frozenset[str]) -> None:
+def presented_key(scope: Scope) -> str | None:
+    authorization = header(scope, b"authorization") or ""
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return header(scope, b"x-api-key")
+
+
+class Gate:
+    """Before any route: who is calling (401 for no or an unknown key, 429 past the key's
+    rate), and how much of the process they may hold. Each caller holds at most
+    `share` units of work in flight (429 past it) and all together at most `capacity` (503
+    overloaded past it), so one flooding key can take only its share. Checking the key here,
+    before any work, makes a request without a valid key cost almost nothing."""
+
+    def __init__(self, app: App, *, capacity: int, share: int, open_paths: frozenset[str]
+                 ) -> None:
         self.app = app
         self.capacity = capacity
-        self.exempt = exempt
+        self.share = min(share, capacity)
+        self.open_paths = open_paths
         self.in_flight = 0
+        self.in_flight_by: dict[str, int] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.exempt:
+        if scope["type"] != "http" or scope["path"] in self.open_paths:
             return await self.app(scope, receive, send)
-        cost = min(request_cost(scope), self.capacity)
+        auth = scope["app"].state.auth
+        if auth is None:  # STREAMREC_AUTH=disabled: one share per client address
+            caller, holder = EVERYONE, f"address {(scope.get('client') or ('?',))[0]}"
+        else:
+            try:
+                caller = auth.identify(presented_key(scope))
+            except ApiError as refused:
+                await send_error(send, refused.status, refused.message, refused.headers)
+                return await BodyGuard.drain(receive)
+            holder = caller.name
+        scope.setdefault("state", {})["caller"] = caller
+        cost = min(request_cost(scope), self.share)
+        held = self.in_flight_by.get(holder, 0)
+        if held + cost > self.share:
+            await send_error(send, 429, "too much work in flight for this caller; retry",
+                             {"Retry-After": RETRY_AFTER_SECONDS})
+            return await BodyGuard.drain(receive)
         if self.in_flight + cost > self.capacity:
             await send_error(send, 503, "overloaded: too much work in flight; retry",
                              {"Retry-After": RETRY_AFTER_SECONDS})
             return await BodyGuard.drain(receive)
         self.in_flight += cost
+        self.in_flight_by[holder] = held + cost
         try:
             await self.app(scope, receive, send)
         finally:
             self.in_flight -= cost
+            left = self.in_flight_by[holder] - cost
+            if left:
+                self.in_flight_by[holder] = left
+            else:
+                del self.in_flight_by[holder]

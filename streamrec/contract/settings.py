@@ -166,11 +166,15 @@ class Settings(BaseSettings):
         65_536, description="Largest body of the other endpoints (sessions, preferences)."
     )
     body_timeout_seconds: PositiveFloat = Field(
-        10.0, description="A request body that stalls this long between two chunks: HTTP 408."
+        10.0, description="A request body must arrive whole within this time: else HTTP 408."
     )
     max_inflight_cost: PositiveInt = Field(
         32, description="Work in flight per service process, in light requests (a list of n "
         "costs 1 + n/50); past it requests are refused at once: 503 overloaded."
+    )
+    max_inflight_cost_per_caller: PositiveInt = Field(
+        16, description="Work in flight one API key (or, with auth disabled, one client "
+        "address) may hold, in the same units; past it: 429."
     )
     cors_allowed_origins: list[str] = Field(
         default_factory=list, description="Origins a browser may call the API from (JSON "
