@@ -119,7 +119,8 @@ def test_sigterm_lets_the_service_finish_requests_in_flight(servers: Servers, tm
                                                             ) -> None:
     import signal
 
-    children = ChildProcesses(isolated_topics(servers, max_inflight_cost=1000), tmp_path)
+    children = ChildProcesses(isolated_topics(servers, max_inflight_cost=1000,
+                                              max_inflight_cost_per_caller=1000), tmp_path)
     service, base = children.start_service()  # admits all 40 (this test is about draining)
     batch = [{"user_id": f"u{k}", "item_id": "i", "event_type": "view"} for k in range(1000)]
 
