@@ -148,6 +148,16 @@ class StateReader:
         return {name: {k.decode(): int(v) for k, v in counts.items()}
                 for name, counts in zip(names, replies, strict=True)}
 
+    async def erasure(self, erasure_id: str) -> dict[str, object] | None:
+        """The audit entry of a finished erasure, None while it is pending."""
+        found = await self.redis.hget(self.keys.erasures, erasure_id)
+        return None if found is None else {"erasure_id": erasure_id, **orjson.loads(found)}
+
+    async def erasures(self) -> list[dict[str, object]]:
+        entries = await self.redis.hgetall(self.keys.erasures)
+        return sorted(({"erasure_id": k.decode(), **orjson.loads(v)} for k, v in entries.items()),
+                      key=lambda entry: entry["erased_at_ms"])
+
     async def stalled_partitions(self) -> dict[str, str]:
         """Partitions the worker cannot apply now, and why."""
         stalled = await self.redis.hgetall(self.keys.stalled_partitions)

@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from streamrec.contract import (
     LIST_SEPARATOR,
+    ForgetRequest,
     ImpressionEvent,
     InteractionEvent,
     ItemEvent,
@@ -40,7 +41,7 @@ class StreamRecord:
 
     source: str  # "topic:partition"
     offset: int
-    payload: InteractionEvent | ImpressionEvent | ItemEvent | LogEpoch | None
+    payload: InteractionEvent | ImpressionEvent | ForgetRequest | ItemEvent | LogEpoch | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,7 @@ RECORD_FIELDS: dict[str, tuple[str, ...]] = {
                     "recommendation_id"),
     "impression": (*POSITION, "event_id", "user_id", "item_ids", "timestamp",
                    "recommendation_id", "recommender"),
+    "forget": (*POSITION, "event_id", "user_id", "timestamp", "pseudonym"),
     "item": (*POSITION, "item_id", "categories", "tags", "available", "title"),
     "epoch": (*POSITION, "log_id"),
     "rejected": POSITION,
@@ -74,6 +76,8 @@ def _kind(payload: object) -> str:
         return "item"
     if isinstance(payload, ImpressionEvent):
         return "impression"
+    if isinstance(payload, ForgetRequest):
+        return "forget"
     return "interaction"
 
 

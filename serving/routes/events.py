@@ -1,11 +1,25 @@
 from fastapi import APIRouter, Request
+from pydantic import BaseModel
 
-from streamrec.contract import ImpressionEvent, InteractionEvent, parse_event
+from streamrec.contract import (
+    ForgetRequest,
+    ImpressionEvent,
+    InteractionEvent,
+    InvalidRecord,
+    parse_event,
+)
 
 from ..dependencies import PublisherDep, SettingsDep, Writer
 from ..ingest import Accepted, body_schema, ingest, server_assigned_fields
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
+
+
+def no_erasure(event: BaseModel) -> BaseModel:
+    """Erasing a user takes the admin scope: DELETE /v1/users/{id}, not an event."""
+    if isinstance(event, ForgetRequest):
+        raise InvalidRecord("event_type: 'forget' is DELETE /v1/users/{user_id} (admin scope)")
+    return event
 
 
 @router.post("", status_code=202, response_model=Accepted, dependencies=[Writer],
@@ -16,6 +30,7 @@ async def post_events(request: Request, settings: SettingsDep, publisher: Publis
     """One event or a list, produced to the events topic keyed by user. `event_id` and
     `timestamp` default to a new UUID and the time of receipt."""
     return await ingest(request, settings=settings, publisher=publisher,
-                        topic=settings.events_topic, parse=lambda raw: parse_event(raw, settings),
+                        topic=settings.events_topic, parse=lambda raw: no_erasure(
+                            parse_event(raw, settings)),
                         key_field="user_id", id_field="event_id",
                         defaults=server_assigned_fields)

@@ -1,10 +1,25 @@
-from typing import Annotated
+import asyncio
+import time
+import uuid
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, Field
 
-from streamrec.contract import MAX_LIST_LENGTH
+from streamrec.contract import FORGET, MAX_LIST_LENGTH, ForgetRequest
 
-from ..dependencies import ListQuery, ProfilesDep, Reader, RecommenderDep, Shown, UserId, Writer
+from ..dependencies import (
+    Admin,
+    ListQuery,
+    ProfilesDep,
+    PublisherDep,
+    Reader,
+    RecommenderDep,
+    SettingsDep,
+    Shown,
+    UserId,
+    Writer,
+)
 from ..profiles import Preferences
 from ..recommender import RecommendationList
 
@@ -40,3 +55,40 @@ async def put_preferences(user_id: UserId, preferences: Preferences, profiles: P
             dependencies=[Reader])
 async def get_preferences(user_id: UserId, profiles: ProfilesDep) -> Preferences:
     return await profiles.load(user_id)
+
+
+class Erasure(BaseModel):
+    erasure_id: str
+    status: Literal["done", "pending"]
+    user: str = Field(description="The erased user's pseudonym (SHA-256 of the id, 16 hex).")
+    requested_at_ms: int
+    erased_at_ms: int | None = None
+    contributions_removed: int | None = Field(
+        None, description="Interactions and served lists taken back out.")
+
+
+#: How long DELETE waits for the worker to finish an erasure before answering 202.
+ERASURE_WAIT_SECONDS = 10.0
+
+
+@router.delete("/{user_id}", response_model=Erasure, dependencies=[Admin],
+               responses={202: {"model": Erasure, "description": "Accepted, still running."}})
+async def forget_user(user_id: UserId, publisher: PublisherDep, settings: SettingsDep,
+                      recommender: RecommenderDep, response: Response) -> Erasure:
+    """Erase the user: their contributions to every shared ranking, count and row are taken
+    back out, exactly, and their own state, served lists and preferences deleted; their
+    events stamped before now that arrive later are dropped. Goes through the events topic
+    (in order with the user's events) and answers once the worker has done it (or 202)."""
+    request = ForgetRequest(event_id=uuid.uuid4().hex, user_id=user_id, event_type=FORGET,
+                            timestamp=int(time.time() * 1000))
+    await publisher.publish(settings.events_topic,
+                            [(user_id.encode(), request.model_dump_json().encode())])
+    deadline = time.monotonic() + ERASURE_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        audit = await recommender.reader.erasure(request.event_id)
+        if audit is not None:
+            return Erasure(status="done", **audit)
+        await asyncio.sleep(0.05)
+    response.status_code = 202
+    return Erasure(erasure_id=request.event_id, status="pending", user=request.pseudonym,
+                   requested_at_ms=request.timestamp)

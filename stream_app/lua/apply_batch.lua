@@ -17,6 +17,14 @@
 -- Producers that resend: an event id already applied for the same user within
 -- `event_id_window_ms` counts as a duplicate and changes nothing.
 --
+-- Erasure: every interaction a user contributed is logged in order (user:{u}:contributions).
+-- A `forget` record replays that log through the same update code with the sign reversed,
+-- on a scratch copy of the user's history (so first interactions and windows come out as they
+-- did), subtracting exactly what the user added to every shared aggregate; then it deletes
+-- the user's keys and the lists served to them, records an audit entry, and marks the user
+-- erased so that their events stamped before the request are dropped. A long log takes
+-- several calls (the command budget); the progress is kept in erasure:{u}, so a crash resumes.
+--
 -- ARGV[1]: config JSON (key templates from streamrec.contract.keys, weights, windows, decay,
 --          and `record_fields`: each record kind's field names, in the order Python sends)
 -- ARGV[2]: records JSON, each an array: the kind first, then that kind's fields.
@@ -41,6 +49,8 @@ local applied_at = config.applied_at_ms
 -- Ids are printable (the contract forbids control characters): \31 cannot occur in one.
 local UNIT = '\31'
 local RECOMMENDER_FIELD = UNIT .. 'recommender'
+-- What remains of an entry after a subtraction that is within rounding of nothing.
+local ROUNDING = 1e-12
 
 local function named(record)
   local fields = {}
@@ -62,16 +72,18 @@ end
 
 -- exactly-once guard -------------------------------------------------------------------
 local highest_applied = {}
-local function first_delivery(source, offset)
+local function fresh(source, offset)
   local highest = highest_applied[source]
   if highest == nil then
     local stored = call('HGET', K.applied_offsets, source)
     highest = stored and tonumber(stored) or -1
-  end
-  if offset <= highest then
     highest_applied[source] = highest
-    return false
   end
+  return offset > highest
+end
+
+local function first_delivery(source, offset)
+  if not fresh(source, offset) then return false end
   highest_applied[source] = offset
   return true
 end
@@ -91,6 +103,17 @@ local function first_time_event(user, event_id)
     event_id_sets[ids] = true
   end
   return call('ZADD', ids, 'NX', applied_at, event_id) == 1
+end
+
+-- shared aggregates change only here: `sign` -1 subtracts what +1 added ------------------
+local function add_to_ranking(ranking, amount, member)
+  local total = tonumber(call('ZINCRBY', ranking, amount, member))
+  if amount < 0 and total <= -amount * ROUNDING then call('ZREM', ranking, member) end
+end
+
+local function add_to_count(counts, amount, field)
+  local total = tonumber(call('HINCRBYFLOAT', counts, field, amount))
+  if amount < 0 and total <= -amount * ROUNDING then call('HDEL', counts, field) end
 end
 
 -- per-batch caches and the sets of keys to tidy once at the end ---------------------------
@@ -125,9 +148,10 @@ local function count_feedback(recommendation_id, event_type, item)
 end
 
 -- the model updates ----------------------------------------------------------------------
-local function apply_interaction(e)
-  local user, item, ts = e.user_id, e.item_id, e.timestamp
-  local weight = config.event_weights[e.event_type]
+-- `user` owns the per-user keys (a scratch copy when erasing); `sign` is +1 to learn the
+-- event and -1 to take it back out of the shared aggregates.
+local function learn_interaction(user, item, event_type, ts, sign)
+  local weight = config.event_weights[event_type]
   local affinity = forward_decayed(weight, ts, anchor, config.affinity_half_life_ms)
   local trend = forward_decayed(weight, ts, anchor, config.trending_half_life_ms)
 
@@ -135,13 +159,13 @@ local function apply_interaction(e)
   local first_time = call('ZADD', affinity_key, 'NX', affinity, item) == 1
   if not first_time then call('ZINCRBY', affinity_key, affinity, item) end
 
-  call('ZINCRBY', K.popularity, weight, item)
-  call('ZINCRBY', K.trending, trend, item)
+  add_to_ranking(K.popularity, sign * weight, item)
+  add_to_ranking(K.trending, sign * trend, item)
   local category_affinity_key = key('user_category_affinity', user)
   for _, category in ipairs(categories(item)) do
     call('ZINCRBY', category_affinity_key, affinity, category)
-    call('ZINCRBY', key('category_popularity', category), weight, item)
-    call('ZINCRBY', key('category_trending', category), trend, item)
+    add_to_ranking(key('category_popularity', category), sign * weight, item)
+    add_to_ranking(key('category_trending', category), sign * trend, item)
   end
 
   local recent_key = key('user_recent', user)
@@ -154,20 +178,21 @@ local function apply_interaction(e)
     if config.cooccurrence_half_life_ms > 0 then
       count = forward_decayed(1, ts, anchor, config.cooccurrence_half_life_ms)
     end
-    call('HINCRBYFLOAT', K.item_user_counts, item, count)
+    count = sign * count
+    add_to_count(K.item_user_counts, count, item)
     local window = call('ZREVRANGE', recent_key, 0, window_length - 1)
     if #window > 0 then
       local row = key('item_cooccurrence', item)
       for distance, other in ipairs(window) do
         if distance <= pair_window then
           local other_row = key('item_cooccurrence', other)
-          call('ZINCRBY', row, count, other)
-          call('ZINCRBY', other_row, count, item)
+          add_to_ranking(row, count, other)
+          add_to_ranking(other_row, count, item)
           grown_rows[other_row] = true
         end
         if distance <= sequence_window then
           local next_row = key('item_next', other)
-          call('ZINCRBY', next_row, count / distance, item)
+          add_to_ranking(next_row, count / distance, item)
           grown_rows[next_row] = true
         end
       end
@@ -175,15 +200,21 @@ local function apply_interaction(e)
     end
   end
   -- GT keeps the newest time when events arrive out of order; CH reports a change.
-  if call('ZADD', recent_key, 'GT', 'CH', ts, item) == 1 then
+  return call('ZADD', recent_key, 'GT', 'CH', ts, item) == 1
+end
+
+local function apply_interaction(e)
+  local user, item = e.user_id, e.item_id
+  if learn_interaction(user, item, e.event_type, e.timestamp, 1) then
     call('HSET', key('user_recent_types', user), item, e.event_type)
   end
-
+  call('RPUSH', key('user_contributions', user),
+       cjson.encode({item, e.event_type, e.timestamp}))
   if e.recommendation_id ~= '' then
     count_feedback(e.recommendation_id, e.event_type, item)
   end
   interacting[user] = true
-  saw_user(user, ts)
+  saw_user(user, e.timestamp)
 end
 
 -- A served list costs a constant number of commands, whatever its length: the user's recent
@@ -203,6 +234,8 @@ local function apply_impression(e)
     end
     call('HSET', list, unpack(fields))
     call('EXPIRE', list, config.recommendation_ttl_seconds)
+    -- the list shows what the user was shown: erased with them
+    call('RPUSH', key('user_contributions', e.user_id), cjson.encode({e.recommendation_id}))
     local metrics = key('recommender_metrics', e.recommender)
     call('HINCRBY', metrics, 'impression', 1)
     call('HINCRBY', metrics, 'items_shown', #e.item_ids)
@@ -248,18 +281,85 @@ local function apply_item(e)
   categories_of[item] = new_categories
 end
 
+-- erasure ---------------------------------------------------------------------------------
+-- Every key that belongs to one user (the scratch copy of an erasure has the same ones).
+local PER_USER_STATE = {'user_recent', 'user_recent_types', 'user_affinity',
+                        'user_category_affinity', 'user_watermark'}
+local OTHER_PER_USER = {'user_shown', 'user_event_ids', 'user_preferences',
+                        'user_contributions'}
+
+local function delete_user_keys(user)
+  for _, names in ipairs({PER_USER_STATE, OTHER_PER_USER}) do
+    for _, name in ipairs(names) do call('DEL', key(name, user)) end
+  end
+end
+
+-- Takes the user's logged contributions back out, from where an interrupted call stopped;
+-- returns false when the command budget ran out first (the caller comes back for the rest).
+local function forget(e)
+  local user = e.user_id
+  local progress = key('erasure', user)
+  local scratch = UNIT .. 'erasing' .. UNIT .. user
+  local contributions = key('user_contributions', user)
+  local done = tonumber(call('HGET', progress, 'done') or '0')
+  local total = call('LLEN', contributions)
+  local started = done
+  while done < total do
+    if done > started and commands >= config.max_commands then  -- always some progress
+      call('HSET', progress, 'done', done)
+      return false
+    end
+    local entry = cjson.decode(call('LINDEX', contributions, done))
+    if #entry == 3 then
+      learn_interaction(scratch, entry[1], entry[2], entry[3], -1)
+    else
+      call('DEL', key('recommendation', entry[1]))
+    end
+    done = done + 1
+  end
+  delete_user_keys(user)
+  delete_user_keys(scratch)
+  call('DEL', progress)
+  call('HSET', K.erased_users, user, e.timestamp)
+  call('HSET', K.erasures, e.event_id, cjson.encode({
+    user = e.pseudonym, requested_at_ms = e.timestamp, erased_at_ms = applied_at,
+    contributions_removed = total}))
+  return true
+end
+
+local erased_at = {}
+local function erased_before(user, ts)
+  local at = erased_at[user]
+  if at == nil then
+    at = tonumber(call('HGET', K.erased_users, user) or '-1')
+    erased_at[user] = at
+  end
+  return ts <= at
+end
+
 -- the batch ------------------------------------------------------------------------------
 local applied, skipped, dead_lettered, items, duplicate_events = 0, 0, 0, 0, 0
+local erased_dropped, forgotten = 0, 0
 local taken = 0
 for _, r in ipairs(records) do
   if taken > 0 and commands >= config.max_commands then break end
-  taken = taken + 1
   local e = named(r)
   local kind = r[1]
+  if kind == 'forget' and fresh(e.source, e.offset) then
+    if not forget(e) then break end  -- not taken: the next call resumes it
+    forgotten = forgotten + 1
+    erased_at[e.user_id] = nil
+  end
+  taken = taken + 1
   if kind == 'epoch' and new_log(e.source, e.offset, e.log_id) then
     -- the guard of this source now starts at the epoch record
   elseif not first_delivery(e.source, e.offset) then
-    skipped = skipped + 1
+    if kind ~= 'forget' then skipped = skipped + 1 end
+  elseif kind == 'forget' then
+    -- done above
+  elseif (kind == 'interaction' or kind == 'impression')
+      and erased_before(e.user_id, e.timestamp) then
+    erased_dropped = erased_dropped + 1
   elseif kind == 'interaction' or kind == 'impression' then
     if not first_time_event(e.user_id, e.event_id) then
       duplicate_events = duplicate_events + 1
@@ -292,8 +392,6 @@ end
 -- Every per-user key is bounded and expires `user_state_ttl_seconds` after the user's last
 -- applied event (the history by `history_length`, the items a user touched by
 -- `affinity_items_kept`: the weakest are forgotten first, so they may be recommended again).
-local PER_USER_STATE = {'user_recent', 'user_recent_types', 'user_affinity',
-                        'user_category_affinity', 'user_watermark'}
 for user, newest in pairs(user_newest) do
   if interacting[user] then
     local recent_key = key('user_recent', user)
@@ -312,6 +410,7 @@ for user, newest in pairs(user_newest) do
   for _, name in ipairs(PER_USER_STATE) do
     call('EXPIRE', key(name, user), config.user_state_ttl_seconds)
   end
+  call('EXPIRE', key('user_contributions', user), config.user_state_ttl_seconds)
 end
 
 for source, offset in pairs(highest_applied) do
@@ -327,4 +426,6 @@ call('HINCRBY', K.counters, 'items_applied', items)
 call('HINCRBY', K.counters, 'dead_lettered', dead_lettered)
 call('HINCRBY', K.counters, 'duplicates_skipped', skipped)
 call('HINCRBY', K.counters, 'duplicate_events', duplicate_events)
+call('HINCRBY', K.counters, 'erased_events_dropped', erased_dropped)
+call('HINCRBY', K.counters, 'users_erased', forgotten)
 return {applied, skipped, dead_lettered, duplicate_events, taken}

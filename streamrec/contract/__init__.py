@@ -8,6 +8,7 @@ from .api_keys import ApiKey, ApiKeys, Scope, create_key, key_digest, load_keys,
 from .decay import DAY_MS, forward_decayed, half_life_ms, value_at
 from .events import (
     MAX_LIST_LENGTH,
+    ForgetRequest,
     Identifier,
     ImpressionEvent,
     InteractionEvent,
@@ -18,14 +19,16 @@ from .events import (
     describe_validation_error,
     parse_event,
     parse_item,
+    pseudonym,
     validation_context,
 )
 from .keys import LIST_SEPARATOR, SHOWN_SEPARATOR, RedisKeys, lua_script
-from .settings import IMPRESSION, Settings, Similarity
+from .settings import FORGET, IMPRESSION, Settings, Similarity
 from .topics import LOG_ID_HEADER, ensure_topics, produce_records
 
 __all__ = [
     "DAY_MS",
+    "FORGET",
     "IMPRESSION",
     "LIST_SEPARATOR",
     "LOG_ID_HEADER",
@@ -33,6 +36,7 @@ __all__ = [
     "SHOWN_SEPARATOR",
     "ApiKey",
     "ApiKeys",
+    "ForgetRequest",
     "Identifier",
     "ImpressionEvent",
     "InteractionEvent",
@@ -55,6 +59,7 @@ __all__ = [
     "parse_event",
     "parse_item",
     "produce_records",
+    "pseudonym",
     "revoke_key",
     "validation_context",
     "value_at",

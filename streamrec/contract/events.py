@@ -2,6 +2,7 @@
 service apply to it, so a record rejected by one is rejected by the other with the same reason.
 """
 
+import hashlib
 import math
 import time
 import unicodedata
@@ -23,7 +24,7 @@ from pydantic import (
     field_validator,
 )
 
-from .settings import IMPRESSION, Settings
+from .settings import FORGET, IMPRESSION, Settings
 
 #: Characters no id or label may hold. Ids are parts of Redis keys, URL paths, comma-separated
 #: `exclude` lists and log lines: '/' cannot be addressed in a path, ',' cannot be excluded.
@@ -121,18 +122,36 @@ class ImpressionEvent(_UserEvent):
         "unattributed", description="Which of the service's recommenders made the list.")
 
 
+class ForgetRequest(_UserEvent):
+    """Erase a user: everything they contributed is taken back out of the shared state and
+    their own keys are deleted; their events stamped at or before `timestamp` that arrive
+    later are dropped. `event_id` names the erasure (its audit entry)."""
+
+    event_type: Literal["forget"]
+
+    @property
+    def pseudonym(self) -> str:
+        return pseudonym(self.user_id)
+
+
+def pseudonym(user_id: str) -> str:
+    """How an erased user is named in the audit: not the id, but the same id every time."""
+    return hashlib.sha256(user_id.encode()).hexdigest()[:16]
+
+
 def _event_kind(value: Any) -> str:
     event_type = value.get("event_type") if isinstance(value, dict) else getattr(
         value, "event_type", None)
-    return _EVENT_KINDS[event_type == IMPRESSION]
+    return event_type if event_type in (IMPRESSION, FORGET) else "interaction"
 
 
 UserEvent = Annotated[
-    Annotated[InteractionEvent, Tag("interaction")] | Annotated[ImpressionEvent, Tag(IMPRESSION)],
+    Annotated[InteractionEvent, Tag("interaction")] | Annotated[ImpressionEvent, Tag(IMPRESSION)]
+    | Annotated[ForgetRequest, Tag(FORGET)],
     Discriminator(_event_kind),
 ]
 _USER_EVENT = TypeAdapter(UserEvent)
-_EVENT_KINDS = ("interaction", IMPRESSION)
+_EVENT_KINDS = ("interaction", IMPRESSION, FORGET)
 
 
 class ItemEvent(BaseModel):
@@ -208,7 +227,7 @@ def validation_context(settings: Settings, now_ms: int | None = None) -> dict[st
 
 def parse_event(
     raw: bytes | dict[str, Any], settings: Settings, now_ms: int | None = None
-) -> InteractionEvent | ImpressionEvent:
+) -> InteractionEvent | ImpressionEvent | ForgetRequest:
     """Validate one record of the events topic (JSON bytes or a decoded object): an
     interaction, or an impression when `event_type` is "impression". Raises InvalidRecord."""
     return _parse(_USER_EVENT, raw, settings, validation_context(settings, now_ms))

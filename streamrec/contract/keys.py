@@ -50,6 +50,11 @@ KEY_LAYOUT: tuple[KeySpec, ...] = (
             "categories u said they like (the service writes it: stated)"),
     KeySpec("user_watermark", "user:{}:watermark", "hash",
             "event_time_ms, applied_at_ms of u's newest applied event"),
+    KeySpec("user_contributions", "user:{}:contributions", "list",
+            "u's applied interactions in order (JSON [item, type, ts]) and the ids of lists "
+            "served to u ([id]): what erasure takes back out"),
+    KeySpec("erasure", "erasure:{}", "hash",
+            "done -> contributions of u already taken out by an erasure in progress"),
     KeySpec("item_cooccurrence", "item:{}:cooccurrence", "zset",
             "j -> c_ij, users who touched i and j close together (capped)"),
     KeySpec("item_next", "item:{}:next", "zset",
@@ -77,13 +82,17 @@ KEY_LAYOUT: tuple[KeySpec, ...] = (
             "\"topic:partition\" -> highest offset applied (the exactly-once guard)"),
     KeySpec("log_epochs", "log_epochs", "hash",
             "\"topic:partition\" -> id of the log the guard's offsets belong to"),
+    KeySpec("erased_users", "erased_users", "hash",
+            "user -> time (ms) of their erasure: their events stamped before it are dropped"),
+    KeySpec("erasures", "erasures", "hash",
+            "erasure id -> audit JSON: pseudonym, requested and erased at, what was removed"),
     KeySpec("stalled_partitions", "stalled_partitions", "hash",
             "\"topic:partition\" -> why the worker cannot apply it now (empty: all flowing)"),
     KeySpec("watermark", "watermark", "hash",
             "event_time_ms, applied_at_ms of the newest applied batch"),
     KeySpec("counters", "counters", "hash",
             "events_applied, dead_lettered, items_applied, duplicates_skipped (redelivered), "
-            "duplicate_events (event id resent)"),
+            "duplicate_events (event id resent), users_erased, erased_events_dropped"),
 )
 
 

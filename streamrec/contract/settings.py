@@ -183,8 +183,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_windows(self) -> "Settings":
-        if "impression" in self.event_weights:
-            raise ValueError("event_weights: 'impression' is reserved for served lists")
+        if {IMPRESSION, FORGET} & set(self.event_weights):
+            raise ValueError("event_weights: 'impression' and 'forget' are reserved")
         if self.history_length < max(self.pair_window, self.vote_items, self.sequence_window,
                                      self.sequence_votes):
             raise ValueError("history_length must be >= pair_window, vote_items, "
@@ -206,3 +206,5 @@ class Settings(BaseSettings):
 
 
 IMPRESSION = "impression"
+#: The event type of a request to erase a user (streamrec.contract.events.ForgetRequest).
+FORGET = "forget"

@@ -1,11 +1,15 @@
 """The write path's state on a hand-made stream: every counter, row and vector exactly."""
 
+import json
+
+import orjson
 import pytest
 from redis.asyncio import Redis
 
-from stream_app.state_writer import LUA, LogEpoch, StateWriter, StreamRecord
+from stream_app.state_writer import LUA, LogEpoch, StateWriter, StreamRecord, _encode
 from streamrec.contract import (
     DAY_MS,
+    ForgetRequest,
     ImpressionEvent,
     InteractionEvent,
     ItemEvent,
@@ -13,6 +17,7 @@ from streamrec.contract import (
     Settings,
     forward_decayed,
     half_life_ms,
+    pseudonym,
 )
 from tests.support.servers import Servers
 from tests.support.state import differences, dump_state
@@ -129,7 +134,11 @@ async def test_hand_made_stream_gives_exact_state(redis: Redis, small_settings: 
     assert state[k.watermark] == {"event_time_ms": str(t(11))}
     assert await redis.hget(k.watermark, "applied_at_ms") == b"123"
     assert state[k.counters] == {"events_applied": "11", "items_applied": "3",
-                                 "dead_lettered": "1", "duplicate_events": "0"}
+                                 "dead_lettered": "1", "duplicate_events": "0",
+                                 "users_erased": "0", "erased_events_dropped": "0"}
+    # What erasure would take back out: u2's interactions in order, and the list shown to u2.
+    assert [json.loads(entry) for entry in state[k.user_contributions("u2")]] == [
+        ["b", "view", t(4)], ["c", "view", t(5)], ["r1"], ["a", "click", t(11)]]
     assert state[k.applied_offsets] == {"items:0": "2", "events:0": str(len(STREAM))}
 
 
@@ -357,3 +366,93 @@ async def test_per_user_state_is_bounded_and_expires(redis: Redis, servers: Serv
                 k.user_category_affinity("u"), k.user_watermark("u"), k.user_event_ids("u")):
         if await redis.exists(key):
             assert 0 < await redis.ttl(key) <= 2 * 86400, key
+
+
+#: Users a and c are honest neighbours; b is to be forgotten: b forms pairs and next-item
+#: rules with their items, brings "only-b" into their rows, is shown a list and clicks it.
+ERASURE_CATALOGUE = [ItemEvent(item_id=i, categories=[c]) for i, c in
+                     (("x", "shoes"), ("y", "shoes"), ("z", "hats"), ("only-b", "hats"))]
+ERASURE_STREAM = [("a", "x", "view"), ("b", "x", "view"), ("c", "y", "view"),
+                  ("b", "y", "purchase"), ("a", "y", "click"), ("b", "only-b", "view"),
+                  ("c", "x", "view"), ("b", "z", "add_to_cart"), ("a", "z", "view"),
+                  ("b", "x", "click"), ("c", "z", "purchase"), ("b", "shown", "impression"),
+                  ("b", "x", "purchase")]
+#: State that names no user and is not a shared aggregate: positions, counters, the audit.
+NOT_COMPARED = (":counters", ":applied_offsets", ":watermark", ":erasures", ":erased_users",
+                ":recommenders", ":metrics")
+
+
+def erasure_records(without: str | None = None) -> list[StreamRecord]:
+    records = [StreamRecord("items:0", k, item) for k, item in enumerate(ERASURE_CATALOGUE)]
+    for k, (user, item, kind) in enumerate(ERASURE_STREAM):
+        if user == without:
+            continue
+        if kind == "impression":
+            event: object = ImpressionEvent(
+                event_id=f"e{k}", user_id=user, event_type="impression", item_ids=["x", "z"],
+                timestamp=t(k), recommendation_id="list-b", recommender="personalised")
+        else:
+            event = view(f"e{k}", user, item, second=k, event_type=kind,
+                         recommendation_id="list-b" if k == 12 else None)
+        records.append(StreamRecord("events:0", k, event))
+    return records
+
+
+def forget(user: str, offset: int, second: int = 100) -> StreamRecord:
+    return StreamRecord("events:0", offset, ForgetRequest(
+        event_id=f"erase-{user}-{offset}", user_id=user, event_type="forget",
+        timestamp=t(second)))
+
+
+async def comparable(redis: Redis, prefix: str, renamed_to: str) -> dict[str, object]:
+    return {key.replace(prefix, renamed_to, 1): value
+            for key, value in (await dump_state(redis, prefix)).items()
+            if not key.endswith(NOT_COMPARED)}
+
+
+@pytest.mark.parametrize("budget", [100_000, 1], ids=["one call", "a call per command"])
+async def test_erasure_leaves_the_state_of_a_stream_without_the_user(
+        redis: Redis, servers: Servers, budget: int) -> None:
+    erased, never = (servers.settings(max_commands_per_script=budget) for _ in range(2))
+    await StateWriter(redis, erased).apply([*erasure_records(),
+                                            forget("b", len(ERASURE_STREAM))])
+    await StateWriter(redis, never).apply(erasure_records(without="b"))
+    assert not differences(await comparable(redis, erased.key_prefix, "p"),
+                           await comparable(redis, never.key_prefix, "p"))
+    k = RedisKeys(erased.key_prefix)
+    assert await redis.zscore(k.item_cooccurrence("x"), "only-b") is None
+    assert not await redis.exists(k.recommendation("list-b"))
+    audit = json.loads(await redis.hget(k.erasures, f"erase-b-{len(ERASURE_STREAM)}"))
+    assert audit["user"] == pseudonym("b") and audit["contributions_removed"] == 7
+
+
+async def test_an_erasure_interrupted_by_a_crash_ends_exact_when_redelivered(
+        redis: Redis, servers: Servers) -> None:
+    erased, never = (servers.settings(max_commands_per_script=3) for _ in range(2))
+    writer = StateWriter(redis, erased)
+    await writer.apply(erasure_records())
+    request = forget("b", len(ERASURE_STREAM))
+    for _ in range(2):  # two calls' worth of progress, then the worker dies
+        await writer._script(args=[orjson.dumps(dict(writer._config, applied_at_ms=5)),
+                                   orjson.dumps([_encode(request)])])
+    assert await redis.exists(RedisKeys(erased.key_prefix).erasure("b"))
+    await writer.apply([request])  # redelivered after the restart
+    await writer.apply([request])  # and once more: nothing happens twice
+    await StateWriter(redis, never).apply(erasure_records(without="b"))
+    assert not differences(await comparable(redis, erased.key_prefix, "p"),
+                           await comparable(redis, never.key_prefix, "p"))
+
+
+async def test_after_an_erasure_old_events_are_dropped_and_new_ones_start_afresh(
+        redis: Redis, settings: Settings) -> None:
+    writer = StateWriter(redis, settings)
+    k = RedisKeys(settings.key_prefix)
+    await writer.apply([*erasure_records(), forget("b", 100, second=50)])
+    late = await writer.apply([StreamRecord("events:0", 101, view("old", "b", "y", second=40)),
+                               StreamRecord("events:0", 102, view("new", "b", "z", second=60))])
+    assert late.applied == 1
+    assert await redis.hget(k.counters, "erased_events_dropped") == b"1"
+    assert await redis.zrange(k.user_recent("b"), 0, -1) == [b"z"]
+    again = await writer.apply([forget("b", 103, second=70)])  # idempotent: nothing left
+    assert not await redis.exists(k.user_recent("b"))
+    assert again.applied == 0

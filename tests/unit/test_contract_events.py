@@ -96,9 +96,10 @@ def test_an_impression_is_one_event_per_shown_list() -> None:
         parse_event({**shown, "item_ids": []}, SETTINGS, now_ms=NOW_MS)
 
 
-def test_impression_cannot_be_given_a_weight() -> None:
-    with pytest.raises(ValueError, match="'impression' is reserved"):
-        Settings(event_weights={"impression": 1.0})
+@pytest.mark.parametrize("reserved", ["impression", "forget"])
+def test_impression_and_forget_cannot_be_given_a_weight(reserved: str) -> None:
+    with pytest.raises(ValueError, match="'impression' and 'forget' are reserved"):
+        Settings(event_weights={reserved: 1.0})
 
 
 def test_item_events() -> None:
