@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Real-time recommendations learned from event streams.")
     install_error_handlers(app)
     for router in (routes.users, routes.sessions, routes.items, routes.trending, routes.events,
-                   routes.metrics, routes.health):
+                   routes.metrics, routes.erasures, routes.health):
         app.include_router(router)
     # Added last runs first: CORS, then the body's size and type, then who and how much.
     app.add_middleware(Gate, capacity=settings.max_inflight_cost,

@@ -205,6 +205,42 @@ def revoke_key_command(name: Annotated[str, typer.Argument(help="The key's name.
     typer.echo(f"revoked {name!r}")
 
 
+@app.command()
+def forget(
+    user_id: Annotated[str, typer.Argument(help="The user to erase.")],
+    wait: Annotated[float, typer.Option(help="Seconds to wait for the worker.")] = 30.0,
+) -> None:
+    """Erase a user exactly (their contributions to shared rankings and rows, their own state
+    and served lists), through the events topic in order with their events; prints the audit."""
+    import time
+    import uuid
+
+    from pydantic import ValidationError
+    from redis import Redis
+
+    from streamrec.contract import FORGET, ForgetRequest, RedisKeys, produce_records
+
+    settings = Settings()
+    try:
+        request = ForgetRequest(event_id=uuid.uuid4().hex, user_id=user_id, event_type=FORGET,
+                                timestamp=int(time.time() * 1000))
+    except ValidationError as error:
+        raise typer.BadParameter(str(error).splitlines()[-1], param_hint="USER_ID") from None
+    asyncio.run(produce_records(settings, settings.events_topic,
+                                [(user_id.encode(), request.model_dump_json().encode())]))
+    erasures = RedisKeys(settings.key_prefix).erasures
+    with Redis.from_url(settings.redis_url) as redis:
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            audit = redis.hget(erasures, request.event_id)
+            if audit is not None:
+                typer.echo(audit.decode())
+                return
+            time.sleep(0.1)
+    typer.echo(f"erasure {request.event_id} requested; the worker has not finished it yet")
+    raise typer.Exit(2)
+
+
 @app.command("settings")
 def show_settings(
     markdown: Annotated[bool, typer.Option(help="Every setting as the README's table.")] = False,

@@ -1,5 +1,6 @@
 """One router per resource."""
 
+from .erasures import router as erasures
 from .events import router as events
 from .health import router as health
 from .items import router as items
@@ -8,4 +9,4 @@ from .sessions import router as sessions
 from .trending import router as trending
 from .users import router as users
 
-__all__ = ["events", "health", "items", "metrics", "sessions", "trending", "users"]
+__all__ = ["erasures", "events", "health", "items", "metrics", "sessions", "trending", "users"]

@@ -34,9 +34,3 @@ async def metrics(recommender: RecommenderDep) -> Metrics:
         },
         counters=await reader.counters(),
     )
-
-
-@router.get("/erasures", dependencies=[Admin])
-async def erasures(recommender: RecommenderDep) -> list[dict[str, object]]:
-    """The audit of every erasure: pseudonym, when requested and done, what was removed."""
-    return await recommender.reader.erasures()

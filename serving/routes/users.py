@@ -1,10 +1,9 @@
 import asyncio
 import time
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, Field
 
 from streamrec.contract import FORGET, MAX_LIST_LENGTH, ForgetRequest
 
@@ -22,6 +21,7 @@ from ..dependencies import (
 )
 from ..profiles import Preferences
 from ..recommender import RecommendationList
+from .erasures import Erasure
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
 
@@ -57,20 +57,6 @@ async def get_preferences(user_id: UserId, profiles: ProfilesDep) -> Preferences
     return await profiles.load(user_id)
 
 
-class Erasure(BaseModel):
-    erasure_id: str
-    status: Literal["done", "pending"]
-    user: str = Field(description="The erased user's pseudonym (SHA-256 of the id, 16 hex).")
-    requested_at_ms: int
-    erased_at_ms: int | None = None
-    contributions_removed: int | None = Field(
-        None, description="Interactions and served lists taken back out.")
-
-
-#: How long DELETE waits for the worker to finish an erasure before answering 202.
-ERASURE_WAIT_SECONDS = 10.0
-
-
 @router.delete("/{user_id}", response_model=Erasure, dependencies=[Admin],
                responses={202: {"model": Erasure, "description": "Accepted, still running."}})
 async def forget_user(user_id: UserId, publisher: PublisherDep, settings: SettingsDep,
@@ -83,7 +69,7 @@ async def forget_user(user_id: UserId, publisher: PublisherDep, settings: Settin
                             timestamp=int(time.time() * 1000))
     await publisher.publish(settings.events_topic,
                             [(user_id.encode(), request.model_dump_json().encode())])
-    deadline = time.monotonic() + ERASURE_WAIT_SECONDS
+    deadline = time.monotonic() + settings.erasure_wait_seconds
     while time.monotonic() < deadline:
         audit = await recommender.reader.erasure(request.event_id)
         if audit is not None:

@@ -8,7 +8,14 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
+from pydantic import (
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchase": 8.0}
@@ -162,6 +169,10 @@ class Settings(BaseSettings):
     http_port: int = Field(8000, ge=0, le=65535, description="Port of the HTTP service.")
     max_request_bytes: PositiveInt = Field(1_048_576, description="Largest accepted request body.")
     max_events_per_request: PositiveInt = Field(1000, description="Events in one POST at most.")
+    erasure_wait_seconds: NonNegativeFloat = Field(
+        10.0, description="How long DELETE /v1/users/{id} waits for the worker to finish the "
+        "erasure before answering 202 (pending)."
+    )
     max_small_request_bytes: PositiveInt = Field(
         65_536, description="Largest body of the other endpoints (sessions, preferences)."
     )
