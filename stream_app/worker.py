@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 
 from streamrec.contract import Settings, ensure_topics, parse_event, parse_item
 
+from .retention import sweep
 from .state_writer import BatchResult, StateWriter
 from .validation import RawRecord, Rejection, validate_records
 
@@ -36,6 +37,8 @@ REDIS_OUTAGE_ERRORS = (
     redis_errors.TimeoutError,
     redis_errors.BusyLoadingError,
 )
+#: How often the worker looks for users past the retention.
+RETENTION_SWEEP_SECONDS = 3600.0
 #: Longest pause between two attempts at a batch that does not get through.
 MAX_RETRY_DELAY_SECONDS = 5.0
 
@@ -143,6 +146,14 @@ def create_app(settings: Settings) -> faust.App:
         async for batch in stream.take_events(settings.batch_max_events,
                                               within=settings.batch_within_seconds):
             await process_batch(batch, lambda raw: parse_item(raw, settings))
+
+    if settings.user_retention_days is not None:
+        @app.timer(interval=RETENTION_SWEEP_SECONDS)
+        async def erase_inactive_users() -> None:
+            requested = await sweep(settings)
+            if requested:
+                log.info("retention: requested the erasure of %d inactive users",
+                         len(requested))
 
     @app.timer(interval=10.0)
     async def report_counters() -> None:

@@ -241,6 +241,24 @@ def forget(
     raise typer.Exit(2)
 
 
+@app.command()
+def sweep(
+    now_ms: Annotated[int | None, typer.Option(
+        help="Judge inactivity as of this time (epoch ms); default: now.")] = None,
+) -> None:
+    """Request the exact erasure of every user inactive for longer than
+    STREAMREC_USER_RETENTION_DAYS (the worker also does this every hour)."""
+    from stream_app.retention import sweep as sweep_inactive
+
+    settings = Settings()
+    if settings.user_retention_days is None:
+        raise typer.BadParameter("STREAMREC_USER_RETENTION_DAYS is not set")
+    requested = asyncio.run(sweep_inactive(settings, now_ms))
+    for request in requested:
+        typer.echo(f"{request.event_id}\t{request.pseudonym}")
+    typer.echo(f"requested the erasure of {len(requested)} inactive users", err=True)
+
+
 @app.command("settings")
 def show_settings(
     markdown: Annotated[bool, typer.Option(help="Every setting as the README's table.")] = False,

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
         "streamrec-dead-letter", description="Rejected records: original bytes, reason in headers."
     )
     topic_partitions: PositiveInt = Field(8, description="Partitions of the events topic.")
+    dead_letter_retention_days: PositiveInt = Field(
+        7, description="The dead-letter topic keeps records (which may hold personal data) "
+        "this long; set when the topic is created."
+    )
     consumer_group: str = Field("streamrec-worker", description="Kafka consumer group of workers.")
 
     # --- worker batching -------------------------------------------------------
@@ -92,6 +96,11 @@ class Settings(BaseSettings):
     affinity_items_kept: PositiveInt = Field(
         10_000, description="Items remembered per user (as seen, with affinities); past it the "
         "weakest are forgotten."
+    )
+    user_retention_days: PositiveInt | None = Field(
+        None, description="Users inactive this long are erased exactly (the worker sweeps "
+        "hourly; `streamrec sweep` at once); unset: kept until their state expires. Shorter "
+        "than STREAMREC_USER_STATE_TTL_DAYS."
     )
     user_state_ttl_days: PositiveInt = Field(
         365, description="A user's own state (history, affinities, stated preferences) "
@@ -196,6 +205,9 @@ class Settings(BaseSettings):
     def _check_windows(self) -> "Settings":
         if {IMPRESSION, FORGET} & set(self.event_weights):
             raise ValueError("event_weights: 'impression' and 'forget' are reserved")
+        if self.user_retention_days and self.user_retention_days >= self.user_state_ttl_days:
+            raise ValueError("user_retention_days must be shorter than user_state_ttl_days: "
+                             "a user's activity is read from state that expires then")
         if self.history_length < max(self.pair_window, self.vote_items, self.sequence_window,
                                      self.sequence_votes):
             raise ValueError("history_length must be >= pair_window, vote_items, "

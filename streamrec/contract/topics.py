@@ -39,7 +39,10 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
         try:
             await admin.start()
             existing = set(await admin.list_topics())
-            missing = [NewTopic(name, partitions, replication_factor=1)
+            retention = {settings.dead_letter_topic: {
+                "retention.ms": str(settings.dead_letter_retention_days * 86_400_000)}}
+            missing = [NewTopic(name, partitions, replication_factor=1,
+                                topic_configs=retention.get(name, {}))
                        for name, partitions in wanted.items() if name not in existing]
             if missing:
                 try:

@@ -132,3 +132,9 @@ def test_a_label_listed_twice_counts_once() -> None:
     item = parse_item({"item_id": "i", "categories": ["x", "y", "x"], "tags": ["t", "t"]},
                       SETTINGS)
     assert (item.categories, item.tags) == (["x", "y"], ["t"])
+
+
+def test_retention_must_be_shorter_than_the_state_it_reads() -> None:
+    with pytest.raises(ValueError, match="user_retention_days must be shorter"):
+        Settings(user_retention_days=400, user_state_ttl_days=365)
+    assert Settings(user_retention_days=30).user_retention_days == 30
