@@ -13,6 +13,8 @@ from redis.asyncio import Redis
 
 from streamrec.contract import (
     LIST_SEPARATOR,
+    RECOMMENDER_FIELD,
+    SHOWN_SEPARATOR,
     ForgetRequest,
     ImpressionEvent,
     InteractionEvent,
@@ -98,6 +100,8 @@ class StateWriter:
         self._config = {
             "keys": self._keys.templates(),
             "list_separator": LIST_SEPARATOR,
+            "shown_separator": SHOWN_SEPARATOR,
+            "recommender_field": RECOMMENDER_FIELD,
             "event_weights": settings.event_weights,
             "pair_window": settings.pair_window,
             "history_length": settings.history_length,

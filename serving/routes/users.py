@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from streamrec.contract import FORGET, MAX_LIST_LENGTH, ForgetRequest
+from streamrec.contract import FORGET, MAX_LIST_LENGTH, ForgetRequest, half_life_ms
 
 from ..dependencies import (
     Admin,
@@ -19,6 +19,7 @@ from ..dependencies import (
     UserId,
     Writer,
 )
+from ..portrait import Portrait, portrait
 from ..profiles import Preferences
 from ..recommender import RecommendationList
 from .erasures import Erasure
@@ -78,3 +79,14 @@ async def forget_user(user_id: UserId, publisher: PublisherDep, settings: Settin
     response.status_code = 202
     return Erasure(erasure_id=request.event_id, status="pending", user=request.pseudonym,
                    requested_at_ms=request.timestamp)
+
+
+@router.get("/{user_id}/profile", response_model=Portrait, dependencies=[Admin])
+async def profile(user_id: UserId, recommender: RecommenderDep, settings: SettingsDep
+                  ) -> Portrait:
+    """The user as the service sees them: recent items with type and time, top categories
+    with decayed affinity, stated preferences, event counts by type, first and last seen,
+    lists shown and acted on. Also the answer to a person asking to see their data."""
+    return await portrait(recommender.reader.redis, recommender.reader.keys, user_id,
+                          anchor_ms=settings.decay_anchor_ms,
+                          affinity_half_life_ms=half_life_ms(settings.affinity_half_life_days))

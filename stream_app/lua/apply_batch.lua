@@ -46,9 +46,10 @@ local sequence_window = config.sequence_window
 local window_length = math.max(pair_window, sequence_window)
 local anchor = config.decay_anchor_ms
 local applied_at = config.applied_at_ms
--- Ids are printable (the contract forbids control characters): \31 cannot occur in one.
-local UNIT = '\31'
-local RECOMMENDER_FIELD = UNIT .. 'recommender'
+-- Ids are printable (the contract forbids control characters): the separator (\31, from
+-- streamrec.contract.keys like the recommender field's name) cannot occur in one.
+local UNIT = config.shown_separator
+local RECOMMENDER_FIELD = config.recommender_field
 -- What remains of an entry after a subtraction that is within rounding of nothing.
 local ROUNDING = 1e-12
 

@@ -22,7 +22,13 @@ from .events import (
     pseudonym,
     validation_context,
 )
-from .keys import LIST_SEPARATOR, SHOWN_SEPARATOR, RedisKeys, lua_script
+from .keys import (
+    LIST_SEPARATOR,
+    RECOMMENDER_FIELD,
+    SHOWN_SEPARATOR,
+    RedisKeys,
+    lua_script,
+)
 from .settings import FORGET, IMPRESSION, Settings, Similarity
 from .topics import LOG_ID_HEADER, ensure_topics, produce_records
 
@@ -33,6 +39,7 @@ __all__ = [
     "LIST_SEPARATOR",
     "LOG_ID_HEADER",
     "MAX_LIST_LENGTH",
+    "RECOMMENDER_FIELD",
     "SHOWN_SEPARATOR",
     "ApiKey",
     "ApiKeys",

@@ -17,6 +17,9 @@ LIST_SEPARATOR = "|"
 #: Separator of the item ids of one shown list in user:{u}:shown (ids have no control
 #: characters; apply_batch.lua's UNIT).
 SHOWN_SEPARATOR = "\x1f"
+#: The field of recommendation:{id} naming the recommender (the item fields are bare ids;
+#: counted events are SHOWN_SEPARATOR + type + SHOWN_SEPARATOR + item).
+RECOMMENDER_FIELD = SHOWN_SEPARATOR + "recommender"
 #: The slot of the id in a per-id key's pattern.
 ID_SLOT = "{}"
 

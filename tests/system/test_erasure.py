@@ -7,6 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,3 +82,40 @@ def test_posting_a_forget_event_is_refused(service: tuple) -> None:
         "user_id": "someone", "event_type": "forget"})
     assert refused.status_code == 422
     assert "DELETE /v1/users/{user_id}" in refused.json()["details"][0]
+
+
+def test_the_profile_shows_what_the_service_holds_about_a_user(service: tuple) -> None:
+    base, app, admin, _ = service
+    assert httpx.post(f"{base}/v1/items", headers=admin, json={
+        "item_id": "boot", "categories": ["shoes"]}).status_code == 403  # admin is not catalogue
+    at = int(time.time() * 1000) - 5000
+    posted = [{"user_id": "portrait", "item_id": item, "event_type": kind, "timestamp": at + k}
+              for k, (item, kind) in enumerate([("boot", "view"), ("lace", "view"),
+                                                ("boot", "purchase")])]
+    assert httpx.post(f"{base}/v1/events", json=posted, headers=app).status_code == 202
+    assert httpx.put(f"{base}/v1/users/portrait/preferences", headers=app,
+                     json={"categories": ["shoes"]}).status_code == 200
+    url = f"{base}/v1/users/portrait/profile"
+    assert httpx.get(url, headers=app).status_code == 403
+    wait_for(lambda: httpx.get(url, headers=admin).json()["events_by_type"].get("purchase"),
+             "the purchase", 30)
+    profile = httpx.get(url, headers=admin).json()
+    assert [(r["item_id"], r["event_type"], r["at_ms"]) for r in profile["recent"]] == [
+        ("boot", "purchase", at + 2), ("lace", "view", at + 1)]
+    assert profile["events_by_type"] == {"view": 2, "purchase": 1}
+    assert (profile["first_seen_ms"], profile["last_seen_ms"]) == (at, at + 2)
+    assert profile["stated_preferences"] == ["shoes"]
+    assert (profile["lists_shown"], profile["lists_acted_on"]) == (0, 0)
+
+
+def test_the_profile_counts_lists_shown_and_acted_on(service: tuple) -> None:
+    base, app, admin, _ = service
+    url = f"{base}/v1/users/portrait/profile"
+    served = httpx.get(f"{base}/v1/users/portrait/recommendations", headers=app).json()
+    assert served["items"]
+    wait_for(lambda: httpx.get(url, headers=admin).json()["lists_shown"] == 1, "the list", 30)
+    assert httpx.post(f"{base}/v1/events", headers=app, json={
+        "user_id": "portrait", "item_id": served["items"][0]["item_id"], "event_type": "click",
+        "recommendation_id": served["recommendation_id"]}).status_code == 202
+    wait_for(lambda: httpx.get(url, headers=admin).json()["lists_acted_on"] == 1,
+             "the click on it", 30)
