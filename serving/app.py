@@ -20,6 +20,7 @@ from . import routes
 from .auth import Auth, KeyRing, RateLimiter
 from .errors import install_error_handlers
 from .guards import BodyGuard, Gate
+from .log_privacy import PseudonymousAccessLog
 from .profiles import Profiles
 from .publisher import EventPublisher
 from .recommender import Recommender
@@ -120,5 +121,7 @@ def run_service(settings: Settings, log_level: str = "info") -> None:
         logging.getLogger(__name__).warning(
             "STREAMREC_AUTH=disabled: anyone who reaches this port may do anything")
 
+    if settings.id_key is not None:
+        logging.getLogger("uvicorn.access").addFilter(PseudonymousAccessLog(settings.id_key))
     uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port,
                 log_level=log_level, timeout_graceful_shutdown=10)

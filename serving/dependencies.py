@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
 
-from streamrec.contract import MAX_LIST_LENGTH, Identifier, Label, Settings
+from streamrec.contract import MAX_LIST_LENGTH, Identifier, Label, Settings, pseudonymise
 
 from .auth import require
 from .impressions import publish_impressions
@@ -36,12 +36,21 @@ RecommenderDep = Annotated[Recommender, Depends(_recommender)]
 PublisherDep = Annotated[EventPublisher, Depends(_publisher)]
 ProfilesDep = Annotated[Profiles, Depends(_profiles)]
 
-UserId = Annotated[Identifier, Path()]
+def _user_id(request: Request, user_id: Annotated[Identifier, Path()]) -> str:
+    return pseudonymise(user_id, request.app.state.settings.id_key)
+
+
+def _optional_user(request: Request, user_id: Annotated[Identifier | None, Query(
+        description="Who is shown the list: filters their seen items, records impressions "
+        "(with the write scope).")] = None) -> str | None:
+    return None if user_id is None else pseudonymise(user_id, request.app.state.settings.id_key)
+
+
+#: A user id from the path or the query, as the service stores it (its pseudonym with
+#: STREAMREC_ID_HMAC_KEY set).
+UserId = Annotated[str, Depends(_user_id)]
+OptionalUser = Annotated[str | None, Depends(_optional_user)]
 ItemId = Annotated[Identifier, Path()]
-OptionalUser = Annotated[
-    Identifier | None,
-    Query(description="Who is shown the list: filters their seen items, records impressions."),
-]
 
 
 @dataclass

@@ -64,7 +64,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def gone(request: Request, _: ClientDisconnect) -> JSONResponse:
         """The client left while sending its body: nobody reads this answer, and it is not
         the service's error (no traceback in the log)."""
-        log.info("client left during %s %s", request.method, request.url.path)
+        route = request.scope.get("route")  # its template: no id from the URL in the log
+        log.info("client left during %s %s", request.method, getattr(route, "path", "?"))
         return error_response(400, "the client disconnected")
 
     @app.exception_handler(HTTPException)

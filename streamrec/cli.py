@@ -218,16 +218,23 @@ def forget(
     from pydantic import ValidationError
     from redis import Redis
 
-    from streamrec.contract import FORGET, ForgetRequest, RedisKeys, produce_records
+    from streamrec.contract import (
+        FORGET,
+        ForgetRequest,
+        RedisKeys,
+        produce_records,
+        pseudonymise,
+    )
 
     settings = Settings()
     try:
-        request = ForgetRequest(event_id=uuid.uuid4().hex, user_id=user_id, event_type=FORGET,
-                                timestamp=int(time.time() * 1000))
+        request = ForgetRequest(event_id=uuid.uuid4().hex,
+                                user_id=pseudonymise(user_id, settings.id_key),
+                                event_type=FORGET, timestamp=int(time.time() * 1000))
     except ValidationError as error:
         raise typer.BadParameter(str(error).splitlines()[-1], param_hint="USER_ID") from None
     asyncio.run(produce_records(settings, settings.events_topic,
-                                [(user_id.encode(), request.model_dump_json().encode())]))
+                                [(request.user_id.encode(), request.model_dump_json().encode())]))
     erasures = RedisKeys(settings.key_prefix).erasures
     with Redis.from_url(settings.redis_url) as redis:
         deadline = time.monotonic() + wait

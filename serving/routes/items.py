@@ -22,7 +22,7 @@ router = APIRouter(prefix="/v1/items", tags=["items"])
 @router.get("/{item_id}/similar", response_model=RecommendationList,
             dependencies=[Reader])
 async def similar_items(item_id: ItemId, options: ListQuery, recommender: RecommenderDep,
-                        shown: Shown, user_id: OptionalUser = None) -> RecommendationList:
+                        shown: Shown, user_id: OptionalUser) -> RecommendationList:
     """Items most often used together with `item_id`, by normalised co-occurrence."""
     return shown(user_id, await recommender.similar_items(
         item_id, options.n, category=options.category, exclude=options.excluded))

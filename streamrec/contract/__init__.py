@@ -29,6 +29,7 @@ from .keys import (
     RedisKeys,
     lua_script,
 )
+from .pseudonyms import pseudonymise
 from .settings import FORGET, IMPRESSION, Settings, Similarity
 from .topics import LOG_ID_HEADER, ensure_topics, produce_records
 
@@ -67,6 +68,7 @@ __all__ = [
     "parse_item",
     "produce_records",
     "pseudonym",
+    "pseudonymise",
     "revoke_key",
     "validation_context",
     "value_at",

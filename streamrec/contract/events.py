@@ -24,6 +24,7 @@ from pydantic import (
     field_validator,
 )
 
+from .pseudonyms import pseudonymise
 from .settings import FORGET, IMPRESSION, Settings
 
 #: Characters no id or label may hold. Ids are parts of Redis keys, URL paths, comma-separated
@@ -81,6 +82,11 @@ class _UserEvent(BaseModel):
     session_id: Identifier | None = None
     recommendation_id: Identifier | None = None
     properties: dict[Identifier, PropertyValue] = Field(default_factory=dict, max_length=32)
+
+    @field_validator("user_id")
+    @classmethod
+    def _pseudonymised(cls, value: str, info: ValidationInfo) -> str:
+        return pseudonymise(value, (info.context or {}).get("id_key"))
 
     @field_validator("timestamp", mode="before")
     @classmethod
@@ -222,6 +228,7 @@ def validation_context(settings: Settings, now_ms: int | None = None) -> dict[st
     return {
         "event_types": settings.event_types,
         "latest_ms": now_ms + int(settings.max_future_seconds * 1000),
+        "id_key": settings.id_key,
     }
 
 

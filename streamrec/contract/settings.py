@@ -14,6 +14,7 @@ from pydantic import (
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
+    SecretStr,
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -168,6 +169,11 @@ class Settings(BaseSettings):
         None, description="JSON file of API keys (names, scopes, SHA-256 only), written by "
         "`streamrec keys`; re-read when it changes."
     )
+    id_hmac_key: SecretStr | None = Field(
+        None, description="When set, user ids are replaced by a keyed HMAC-SHA256 of them "
+        "wherever they enter (events, URLs), so nothing stores or logs a raw user id; "
+        "changing it orphans what was learned under the old key."
+    )
     rate_limit_per_second: PositiveFloat = Field(
         200.0, description="Requests a second per API key on average (per service process)."
     )
@@ -217,10 +223,18 @@ class Settings(BaseSettings):
     def as_environment(self) -> dict[str, str]:
         """`STREAMREC_*` variables that give a child process these same settings (unset
         optional settings are left out: they are unset there too)."""
+        values = self.model_dump(mode="json")
+        if self.id_hmac_key is not None:  # dumped masked; the child needs the secret itself
+            values["id_hmac_key"] = self.id_hmac_key.get_secret_value()
         return {
             f"STREAMREC_{name.upper()}": value if isinstance(value, str) else json.dumps(value)
-            for name, value in self.model_dump(mode="json").items() if value is not None
+            for name, value in values.items() if value is not None
         }
+
+    @property
+    def id_key(self) -> bytes | None:
+        """The pseudonyms' HMAC key, as bytes; None when user ids are kept as given."""
+        return None if self.id_hmac_key is None else self.id_hmac_key.get_secret_value().encode()
 
     @property
     def event_types(self) -> frozenset[str]:

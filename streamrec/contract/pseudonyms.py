@@ -1,0 +1,27 @@
+"""Pseudonymous user ids: with STREAMREC_ID_HMAC_KEY set, every user id is replaced by a keyed
+HMAC-SHA256 of it (truncated to 128 bits, URL-safe) where it enters: the event validator both
+the service and the worker apply, and the service's URL paths and queries. Callers keep
+using their own ids; Redis, the worker's topics as the service writes them, and the logs see
+only pseudonyms.
+
+An id that already has a pseudonym's shape is taken as one (the service pseudonymises the
+events it publishes, and the worker validates them again). Changing the key changes every
+pseudonym: the state learned under the old key is then no one's (it can be erased only by
+the old pseudonyms, or left to expire).
+"""
+
+import base64
+import hashlib
+import hmac
+import re
+
+PSEUDONYM_PREFIX = "p_"
+PSEUDONYM_PATTERN = re.compile(r"^p_[A-Za-z0-9_-]{22}$")
+
+
+def pseudonymise(user_id: str, key: bytes | None) -> str:
+    """The pseudonym of `user_id` under `key`; the id itself without a key."""
+    if key is None or PSEUDONYM_PATTERN.match(user_id):
+        return user_id
+    digest = hmac.new(key, user_id.encode(), hashlib.sha256).digest()[:16]
+    return PSEUDONYM_PREFIX + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()

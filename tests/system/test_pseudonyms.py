@@ -1,0 +1,68 @@
+"""With STREAMREC_ID_HMAC_KEY, no raw user id reaches Redis or a log line, whichever way it
+came in (HTTP bodies, paths and queries, Kafka records), and the same user is one user
+whichever way their events arrive."""
+
+import asyncio
+import json
+from pathlib import Path
+
+import httpx
+import redis.asyncio
+
+from streamrec.contract import RedisKeys, ensure_topics, produce_records, pseudonymise
+from tests.support.processes import ChildProcesses, wait_for
+from tests.support.servers import Servers
+from tests.support.state import dump_state
+
+KEY = "a secret only the operator knows"
+RAW = ("alice-RAW-7", "bob-RAW-8", "carol-RAW-9")
+
+
+def test_no_raw_user_id_is_stored_or_logged(servers: Servers, tmp_path: Path) -> None:
+    settings = servers.settings(id_hmac_key=KEY)
+    asyncio.run(ensure_topics(settings))
+    alice, bob, carol = RAW
+    children = ChildProcesses(settings, tmp_path)
+    try:
+        children.start_worker()
+        _, base = children.start_service()
+        posted = [{"user_id": user, "item_id": item, "event_type": "view"}
+                  for user in (alice, carol) for item in ("x", "y")]
+        assert httpx.post(f"{base}/v1/events", json=posted).status_code == 202
+        asyncio.run(produce_records(settings, settings.events_topic, [
+            (bob.encode(), json.dumps({"event_id": f"b{k}", "user_id": bob, "item_id": item,
+                                       "event_type": "view", "timestamp": 1_764_000_000_000 + k}
+                                      ).encode()) for k, item in enumerate(("x", "z"))]))
+        bob_key = RedisKeys(settings.key_prefix).user_recent(pseudonymise(bob, KEY.encode()))
+
+        async def bob_learned() -> bool:
+            client = redis.asyncio.Redis.from_url(settings.redis_url)
+            try:
+                return bool(await client.exists(bob_key))
+            finally:
+                await client.aclose()
+
+        wait_for(lambda: asyncio.run(bob_learned()), "bob's events from Kafka", 30)
+        # bob by his own id over HTTP is the user the worker learned from Kafka
+        listed = wait_for(lambda: httpx.get(f"{base}/v1/users/{bob}/recommendations").json()[
+            "items"], "bob's list", 30)
+        assert "x" not in {item["item_id"] for item in listed}  # his seen item is filtered
+        assert httpx.get(f"{base}/v1/trending", params={"user_id": alice}).status_code == 200
+        assert httpx.put(f"{base}/v1/users/{alice}/preferences",
+                         json={"categories": ["c"]}).status_code == 200
+        assert httpx.delete(f"{base}/v1/users/{carol}", timeout=30).json()["status"] == "done"
+
+        async def everything_stored() -> str:
+            client = redis.asyncio.Redis.from_url(settings.redis_url)
+            try:
+                return repr(await dump_state(client, settings.key_prefix))
+            finally:
+                await client.aclose()
+
+        stored = asyncio.run(everything_stored())
+        logged = "".join(path.read_text(errors="replace") for path in tmp_path.glob("*.log"))
+        assert "/v1/users/p_" in logged  # the access log is there, with pseudonyms
+        for raw in RAW:
+            assert raw not in stored and raw not in logged
+    finally:
+        children.stop_all()
