@@ -61,7 +61,8 @@ async def run(url: str, rate: float | None, concurrency: int | None, seconds: fl
         elapsed = time.perf_counter() - begin
     latencies.sort()
     return {"offered": rate, "concurrency": concurrency, "requests": len(latencies),
-            "achieved": len(latencies) / elapsed, "errors": errors,
+            # goodput: answers refused (429/503) or too slow are not achieved
+            "achieved": (len(latencies) - errors) / elapsed, "errors": errors,
             "p50_ms": quantile(latencies, 0.50), "p95_ms": quantile(latencies, 0.95),
             "p99_ms": quantile(latencies, 0.99)}
 

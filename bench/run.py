@@ -195,7 +195,8 @@ def bench_serving(servers: object, workdir: Path, prefix: str, rates: list[float
                   concurrency: int, seconds: float) -> dict:
     settings = Settings(kafka_bootstrap_servers=servers.broker.bootstrap_servers,
                         redis_url=servers.redis.url, key_prefix=prefix, http_port=free_port(),
-                        auth="disabled")  # the cost of serving, not of key checks
+                        auth="disabled",  # the cost of serving, not of key checks
+                        max_inflight_cost_per_caller=Settings().max_inflight_cost)  # one client
     service = start_child([sys.executable, "-m", "streamrec", "serve", "--log-level", "warning"],
                           workdir / f"{prefix}-service.log", child_environment(settings))
     base = f"http://127.0.0.1:{settings.http_port}"
@@ -222,9 +223,10 @@ class AiokafkaSender:
     """Our own producer: one event per request, acknowledged."""
 
     def __init__(self, bootstrap: str) -> None:
-        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        self.bootstrap = bootstrap
 
     async def start(self) -> None:
+        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap)  # in the loop
         await self.producer.start()
 
     async def send(self, topic: str, key: bytes, value: bytes) -> None:

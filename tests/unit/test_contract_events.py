@@ -3,6 +3,9 @@
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from streamrec.contract import ImpressionEvent, InvalidRecord, Settings, parse_event, parse_item
 
@@ -138,3 +141,17 @@ def test_retention_must_be_shorter_than_the_state_it_reads() -> None:
     with pytest.raises(ValueError, match="user_retention_days must be shorter"):
         Settings(user_retention_days=400, user_state_ttl_days=365)
     assert Settings(user_retention_days=30).user_retention_days == 30
+
+
+@given(st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x7f), min_size=1,
+               max_size=12))
+@hypothesis_settings(max_examples=300, deadline=None)
+def test_ascii_ids_follow_the_rule_exactly(item_id: str) -> None:
+    """The fast path for ASCII ids accepts exactly what the rule says."""
+    allowed = (item_id == item_id.strip() and not set(item_id) & set("/,")
+               and all(0x20 <= ord(c) < 0x7f for c in item_id))
+    try:
+        assert parse_event(interaction(item_id=item_id), SETTINGS).item_id == item_id
+        assert allowed, item_id
+    except InvalidRecord:
+        assert not allowed, item_id
