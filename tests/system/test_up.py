@@ -29,8 +29,12 @@ def start_up(data_dir: Path, port: int, log: Path) -> subprocess.Popen:
     process = subprocess.Popen([sys.executable, "-m", "streamrec", "up", "--data-dir",
                                 str(data_dir)], stdout=log.open("ab"),
                                stderr=subprocess.STDOUT, env=env)
-    wait_until_healthy(f"http://127.0.0.1:{port}", process, 60)
-    wait_for(lambda: banners(log) > before, "its banner", 10)
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}", process, 60)
+        wait_for(lambda: banners(log) > before, "its banner", 10)
+    except BaseException:
+        process.kill()  # its children die with it
+        raise
     return process
 
 
@@ -57,13 +61,13 @@ def test_up_drains_on_ctrl_c_and_restarts_where_it_stopped(tmp_path: Path) -> No
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     up = start_up(data, port, log)
-    keys = printed_keys(log)
-    app, admin = keys["app"], keys["admin"]
-
-    def applied() -> int:
-        return counters(base, admin).get("events_applied", 0)
-
     try:
+        keys = printed_keys(log)
+        app, admin = keys["app"], keys["admin"]
+
+        def applied() -> int:
+            return counters(base, admin).get("events_applied", 0)
+
         post_views(base, app, 0, 2000)
         up.send_signal(signal.SIGINT)  # at once: most of the 2000 are not applied yet
         assert up.wait(timeout=90) == 0, log.read_text()[-3000:]
