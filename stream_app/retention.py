@@ -8,12 +8,17 @@ event). The watermark expires with the rest of the user's state
 """
 
 import time
-import uuid
 from collections.abc import Iterable
 
 from redis.asyncio import Redis
 
-from streamrec.contract import FORGET, ForgetRequest, RedisKeys, Settings, produce_records
+from streamrec.contract import (
+    ForgetRequest,
+    RedisKeys,
+    Settings,
+    forget_request,
+    produce_records,
+)
 
 #: Users whose watermark is read per round trip while scanning.
 SCAN_BATCH = 500
@@ -49,11 +54,9 @@ async def inactive_users(redis: Redis, settings: Settings, now_ms: int) -> list[
 
 
 async def request_erasures(settings: Settings, users: Iterable[str]) -> list[ForgetRequest]:
-    """Put a forget record for each user on the events topic, stamped now (the worker drops
-    their events stamped before it); returns the requests."""
-    stamp = int(time.time() * 1000)
-    requests = [ForgetRequest(event_id=uuid.uuid4().hex, user_id=user, event_type=FORGET,
-                              timestamp=stamp) for user in users]
+    """Put a forget record for each user (as stored) on the events topic; returns the
+    requests."""
+    requests = [forget_request(user) for user in users]
     await produce_records(settings, settings.events_topic, [
         (request.user_id.encode(), request.model_dump_json().encode()) for request in requests])
     return requests

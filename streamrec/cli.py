@@ -213,28 +213,19 @@ def forget(
     """Erase a user exactly (their contributions to shared rankings and rows, their own state
     and served lists), through the events topic in order with their events; prints the audit."""
     import time
-    import uuid
 
     from pydantic import ValidationError
     from redis import Redis
 
-    from streamrec.contract import (
-        FORGET,
-        ForgetRequest,
-        RedisKeys,
-        produce_records,
-        pseudonymise,
-    )
+    from stream_app.retention import request_erasures
+    from streamrec.contract import RedisKeys, pseudonymise
 
     settings = Settings()
     try:
-        request = ForgetRequest(event_id=uuid.uuid4().hex,
-                                user_id=pseudonymise(user_id, settings.id_key),
-                                event_type=FORGET, timestamp=int(time.time() * 1000))
+        [request] = asyncio.run(request_erasures(settings,
+                                                 [pseudonymise(user_id, settings.id_key)]))
     except ValidationError as error:
         raise typer.BadParameter(str(error).splitlines()[-1], param_hint="USER_ID") from None
-    asyncio.run(produce_records(settings, settings.events_topic,
-                                [(request.user_id.encode(), request.model_dump_json().encode())]))
     erasures = RedisKeys(settings.key_prefix).erasures
     with Redis.from_url(settings.redis_url) as redis:
         deadline = time.monotonic() + wait

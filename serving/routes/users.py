@@ -1,11 +1,10 @@
 import asyncio
 import time
-import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from streamrec.contract import FORGET, MAX_LIST_LENGTH, ForgetRequest, half_life_ms
+from streamrec.contract import MAX_LIST_LENGTH, forget_request, half_life_ms
 
 from ..dependencies import (
     Admin,
@@ -66,8 +65,7 @@ async def forget_user(user_id: UserId, publisher: PublisherDep, settings: Settin
     back out, exactly, and their own state, served lists and preferences deleted; their
     events stamped before now that arrive later are dropped. Goes through the events topic
     (in order with the user's events) and answers once the worker has done it (or 202)."""
-    request = ForgetRequest(event_id=uuid.uuid4().hex, user_id=user_id, event_type=FORGET,
-                            timestamp=int(time.time() * 1000))
+    request = forget_request(user_id)
     await publisher.publish(settings.events_topic,
                             [(user_id.encode(), request.model_dump_json().encode())])
     deadline = time.monotonic() + settings.erasure_wait_seconds

@@ -7,6 +7,7 @@ import math
 import re
 import time
 import unicodedata
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
@@ -146,6 +147,13 @@ class ForgetRequest(_UserEvent):
     @property
     def pseudonym(self) -> str:
         return pseudonym(self.user_id)
+
+
+def forget_request(user_id: str) -> ForgetRequest:
+    """A request to erase `user_id` (as stored), named by a fresh id and stamped now: the
+    user's events stamped before it that arrive later are dropped."""
+    return ForgetRequest(event_id=uuid.uuid4().hex, user_id=user_id, event_type=FORGET,
+                         timestamp=int(time.time() * 1000))
 
 
 def pseudonym(user_id: str) -> str:

@@ -1,6 +1,7 @@
 """The worker and the service as real child processes, the way production runs them."""
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -83,3 +84,8 @@ def alive(pid: int) -> bool:
         return False
     state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     return state != "Z"
+
+
+def printed_keys(text: str) -> dict[str, str]:
+    """name -> key, for the API keys `streamrec up` or the demo printed."""
+    return dict(re.findall(r"^  (app|admin) +\([a-z, ]+\): (sr_\S+)$", text, re.M))

@@ -2,7 +2,6 @@
 Ctrl-C leaves no process behind."""
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import httpx
 import pytest
 
 from streamrec.servers import free_port
-from tests.support.processes import alive, children_of, wait_for
+from tests.support.processes import alive, children_of, printed_keys, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +34,7 @@ def test_demo_serves_then_ctrl_c_stops_every_child(tmp_path: Path) -> None:
         text = "".join(output)
         assert f"streamrec is serving at http://127.0.0.1:{port}" in text, text
         assert "co-occurrence" in text and "because you" in text, text
-        keys = dict(re.findall(r"^  (app|admin) +\([a-z, ]+\): (sr_\S+)$", text, re.M))
+        keys = printed_keys(text)
         assert set(keys) == {"app", "admin"}, text
         app_key, admin_key = ({"Authorization": f"Bearer {keys[name]}"}
                               for name in ("app", "admin"))

@@ -3,7 +3,6 @@ a restart from the same directory keeps the state and applies new events once, a
 kill -9 of every process after the events were applied doubles nothing."""
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import httpx
 import pytest
 
 from streamrec.servers import free_port, wait_until_healthy
-from tests.support.processes import alive, children_of, wait_for
+from tests.support.processes import alive, children_of, printed_keys, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -38,10 +37,10 @@ def start_up(data_dir: Path, port: int, log: Path) -> subprocess.Popen:
     return process
 
 
-def printed_keys(log: Path) -> dict[str, dict[str, str]]:
+def printed_headers(log: Path) -> dict[str, dict[str, str]]:
     """name -> Authorization header, for the keys `up` printed."""
-    found = re.findall(r"^  (app|admin) +\([a-z, ]+\): (sr_\S+)$", log.read_text(), re.M)
-    return {name: {"Authorization": f"Bearer {key}"} for name, key in found}
+    return {name: {"Authorization": f"Bearer {key}"}
+            for name, key in printed_keys(log.read_text()).items()}
 
 
 def post_views(base: str, key: dict[str, str], first: int, count: int) -> None:
@@ -62,7 +61,7 @@ def test_up_drains_on_ctrl_c_and_restarts_where_it_stopped(tmp_path: Path) -> No
     base = f"http://127.0.0.1:{port}"
     up = start_up(data, port, log)
     try:
-        keys = printed_keys(log)
+        keys = printed_headers(log)
         app, admin = keys["app"], keys["admin"]
 
         def applied() -> int:
