@@ -97,10 +97,11 @@ def markdown(results: dict) -> str:
         "**Memory** (Redis `used_memory`, synthetic stream applied by the worker's writer, "
         "one run):",
         "",
-        "| events | used memory | bytes/event | items | bytes/item |",
-        "|---|---|---|---|---|",
+        "| events | used memory | bytes/event | of which the erasure log | items | bytes/item |",
+        "|---|---|---|---|---|---|",
         *(f"| {row['events']:,} | {row['used_memory_bytes'] / 2**20:,.0f} MiB | "
-          f"{row['bytes_per_event']:,.0f} | {row['items']:,} | {row['bytes_per_item']:,.0f} |"
+          f"{row['bytes_per_event']:,.0f} | {row['erasure_log_bytes_per_event']:,.0f} | "
+          f"{row['items']:,} | {row['bytes_per_item']:,.0f} |"
           for row in results["memory"]),
     ]
     return "\n".join(lines)

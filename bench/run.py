@@ -323,6 +323,14 @@ def bench_freshness(servers: object, workdir: Path, run: str, samples: int) -> d
             stop_child(process)
 
 
+async def memory_of(redis: Redis, pattern: str) -> int:
+    """Bytes Redis holds under the keys matching `pattern` (MEMORY USAGE, all samples)."""
+    total = 0
+    async for key in redis.scan_iter(match=pattern, count=1000):
+        total += await redis.memory_usage(key, samples=0) or 0
+    return total
+
+
 async def bench_memory(redis_url: str, counts: list[int]) -> list[dict]:
     results = []
     for count in counts:
@@ -335,10 +343,13 @@ async def bench_memory(redis_url: str, counts: list[int]) -> list[dict]:
             await writer.apply([StreamRecord("m:0", start + k, e)
                                 for k, e in enumerate(events[start:start + 500])])
         used = (await redis.info("memory"))["used_memory"]
-        items = await redis.hlen(RedisKeys(settings.key_prefix).item_user_counts)
+        keys = RedisKeys(settings.key_prefix)
+        items = await redis.hlen(keys.item_user_counts)
+        erasure_log = await memory_of(redis, keys.user_contributions("*"))
         results.append({"events": count, "used_memory_bytes": used,
                         "bytes_per_event": used / count, "items": items,
-                        "bytes_per_item": used / items})
+                        "bytes_per_item": used / items,
+                        "erasure_log_bytes_per_event": erasure_log / count})
         await redis.flushdb()
         await redis.aclose()
     return results

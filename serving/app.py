@@ -115,6 +115,8 @@ def refusal(settings: Settings) -> str | None:
 def run_service(settings: Settings, log_level: str = "info") -> None:
     import uvicorn
 
+    from .header_deadline import header_deadline_protocol
+
     if (reason := refusal(settings)) is not None:
         sys.exit(reason)
     if settings.auth == "disabled":
@@ -124,4 +126,5 @@ def run_service(settings: Settings, log_level: str = "info") -> None:
     if settings.id_key is not None:
         logging.getLogger("uvicorn.access").addFilter(PseudonymousAccessLog(settings.id_key))
     uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port,
-                log_level=log_level, timeout_graceful_shutdown=10)
+                log_level=log_level, timeout_graceful_shutdown=10,
+                http=header_deadline_protocol(settings.header_timeout_seconds))

@@ -75,22 +75,25 @@ class KeyRing:
 
 @dataclass
 class RateLimiter:
-    """A token bucket per key: `rate` requests a second on average, bursts up to `burst`."""
+    """A token bucket per key: `rate` units of work a second on average (a light request is
+    one; see `guards.request_cost`), bursts up to `burst`: a key asking for long lists
+    reaches its limit sooner than one asking for short ones."""
 
     rate: float
     burst: int
     _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
 
-    def wait_for(self, name: str) -> float:
-        """0 and a token taken, or the seconds until the next token."""
+    def wait_for(self, name: str, cost: int = 1) -> float:
+        """0 and `cost` tokens taken, or the seconds until there are enough."""
         now = time.monotonic()
+        wanted = float(min(cost, self.burst))
         tokens, then = self._buckets.get(name, (float(self.burst), now))
         tokens = min(float(self.burst), tokens + (now - then) * self.rate)
-        if tokens >= 1.0:
-            self._buckets[name] = (tokens - 1.0, now)
+        if tokens >= wanted:
+            self._buckets[name] = (tokens - wanted, now)
             return 0.0
         self._buckets[name] = (tokens, now)
-        return (1.0 - tokens) / self.rate
+        return (wanted - tokens) / self.rate
 
 
 @dataclass(frozen=True)
@@ -108,15 +111,16 @@ class Auth:
     keys: KeyRing
     limiter: RateLimiter
 
-    def identify(self, presented: str | None) -> Caller:
-        """The caller behind a key, within its rate; ApiError 401 or 429 otherwise."""
+    def identify(self, presented: str | None, cost: int = 1) -> Caller:
+        """The caller behind a key, within its rate for a request of `cost`; ApiError 401 or
+        429 otherwise."""
         if not presented:
             raise ApiError(401, "send an API key: Authorization: Bearer <key> or X-API-Key",
                            headers={"WWW-Authenticate": "Bearer"})
         entry = self.keys.find(presented)
         if entry is None:
             raise ApiError(401, "unknown API key", headers={"WWW-Authenticate": "Bearer"})
-        wait = self.limiter.wait_for(entry.name)
+        wait = self.limiter.wait_for(entry.name, cost)
         if wait:
             raise ApiError(429, f"rate limit of the key {entry.name!r} reached; retry",
                            headers={"Retry-After": str(max(1, round(wait + 0.5)))})

@@ -156,17 +156,17 @@ class Gate:
         if scope["type"] != "http" or scope["path"] in self.open_paths:
             return await self.app(scope, receive, send)
         auth = scope["app"].state.auth
+        cost = min(request_cost(scope), self.share)
         if auth is None:  # STREAMREC_AUTH=disabled: one share per client address
             caller, holder = EVERYONE, f"address {(scope.get('client') or ('?',))[0]}"
         else:
             try:
-                caller = auth.identify(presented_key(scope))
+                caller = auth.identify(presented_key(scope), cost)
             except ApiError as refused:
                 await send_error(send, refused.status, refused.message, refused.headers)
                 return await BodyGuard.drain(receive)
             holder = caller.name
         scope.setdefault("state", {})["caller"] = caller
-        cost = min(request_cost(scope), self.share)
         held = self.in_flight_by.get(holder, 0)
         if held + cost > self.share:
             await send_error(send, 429, "too much work in flight for this caller; retry",

@@ -121,6 +121,8 @@ class StateWriter:
             "record_fields": RECORD_FIELDS,
             "max_commands": settings.max_commands_per_script,
             "affinity_items_kept": settings.affinity_items_kept,
+            "shared_after_items": settings.shared_after_items,
+            "shared_after_events": settings.shared_after_events,
             "user_state_ttl_seconds": settings.user_state_ttl_days * 86400,
         }
 

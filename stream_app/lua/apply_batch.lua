@@ -20,7 +20,7 @@
 -- Erasure: every interaction a user contributed is logged in order (user:{u}:contributions).
 -- A `forget` record replays that log through the same update code with the sign reversed,
 -- on a scratch copy of the user's history (so first interactions and windows come out as they
--- did), subtracting exactly what the user added to every shared aggregate; then it deletes
+-- did; a user still too new to share had added nothing), subtracting exactly what the user added to every shared aggregate; then it deletes
 -- the user's keys and the lists served to them, records an audit entry, and marks the user
 -- erased so that their events stamped before the request are dropped. A long log takes
 -- several calls (the command budget); the progress is kept in erasure:{u}, so a crash resumes.
@@ -149,28 +149,39 @@ local function count_feedback(recommendation_id, event_type, item)
 end
 
 -- the model updates ----------------------------------------------------------------------
--- `user` owns the per-user keys (a scratch copy when erasing); `sign` is +1 to learn the
--- event and -1 to take it back out of the shared aggregates.
-local function learn_interaction(user, item, event_type, ts, sign)
+-- `user` owns the per-user keys (a scratch copy when sharing or erasing); `sign` is +1 to
+-- learn the event and -1 to take it back out of the shared aggregates; `share` says whether
+-- the shared aggregates learn it at all (not while the user is new: see apply_interaction).
+-- One user moves an item's popularity and trending once per event type (resending a
+-- purchase a thousand times counts once) and its co-occurrence and sequence rows once.
+local function learn_interaction(user, item, event_type, ts, sign, share)
   local weight = config.event_weights[event_type]
   local affinity = forward_decayed(weight, ts, anchor, config.affinity_half_life_ms)
-  local trend = forward_decayed(weight, ts, anchor, config.trending_half_life_ms)
 
-  local affinity_key = key('user_affinity', user)
-  local first_time = call('ZADD', affinity_key, 'NX', affinity, item) == 1
-  if not first_time then call('ZINCRBY', affinity_key, affinity, item) end
+  local types_key = key('user_item_types', user)
+  local given = call('HGET', types_key, item)
+  local first_time = not given
+  local first_of_type = first_time or not string.find(given, UNIT .. event_type .. UNIT, 1, true)
+  if first_of_type then call('HSET', types_key, item, (given or UNIT) .. event_type .. UNIT) end
 
-  add_to_ranking(K.popularity, sign * weight, item)
-  add_to_ranking(K.trending, sign * trend, item)
+  call('ZINCRBY', key('user_affinity', user), affinity, item)
   local category_affinity_key = key('user_category_affinity', user)
   for _, category in ipairs(categories(item)) do
     call('ZINCRBY', category_affinity_key, affinity, category)
-    add_to_ranking(key('category_popularity', category), sign * weight, item)
-    add_to_ranking(key('category_trending', category), sign * trend, item)
+  end
+
+  if share and first_of_type then
+    local trend = forward_decayed(weight, ts, anchor, config.trending_half_life_ms)
+    add_to_ranking(K.popularity, sign * weight, item)
+    add_to_ranking(K.trending, sign * trend, item)
+    for _, category in ipairs(categories(item)) do
+      add_to_ranking(key('category_popularity', category), sign * weight, item)
+      add_to_ranking(key('category_trending', category), sign * trend, item)
+    end
   end
 
   local recent_key = key('user_recent', user)
-  if first_time then
+  if share and first_time then
     -- n_i counts distinct users; c_ij grows for the user's last W distinct items; i is
     -- 'next' after each of the last S at distance d with 1/d. With a half-life, every
     -- increment is forward-decayed (as trending), so old pairs fade and cosine, which
@@ -204,13 +215,59 @@ local function learn_interaction(user, item, event_type, ts, sign)
   return call('ZADD', recent_key, 'GT', 'CH', ts, item) == 1
 end
 
+-- Every key that belongs to one user (a scratch copy has the same ones).
+local PER_USER_STATE = {'user_recent', 'user_recent_types', 'user_affinity',
+                        'user_category_affinity', 'user_item_types', 'user_watermark'}
+local OTHER_PER_USER = {'user_shown', 'user_event_ids', 'user_preferences',
+                        'user_contributions'}
+
+local function delete_user_keys(user)
+  for _, names in ipairs({PER_USER_STATE, OTHER_PER_USER}) do
+    for _, name in ipairs(names) do call('DEL', key(name, user)) end
+  end
+end
+
+-- Shilling: a fake user costs one request, so a new user's interactions shape only their own
+-- recommendations until their history shows some breadth (`shared_after_items` distinct
+-- items; `shared_after_events` bounds what the catch-up below replays). Then their logged
+-- contributions are learned in order on a scratch copy, exactly as if shared from the start.
+local SHARED = UNIT .. 'shared'
+local sharing_users = {}
+local function sharing(user)
+  local known = sharing_users[user]
+  if known == nil then
+    known = call('HEXISTS', key('user_item_types', user), SHARED) == 1
+    sharing_users[user] = known
+  end
+  return known
+end
+
+local function start_sharing(user)
+  local types_key = key('user_item_types', user)
+  local contributions = key('user_contributions', user)
+  if call('HLEN', types_key) < config.shared_after_items
+      and call('LLEN', contributions) < config.shared_after_events then
+    return
+  end
+  local scratch = UNIT .. 'sharing' .. UNIT .. user
+  for _, logged in ipairs(call('LRANGE', contributions, 0, -1)) do
+    local entry = cjson.decode(logged)
+    if #entry == 3 then learn_interaction(scratch, entry[1], entry[2], entry[3], 1, true) end
+  end
+  delete_user_keys(scratch)
+  call('HSET', types_key, SHARED, 1)
+  sharing_users[user] = true
+end
+
 local function apply_interaction(e)
   local user, item = e.user_id, e.item_id
-  if learn_interaction(user, item, e.event_type, e.timestamp, 1) then
+  local shared = sharing(user)
+  if learn_interaction(user, item, e.event_type, e.timestamp, 1, shared) then
     call('HSET', key('user_recent_types', user), item, e.event_type)
   end
   call('RPUSH', key('user_contributions', user),
        cjson.encode({item, e.event_type, e.timestamp}))
+  if not shared then start_sharing(user) end
   if e.recommendation_id ~= '' then
     count_feedback(e.recommendation_id, e.event_type, item)
   end
@@ -283,18 +340,6 @@ local function apply_item(e)
 end
 
 -- erasure ---------------------------------------------------------------------------------
--- Every key that belongs to one user (the scratch copy of an erasure has the same ones).
-local PER_USER_STATE = {'user_recent', 'user_recent_types', 'user_affinity',
-                        'user_category_affinity', 'user_watermark'}
-local OTHER_PER_USER = {'user_shown', 'user_event_ids', 'user_preferences',
-                        'user_contributions'}
-
-local function delete_user_keys(user)
-  for _, names in ipairs({PER_USER_STATE, OTHER_PER_USER}) do
-    for _, name in ipairs(names) do call('DEL', key(name, user)) end
-  end
-end
-
 -- Takes the user's logged contributions back out, from where an interrupted call stopped;
 -- returns false when the command budget ran out first (the caller comes back for the rest).
 local function forget(e)
@@ -304,6 +349,7 @@ local function forget(e)
   local contributions = key('user_contributions', user)
   local done = tonumber(call('HGET', progress, 'done') or '0')
   local total = call('LLEN', contributions)
+  local shared = sharing(user)
   local started = done
   while done < total do
     if done > started and commands >= config.max_commands then  -- always some progress
@@ -312,7 +358,7 @@ local function forget(e)
     end
     local entry = cjson.decode(call('LINDEX', contributions, done))
     if #entry == 3 then
-      learn_interaction(scratch, entry[1], entry[2], entry[3], -1)
+      if shared then learn_interaction(scratch, entry[1], entry[2], entry[3], -1, true) end
     else
       call('DEL', key('recommendation', entry[1]))
     end
@@ -349,7 +395,9 @@ for _, r in ipairs(records) do
   if kind == 'forget' and fresh(e.source, e.offset) then
     if not forget(e) then break end  -- not taken: the next call resumes it
     forgotten = forgotten + 1
-    erased_at[e.user_id] = nil
+    -- what this batch learned about the user went with them
+    erased_at[e.user_id], sharing_users[e.user_id] = nil, nil
+    user_newest[e.user_id], interacting[e.user_id] = nil, nil
   end
   taken = taken + 1
   if kind == 'epoch' and new_log(e.source, e.offset, e.log_id) then

@@ -43,6 +43,9 @@ KEY_LAYOUT: tuple[KeySpec, ...] = (
             "item -> event type of that latest interaction"),
     KeySpec("user_affinity", "user:{}:affinity", "zset",
             "item -> forward-decayed sum of u's event weights; all u touched"),
+    KeySpec("user_item_types", "user:{}:item_types", "hash",
+            "item -> the event types u gave it (\\x1f-wrapped; each moves popularity once); "
+            "\\x1fshared -> 1 once u's interactions are in the shared aggregates"),
     KeySpec("user_category_affinity", "user:{}:category_affinity", "zset",
             "category -> forward-decayed sum of weights"),
     KeySpec("user_shown", "user:{}:shown", "list",

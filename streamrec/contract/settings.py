@@ -93,6 +93,16 @@ class Settings(BaseSettings):
         5, description="A new item is 'next' after each of the user's last S distinct items, "
         "weighted 1/distance (0: no sequence rules)."
     )
+    shared_after_items: PositiveInt = Field(
+        3, description="A new user's interactions shape only their own recommendations until "
+        "they have touched this many distinct items; then all of them join the shared "
+        "aggregates (co-occurrence, next rules, popularity, trending) at once. Fake users "
+        "cost a request each: this makes each one build a history first."
+    )
+    shared_after_events: PositiveInt = Field(
+        100, description="...or until they have made this many interactions (bounds the "
+        "catch-up, which replays them)."
+    )
     history_length: PositiveInt = Field(50, description="Recent distinct items kept per user.")
     affinity_items_kept: PositiveInt = Field(
         10_000, description="Items remembered per user (as seen, with affinities); past it the "
@@ -175,9 +185,10 @@ class Settings(BaseSettings):
         "changing it orphans what was learned under the old key."
     )
     rate_limit_per_second: PositiveFloat = Field(
-        200.0, description="Requests a second per API key on average (per service process)."
+        200.0, description="Units of work a second per API key on average, per service "
+        "process: a light request is 1, a list 1 more per 50 items, a body 1 more per 64 KiB."
     )
-    rate_limit_burst: PositiveInt = Field(400, description="Requests one key may burst.")
+    rate_limit_burst: PositiveInt = Field(400, description="Units of work one key may burst.")
 
     # --- HTTP service ----------------------------------------------------------
     http_host: str = Field("127.0.0.1", description="Address the HTTP service binds.")
@@ -190,6 +201,11 @@ class Settings(BaseSettings):
     )
     max_small_request_bytes: PositiveInt = Field(
         65_536, description="Largest body of the other endpoints (sessions, preferences)."
+    )
+    header_timeout_seconds: PositiveFloat = Field(
+        10.0, description="A request's line and headers must arrive within this time of the "
+        "connection (or of the previous response on it): else HTTP 408 and the connection "
+        "closes."
     )
     body_timeout_seconds: PositiveFloat = Field(
         10.0, description="A request body must arrive whole within this time: else HTTP 408."

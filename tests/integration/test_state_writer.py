@@ -226,7 +226,8 @@ async def test_category_rankings_follow_catalogue_changes(redis: Redis, settings
     await writer.apply([StreamRecord("i:0", 0, ItemEvent(item_id="a", categories=["x"]))])
     assert await redis.zrange(k.category_popularity("x"), 0, -1, withscores=True) == [(b"a", 8.0)]
     assert await redis.zscore(k.category_trending("x"), "a") == await redis.zscore(k.trending, "a")
-    await writer.apply([StreamRecord("e:0", 1, view.model_copy(update={"event_id": "2"}))])
+    await writer.apply([StreamRecord("e:0", 1, view.model_copy(update={"event_id": "2",
+                                                                       "user_id": "v"}))])
     assert await redis.zscore(k.category_popularity("x"), "a") == 16.0
     await writer.apply([StreamRecord("i:0", 1, ItemEvent(item_id="a", categories=["y"]))])
     assert await redis.zcard(k.category_popularity("x")) == 0

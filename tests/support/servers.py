@@ -15,12 +15,15 @@ class Servers:
 
     def settings(self, **overrides: object) -> Settings:
         """Settings whose keys, topics and consumer group no other test uses; auth disabled
-        unless a test asks for it (tests/system/test_access.py does)."""
+        unless a test asks for it (tests/system/test_access.py does); a user's interactions
+        shared from the first (hand-made streams are short), except where a test asks for
+        the new-user rule (tests/integration/test_shilling.py)."""
         tag = uuid.uuid4().hex[:10]
         values: dict[str, object] = {
             "kafka_bootstrap_servers": self.bootstrap_servers, "redis_url": self.redis_url,
             "key_prefix": f"t{tag}", "events_topic": f"events-{tag}",
             "items_topic": f"items-{tag}", "dead_letter_topic": f"dead-letter-{tag}",
             "consumer_group": f"workers-{tag}", "topic_partitions": 4, "auth": "disabled",
+            "shared_after_items": 1,
         }
         return Settings(**{**values, **overrides})

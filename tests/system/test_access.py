@@ -44,7 +44,8 @@ def secured(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Itera
     logs = tmp_path_factory.mktemp("access")
     keys_file = logs / "keys.json"
     scopes = {"reader": ["read"], "writer": ["read", "write"], "cataloguer": ["catalogue"],
-              "admin": ["admin"], "limited": ["read"], "revoked": ["read"]}
+              "admin": ["admin"], "limited": ["read"], "revoked": ["read"],
+              "greedy": ["read"]}
     keys = {name: create_key(keys_file, name, granted) for name, granted in scopes.items()}
     settings = servers.settings(auth="required", api_keys_file=keys_file,
                                 rate_limit_per_second=RATE, rate_limit_burst=BURST)
@@ -112,6 +113,13 @@ def test_one_key_past_its_rate_gets_429_and_others_do_not(secured: Secured) -> N
     if refused.status_code == 429:
         assert int(refused.headers["retry-after"]) >= 1
     assert secured.call("GET", "/v1/trending", "reader").status_code == 200
+
+
+def test_long_lists_spend_a_keys_rate_faster(secured: Secured) -> None:
+    """n=500 costs 1 + 500/50 = 11 units of the 20 a key may burst: the second is refused."""
+    statuses = [secured.call("GET", "/v1/trending", "greedy", params={"n": 500}).status_code
+                for _ in range(2)]
+    assert statuses == [200, 429]
 
 
 def test_only_a_caller_who_may_write_records_impressions(secured: Secured) -> None:

@@ -29,7 +29,8 @@ def base(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     LOGS.append(logs)
     KEYS.update({name: create_key(logs / "keys.json", name, ["read", "write"])
                  for name in ("a", "b", "c")})
-    settings = servers.settings(body_timeout_seconds=BODY_TIMEOUT, max_inflight_cost=CAPACITY,
+    settings = servers.settings(body_timeout_seconds=BODY_TIMEOUT,
+                                header_timeout_seconds=BODY_TIMEOUT, max_inflight_cost=CAPACITY,
                                 max_inflight_cost_per_caller=SHARE, auth="required",
                                 api_keys_file=logs / "keys.json")
     children = ChildProcesses(settings, logs)
@@ -109,6 +110,24 @@ def test_a_body_dripped_a_byte_at_a_time_times_out_too(base: str) -> None:
                 time.sleep(BODY_TIMEOUT / 4)
         status, _ = answer(sock)
     assert status == 408
+
+
+def test_headers_dripped_a_byte_at_a_time_time_out_even_on_a_kept_alive_connection(
+        base: str) -> None:
+    url = urlsplit(base)
+    with socket.create_connection((url.hostname, url.port)) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answer(sock)[0] == 200  # the deadline starts again after a response
+        started = time.monotonic()
+        with contextlib.suppress(OSError):
+            for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"y" * 100:
+                sock.sendall(bytes([byte]))
+                time.sleep(BODY_TIMEOUT / 4)
+        status, reply = answer(sock)
+    assert status == 408
+    assert b'"error":"the request headers took longer than 1s"' in reply
+    assert time.monotonic() - started < BODY_TIMEOUT * 3
+    assert httpx.get(f"{base}/healthz").status_code == 200
 
 
 def test_a_body_that_is_not_json_is_415(base: str) -> None:
