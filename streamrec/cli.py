@@ -120,9 +120,13 @@ def evaluate(
     ] = None,
     item_columns: Annotated[str | None, typer.Option(
         help="Map the catalogue's columns, e.g. item_id=movieId,categories=genres")] = None,
+    ties: Annotated[str, typer.Option(
+        help="Events that share a timestamp: 'shuffle' (with --seed) or 'file' (the file's "
+        "order, which next-item rules can learn).")] = "shuffle",
+    seed: Annotated[int, typer.Option(help="Seed of the same-time shuffle.")] = 0,
 ) -> None:
     """Prequential replay of a CSV through the production write and read code."""
-    from streamrec.evaluation import ITEM_COLUMNS, Dataset, parse_columns, run_evaluation
+    from streamrec.evaluation import ITEM_COLUMNS, TIES, Dataset, parse_columns, run_evaluation
 
     try:
         mapping = parse_columns(columns)
@@ -132,7 +136,10 @@ def evaluate(
         item_mapping = parse_columns(item_columns, ITEM_COLUMNS)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--item-columns") from None
-    dataset = Dataset(path, mapping, time_unit, items, item_mapping)
+    if ties not in TIES:
+        raise typer.BadParameter(f"{ties!r} is not one of {', '.join(TIES)}",
+                                 param_hint="--ties")
+    dataset = Dataset(path, mapping, time_unit, items, item_mapping, ties, seed)
     run_evaluation(dataset, Settings(), batch_size, every, out, redis_url)
 
 

@@ -4,6 +4,7 @@ code, its report and its plots."""
 from .plots import plot_bars, plot_series
 from .replay import (
     ITEM_COLUMNS,
+    TIES,
     Dataset,
     Interaction,
     Replay,
@@ -19,6 +20,7 @@ from .report import run_evaluation
 
 __all__ = [
     "ITEM_COLUMNS",
+    "TIES",
     "Dataset",
     "Interaction",
     "Replay",

@@ -4,7 +4,9 @@ Events are replayed in time order into a real Redis with the worker's own `State
 and the recommenders are the service's own `Recommender` methods; only Kafka, Faust and
 HTTP are left out (they move bytes, they do not change what is learned or served).
 
-Protocol (the usual prequential one for MovieLens-style logs): stable sort by timestamp;
+Protocol (the usual prequential one for MovieLens-style logs): stable sort by timestamp
+(events that share a timestamp are first shuffled with a fixed, reported seed, because the
+file's order for them, e.g. ascending item id, is an artefact next-item rules can learn);
 the first `train_fraction` of events only train; after that every `every`-th event (global
 index k, k % every == 0) is evaluated when its user already has history and the item is new
 to that user: the recommender's top k from the state of all earlier events, the user's items
@@ -17,6 +19,7 @@ worker's batching lag costs.
 import csv
 import hashlib
 import math
+import random
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
@@ -53,10 +56,16 @@ class Interaction:
     event_type: str
 
 
+#: How events that share a timestamp are ordered: shuffled with a seed, or as in the file.
+TIES = ("shuffle", "file")
+
+
 def load_interactions(path: Path, columns: dict[str, str] | None = None,
-                      time_unit: str = "auto", event_type: str = "click") -> list[Interaction]:
-    """Rows of a CSV as interactions, stably sorted by time. `columns` maps our names
-    (user_id, item_id, timestamp, event_type) to the file's; `time_unit` is s, ms or auto."""
+                      time_unit: str = "auto", event_type: str = "click", *,
+                      ties: str = "shuffle", seed: int = 0) -> list[Interaction]:
+    """Rows of a CSV as interactions, sorted by time. `columns` maps our names (user_id,
+    item_id, timestamp, event_type) to the file's; `time_unit` is s, ms or auto; `ties`
+    "shuffle" orders same-time events by a shuffle with `seed`, "file" keeps the file's."""
     names = {name: name for name in EVENT_COLUMNS} | (columns or {})
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
@@ -71,6 +80,8 @@ def load_interactions(path: Path, columns: dict[str, str] | None = None,
         time_unit = "s" if rows and max(r[2] for r in rows) < 1e11 else "ms"
     scale = 1000 if time_unit == "s" else 1
     interactions = [Interaction(u, i, int(t * scale), kind) for u, i, t, kind in rows]
+    if ties == "shuffle":
+        random.Random(seed).shuffle(interactions)
     return sorted(interactions, key=lambda x: x.timestamp_ms)  # sorted() is stable
 
 
@@ -109,16 +120,20 @@ class Dataset:
     time_unit: str = "auto"
     items: Path | None = None
     item_columns: dict[str, str] = field(default_factory=dict)
+    ties: str = "shuffle"
+    seed: int = 0
 
     def interactions(self) -> list[Interaction]:
-        return load_interactions(self.events, self.columns, self.time_unit)
+        return load_interactions(self.events, self.columns, self.time_unit, ties=self.ties,
+                                 seed=self.seed)
 
     def catalogue(self) -> list[ItemEvent]:
         return load_catalogue(self.items, self.item_columns) if self.items else []
 
     def describe(self, events: int) -> dict[str, object]:
         described: dict[str, object] = {"path": str(self.events),
-                                        "sha256": fingerprint(self.events), "events": events}
+                                        "sha256": fingerprint(self.events), "events": events,
+                                        "ties": self.ties, "seed": self.seed}
         if self.items:
             described["items"] = {"path": str(self.items), "sha256": fingerprint(self.items)}
         return described
@@ -153,11 +168,16 @@ class Scoreboard:
     novelty: float = 0.0
     exposure: Counter[str] = field(default_factory=Counter)
     window_hits: list[int] = field(default_factory=list)
+    evaluated_apart: int = 0
+    hits_apart: int = 0
 
-    def add(self, recommended: Sequence[str], target: str, novelty: float) -> None:
-        """`novelty`: the list's mean self-information, -log2(share of users who know it)."""
+    def add(self, recommended: Sequence[str], target: str, novelty: float, apart: bool) -> None:
+        """`novelty`: the list's mean self-information, -log2(share of users who know it);
+        `apart`: the event's time differs from its user's previous event's (no tie to learn)."""
         rank = rank_of(recommended, target)
         self.evaluated += 1
+        self.evaluated_apart += apart
+        self.hits_apart += apart and rank is not None
         self.novelty += novelty
         self.exposure.update(recommended)
         self.window_hits.append(rank is not None)
@@ -178,7 +198,9 @@ class Scoreboard:
                 "coverage": len(self.exposure) / max(len(catalogue), 1),
                 "novelty": self.novelty / n,
                 "exposure_gini": gini([self.exposure[item] for item in catalogue]),
-                "evaluated": self.evaluated, "windows": windows}
+                "evaluated": self.evaluated,
+                "hr_at_10_apart": self.hits_apart / max(self.evaluated_apart, 1),
+                "evaluated_apart": self.evaluated_apart, "windows": windows}
 
 
 def self_information(recommended: Sequence[str], users_of: Counter[str], users: int) -> float:
@@ -232,6 +254,7 @@ class Replay:
             StateReader(self.redis, RedisKeys(self.settings.key_prefix)), self.settings)
         boards = {name: Scoreboard() for name in RECOMMENDERS}
         seen: dict[str, set[str]] = {}
+        last_time: dict[str, int] = {}
         users_of: Counter[str] = Counter()  # n_i, for novelty
         pending: list[StreamRecord] = []
         train_end = int(len(interactions) * self.train_fraction)
@@ -253,12 +276,14 @@ class Replay:
                 if self.batch_size == 1:
                     await flush()  # exact test-then-learn: the state holds every earlier event
                 lists = await ask_all(recommender, event.user_id, self.k, event.timestamp_ms)
+                apart = last_time[event.user_id] != event.timestamp_ms
                 for name, recommended in lists.items():
                     boards[name].add(recommended, event.item_id,
-                                     self_information(recommended, users_of, len(seen)))
+                                     self_information(recommended, users_of, len(seen)), apart)
             if event.item_id not in history:
                 users_of[event.item_id] += 1
             history.add(event.item_id)
+            last_time[event.user_id] = event.timestamp_ms
             pending.append(StreamRecord("replay:0", index, InteractionEvent(
                 event_id=str(index), user_id=event.user_id, item_id=event.item_id,
                 event_type=event.event_type, timestamp=event.timestamp_ms)))

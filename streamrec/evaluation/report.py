@@ -84,14 +84,20 @@ async def _replay(interactions: list, catalogue: list, settings: Settings, batch
 def show(result: dict) -> None:
     table = Table(title=f"prequential evaluation ({result['seconds']:.0f}s)")
     for column in ("recommender", "HR@10", "NDCG@10", "MRR@10", "coverage", "novelty",
-                   "exposure Gini", "evaluated"):
+                   "exposure Gini", "evaluated", "HR@10 apart"):
         table.add_column(column, justify="right" if column != "recommender" else "left")
     for name, m in result["recommenders"].items():
         label = f"{name} (service default)" if name == result["default"] else name
         table.add_row(label, f"{m['hr_at_10']:.4f}", f"{m['ndcg_at_10']:.4f}",
                       f"{m['mrr_at_10']:.4f}", f"{m['coverage']:.3f}", f"{m['novelty']:.2f}",
-                      f"{m['exposure_gini']:.3f}", f"{m['evaluated']:,}")
+                      f"{m['exposure_gini']:.3f}", f"{m['evaluated']:,}",
+                      f"{m['hr_at_10_apart']:.4f}")
+    described = result["dataset"]
+    apart = result["recommenders"][result["default"]]["evaluated_apart"]
+    seed = f" (seed {described['seed']})" if described["ties"] == "shuffle" else ""
     console.print(table)
+    console.print(f"same-time events ordered: {described['ties']}{seed}; HR@10 apart: on the "
+                  f"{apart:,} evaluated events whose time differs from their user's previous")
 
 
 def write(result: dict, out: Path) -> None:

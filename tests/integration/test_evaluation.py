@@ -33,11 +33,23 @@ def write_csv(path: Path, header: str, rows: list[str]) -> Path:
 def test_plain_layout_loads_with_no_flags_sorted_stably_in_ms(tmp_path: Path) -> None:
     csv = write_csv(tmp_path / "e.csv", "user_id,item_id,timestamp",
                     ["u1,b,1700000002", "u1,a,1700000001", "u2,c,1700000001"])
-    assert load_interactions(csv) == [
+    assert load_interactions(csv, ties="file") == [
         Interaction("u1", "a", 1_700_000_001_000, "click"),
         Interaction("u2", "c", 1_700_000_001_000, "click"),  # same time: file order kept
         Interaction("u1", "b", 1_700_000_002_000, "click"),
     ]
+
+
+def test_same_time_events_are_shuffled_by_the_seed_and_only_they(tmp_path: Path) -> None:
+    rows = [f"u,i{k},{1_700_000_000 + k // 10}" for k in range(100)]  # ten to a second
+    csv = write_csv(tmp_path / "e.csv", "user_id,item_id,timestamp", rows)
+    in_file = load_interactions(csv, ties="file")
+    orders = {seed: load_interactions(csv, seed=seed) for seed in (0, 1)}
+    assert orders[0] == load_interactions(csv, seed=0)  # reproducible
+    assert orders[0] != orders[1] != in_file
+    for order in orders.values():
+        assert [e.timestamp_ms for e in order] == [e.timestamp_ms for e in in_file]
+        assert sorted(order, key=lambda e: e.item_id) == sorted(in_file, key=lambda e: e.item_id)
 
 
 def test_other_layouts_map_their_columns(tmp_path: Path) -> None:
@@ -70,13 +82,14 @@ def test_metrics_are_hit_rate_ndcg_and_reciprocal_rank() -> None:
     assert rank_of(["a", "b", "c"], "c") == 3
     assert rank_of(["a"], "z") is None
     board = Scoreboard()
-    board.add(["x", "t"], "t", novelty=1.0)       # rank 2
-    board.add(["t", "y"], "t", novelty=2.0)       # rank 1
-    board.add(["x", "y"], "t", novelty=3.0)       # miss
-    board.add(["x", "y", "z", "w"], "w", novelty=6.0)  # rank 4
+    board.add(["x", "t"], "t", novelty=1.0, apart=True)       # rank 2
+    board.add(["t", "y"], "t", novelty=2.0, apart=False)      # rank 1
+    board.add(["x", "y"], "t", novelty=3.0, apart=True)       # miss
+    board.add(["x", "y", "z", "w"], "w", novelty=6.0, apart=True)  # rank 4
     catalogue = ["x", "t", "y", "z", "w", *(f"never{k}" for k in range(5))]
     summary = board.summary(catalogue, window=2)
     assert summary["hr_at_10"] == 3 / 4
+    assert (summary["hr_at_10_apart"], summary["evaluated_apart"]) == (2 / 3, 3)
     assert summary["mrr_at_10"] == pytest.approx((1 / 2 + 1 + 1 / 4) / 4)
     assert summary["ndcg_at_10"] == pytest.approx(
         (1 / math.log2(3) + 1 + 1 / math.log2(5)) / 4)
@@ -108,10 +121,12 @@ async def test_replay_evaluates_exactly_the_protocols_events(redis: Redis, serve
     events[15] = Interaction("u1", "i1", t + 15, "click")
     events[3] = Interaction("u0", "i3", t + 3, "purchase")  # the most popular item by k=5
     events[5] = Interaction("u1", "i3", t + 5, "click")
+    events[4] = Interaction("u1", "i4", t + 5, "click")  # k=5 shares u1's previous time
     result = await Replay(servers.settings(), redis, window=1).run(events)
     boards = result["recommenders"]
     assert {name: m["evaluated"] for name, m in boards.items()} == {
         "default": 1, "co-occurrence": 1, "sequence": 1, "trending": 1, "popularity": 1}
+    assert boards["default"]["evaluated_apart"] == 0
     # Before k=5, i3 (a purchase, weight 8) leads popularity and trending: a hit at rank 1.
     assert boards["popularity"]["mrr_at_10"] == 1.0
     assert boards["trending"]["mrr_at_10"] == 1.0
@@ -127,6 +142,7 @@ def test_cli_writes_metrics_json_and_a_plot(tmp_path: Path, servers: Servers) ->
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["default"] == "default"
+    assert (metrics["dataset"]["ties"], metrics["dataset"]["seed"]) == ("shuffle", 0)
     for name in ("default", "co-occurrence", "sequence", "trending", "popularity"):
         assert set(metrics["recommenders"][name]) >= {
             "hr_at_10", "ndcg_at_10", "mrr_at_10", "coverage", "novelty", "exposure_gini",
