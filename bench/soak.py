@@ -636,6 +636,10 @@ def main() -> None:
     parser.add_argument("--hostile", type=lambda text: text.split(","), default=HOSTILE,
                         help=f"hostile clients of phase B, comma-separated (default: all of "
                         f"{','.join(HOSTILE)})")
+    parser.add_argument("--key-rate", type=float, default=Settings().rate_limit_per_second,
+                        help="each key's rate limit, units of work a second (the setting)")
+    parser.add_argument("--name", default="soak",
+                        help="results go to bench/results/NAME.json and NAME.png")
     args = parser.parse_args()
     if unknown := set(args.hostile) - set(HOSTILE):
         parser.error(f"unknown hostile clients {sorted(unknown)}")
@@ -657,7 +661,7 @@ def main() -> None:
         keys = {name: create_key(keys_file, name, scopes) for name, scopes in KEYS.items()}
         settings = Settings(kafka_bootstrap_servers=servers.broker.bootstrap_servers,
                             redis_url=servers.redis.url, http_port=free_port(),
-                            api_keys_file=keys_file)
+                            api_keys_file=keys_file, rate_limit_per_second=args.key_rate)
         results["limits"] = settings.model_dump(mode="json", include={
             "max_request_bytes", "max_small_request_bytes", "max_events_per_request",
             "body_timeout_seconds", "max_inflight_cost", "rate_limit_per_second",
@@ -715,9 +719,9 @@ def main() -> None:
                   f"Redis {results['redis_used_memory_mib_before']:.0f} → "
                   f"{results['redis_used_memory_mib_after']:.0f} MiB; "
                   f"{results['minutes']:.1f} min", markup=False, highlight=False)
-    plot(results, context["plot"], RESULTS / "soak.png")
-    (RESULTS / "soak.json").write_text(json.dumps(results, indent=2))
-    console.print(f"wrote {RESULTS / 'soak.json'} and soak.png; logs in {workdir}")
+    plot(results, context["plot"], RESULTS / f"{args.name}.png")
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(results, indent=2))
+    console.print(f"wrote {RESULTS / args.name}.json and .png; logs in {workdir}")
 
 
 if __name__ == "__main__":

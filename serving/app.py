@@ -63,7 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     # Added last runs first: CORS, then the body's size and type, then who and how much.
     app.add_middleware(Gate, capacity=settings.max_inflight_cost,
-                       share=settings.max_inflight_cost_per_caller, open_paths=OPEN_PATHS)
+                       share=settings.max_inflight_cost_per_caller, open_paths=OPEN_PATHS,
+                       over_limit_delay=settings.over_limit_delay_seconds)
     app.add_middleware(BodyGuard, limit_for=body_limits(settings),
                        timeout_seconds=settings.body_timeout_seconds)
     if settings.cors_allowed_origins:

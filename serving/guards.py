@@ -140,17 +140,26 @@ class Gate:
     """Before any route: who is calling (401 for no or an unknown key, 429 past the key's
     rate), and how much of the process they may hold. Each caller holds at most
     `share` units of work in flight (429 past it) and all together at most `capacity` (503
-    overloaded past it), so one flooding key can take only its share. Checking the key here,
-    before any work, makes a request without a valid key cost almost nothing."""
+    overloaded past it, at once), so one flooding key can take only its share. Checking the
+    key here, before any work, makes a request without a valid key cost almost nothing.
 
-    def __init__(self, app: App, *, capacity: int, share: int, open_paths: frozenset[str]
-                 ) -> None:
+    A caller past its own limits (429) gets its answer after `over_limit_delay` seconds (at
+    most its Retry-After; up to `MAX_DELAYED` answers wait at once, the rest go at once): a
+    client that ignores Retry-After and retries in a loop then costs one cheap answer per
+    connection per delay instead of thousands a second of the process everyone shares."""
+
+    MAX_DELAYED = 1024
+
+    def __init__(self, app: App, *, capacity: int, share: int, open_paths: frozenset[str],
+                 over_limit_delay: float) -> None:
         self.app = app
         self.capacity = capacity
         self.share = min(share, capacity)
         self.open_paths = open_paths
+        self.over_limit_delay = over_limit_delay
         self.in_flight = 0
         self.in_flight_by: dict[str, int] = {}
+        self.delayed = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.open_paths:
@@ -163,12 +172,15 @@ class Gate:
             try:
                 caller = auth.identify(presented_key(scope), cost)
             except ApiError as refused:
+                if refused.status == 429:
+                    await self.hold_back(float(refused.headers["Retry-After"]))
                 await send_error(send, refused.status, refused.message, refused.headers)
                 return await BodyGuard.drain(receive)
             holder = caller.name
         scope.setdefault("state", {})["caller"] = caller
         held = self.in_flight_by.get(holder, 0)
         if held + cost > self.share:
+            await self.hold_back(float(RETRY_AFTER_SECONDS))
             await send_error(send, 429, "too much work in flight for this caller; retry",
                              {"Retry-After": RETRY_AFTER_SECONDS})
             return await BodyGuard.drain(receive)
@@ -187,3 +199,13 @@ class Gate:
                 self.in_flight_by[holder] = left
             else:
                 del self.in_flight_by[holder]
+
+    async def hold_back(self, retry_after: float) -> None:
+        """Wait before a 429 (holding no share of the work), while few others wait."""
+        if self.delayed >= self.MAX_DELAYED:
+            return
+        self.delayed += 1
+        try:
+            await asyncio.sleep(min(self.over_limit_delay, retry_after))
+        finally:
+            self.delayed -= 1

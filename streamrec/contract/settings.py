@@ -189,6 +189,11 @@ class Settings(BaseSettings):
         "process: a light request is 1, a list 1 more per 50 items, a body 1 more per 64 KiB."
     )
     rate_limit_burst: PositiveInt = Field(400, description="Units of work one key may burst.")
+    over_limit_delay_seconds: NonNegativeFloat = Field(
+        1.0, description="A caller past its rate or its share of work in flight gets its 429 "
+        "this long after asking (at most its Retry-After): a client that retries in a loop "
+        "costs one answer per connection per delay, not thousands a second."
+    )
 
     # --- HTTP service ----------------------------------------------------------
     http_host: str = Field("127.0.0.1", description="Address the HTTP service binds.")

@@ -31,6 +31,7 @@ def base(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator
                  for name in ("a", "b", "c")})
     settings = servers.settings(body_timeout_seconds=BODY_TIMEOUT,
                                 header_timeout_seconds=BODY_TIMEOUT, max_inflight_cost=CAPACITY,
+                                over_limit_delay_seconds=BODY_TIMEOUT / 5,
                                 max_inflight_cost_per_caller=SHARE, auth="required",
                                 api_keys_file=logs / "keys.json")
     children = ChildProcesses(settings, logs)
