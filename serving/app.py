@@ -9,6 +9,7 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -146,9 +147,12 @@ def run_service(settings: Settings, log_level: str = "info") -> None:
 
 @contextlib.contextmanager
 def shared_metrics_directory() -> Iterator[str]:
-    """PROMETHEUS_MULTIPROC_DIR as given, else a new temporary one for this run; set before
-    the service processes start (they choose their metrics' storage on import)."""
+    """PROMETHEUS_MULTIPROC_DIR as given (emptied of an earlier run's metrics, which would
+    add up with this one's), else a new temporary one for this run; set before the service
+    processes start (they choose their metrics' storage on import)."""
     if given := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        for earlier in Path(given).glob("*.db"):
+            earlier.unlink()
         yield given
         return
     with tempfile.TemporaryDirectory(prefix="streamrec-metrics-") as directory:

@@ -72,10 +72,18 @@ request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 recommendation_id: ContextVar[str | None] = ContextVar("recommendation_id", default=None)
 
 
+#: Each recommender's (lists served, items per list), looked up once.
+_list_metrics: dict[str, tuple[Counter, Histogram]] = {}
+
+
 def record_list(recommender: str, list_id: str, length: int) -> None:
     """A list was served: count it and name it in the request's log context."""
-    LISTS_SERVED.labels(recommender).inc()
-    LIST_ITEMS.labels(recommender).observe(length)
+    metrics = _list_metrics.get(recommender)
+    if metrics is None:
+        metrics = _list_metrics[recommender] = (LISTS_SERVED.labels(recommender),
+                                                LIST_ITEMS.labels(recommender))
+    metrics[0].inc()
+    metrics[1].observe(length)
     recommendation_id.set(list_id)
 
 
