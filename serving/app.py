@@ -1,11 +1,15 @@
 """The HTTP service: FastAPI on uvicorn, reading Redis, producing to Kafka."""
 
 import asyncio
+import contextlib
 import logging
+import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -20,11 +24,14 @@ from . import routes
 from .auth import Auth, KeyRing, RateLimiter
 from .errors import install_error_handlers
 from .guards import BodyGuard, Gate
-from .log_privacy import PseudonymousAccessLog
+from .header_deadline import PROTOCOL, set_header_deadline
 from .profiles import Profiles
 from .publisher import EventPublisher
 from .recommender import Recommender
 from .state_reader import StateReader
+from .telemetry import RequestTelemetry, service_logging_config
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -46,7 +53,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.profiles = Profiles(redis, RedisKeys(settings.key_prefix),
                                       settings.user_state_ttl_days * 86400)
         app.state.auth = auth_from(settings)
-        if app.state.auth is not None:
+        if app.state.auth is None:
+            log.warning("STREAMREC_AUTH=disabled: anyone who reaches this port may do anything")
+        else:
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP,
                                                           app.state.auth.keys.reload)
         try:
@@ -59,9 +68,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Real-time recommendations learned from event streams.")
     install_error_handlers(app)
     for router in (routes.users, routes.sessions, routes.items, routes.trending, routes.events,
-                   routes.metrics, routes.erasures, routes.health):
+                   routes.metrics, routes.erasures, routes.health, routes.prometheus):
         app.include_router(router)
-    # Added last runs first: CORS, then the body's size and type, then who and how much.
+    # Added last runs first: timing and request ids around everything, then CORS, then the
+    # body's size and type, then who and how much.
     app.add_middleware(Gate, capacity=settings.max_inflight_cost,
                        share=settings.max_inflight_cost_per_caller, open_paths=OPEN_PATHS,
                        over_limit_delay=settings.over_limit_delay_seconds)
@@ -71,11 +81,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_allowed_origins,
                            allow_methods=["GET", "POST", "PUT"],
                            allow_headers=["Content-Type", "Authorization"])
+    app.add_middleware(RequestTelemetry)
     return app
 
 
+def app_from_environment() -> FastAPI:
+    """The app of one of several service processes (uvicorn imports it by name)."""
+    settings = Settings()
+    set_header_deadline(settings.header_timeout_seconds)
+    return create_app(settings)
+
+
 #: Open to anyone: health for probes, the API document and its page (which asks for a key).
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs",
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs",
                         "/docs/oauth2-redirect", "/redoc"})
 #: Paths whose bodies are batches of records (up to STREAMREC_MAX_REQUEST_BYTES).
 INGEST_PATHS = frozenset({"/v1/events", "/v1/items"})
@@ -116,16 +134,33 @@ def refusal(settings: Settings) -> str | None:
 def run_service(settings: Settings, log_level: str = "info") -> None:
     import uvicorn
 
-    from .header_deadline import header_deadline_protocol
 
     if (reason := refusal(settings)) is not None:
         sys.exit(reason)
-    if settings.auth == "disabled":
-        logging.getLogger(__name__).warning(
-            "STREAMREC_AUTH=disabled: anyone who reaches this port may do anything")
 
-    if settings.id_key is not None:
-        logging.getLogger("uvicorn.access").addFilter(PseudonymousAccessLog(settings.id_key))
-    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port,
-                log_level=log_level, timeout_graceful_shutdown=10,
-                http=header_deadline_protocol(settings.header_timeout_seconds))
+    options = {"host": settings.http_host, "port": settings.http_port, "log_level": log_level,
+               "log_config": service_logging_config(settings, log_level),
+               "timeout_graceful_shutdown": 10, "http": PROTOCOL}
+    if settings.http_processes == 1:
+        set_header_deadline(settings.header_timeout_seconds)
+        uvicorn.run(create_app(settings), **options)
+        return
+    os.environ.update(settings.as_environment())  # the processes read these same settings
+    with shared_metrics_directory():
+        uvicorn.run("serving.app:app_from_environment", factory=True,
+                    workers=settings.http_processes, **options)
+
+
+@contextlib.contextmanager
+def shared_metrics_directory() -> Iterator[str]:
+    """PROMETHEUS_MULTIPROC_DIR as given (emptied of an earlier run's metrics, which would
+    add up with this one's), else a new temporary one for this run; set before the service
+    processes start (they choose their metrics' storage on import)."""
+    if given := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        for earlier in Path(given).glob("*.db"):
+            earlier.unlink()
+        yield given
+        return
+    with tempfile.TemporaryDirectory(prefix="streamrec-metrics-") as directory:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        yield directory

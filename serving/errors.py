@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from .publisher import BrokerUnavailable
+from .telemetry import REDIS_ERRORS
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = "1"
@@ -76,6 +77,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(redis_errors.TimeoutError)
     @app.exception_handler(redis_errors.BusyLoadingError)
     async def redis_down(request: Request, error: Exception) -> JSONResponse:
+        REDIS_ERRORS.inc()
         if isinstance(error, redis_errors.TimeoutError) and await answers(request):
             return error_response(503, "overloaded: the store answers, this request waited "
                                   "too long; retry", [repr(error)],

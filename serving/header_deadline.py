@@ -10,45 +10,53 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .errors import error_body
 
+#: What uvicorn is told to use (by name: several service processes import it themselves).
+PROTOCOL = "serving.header_deadline:HeaderDeadlineProtocol"
 
-def header_deadline_protocol(seconds: float) -> type[HttpToolsProtocol]:
-    """uvicorn's httptools protocol with a header deadline of `seconds`."""
-    body = orjson.dumps(error_body(f"the request headers took longer than {seconds:g}s"))
-    timed_out = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-                 b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
 
-    class HeaderDeadlineProtocol(HttpToolsProtocol):
-        _deadline: asyncio.TimerHandle | None = None
+class HeaderDeadlineProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a header deadline (`set_header_deadline`)."""
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
+    seconds: float = 10.0
+    timed_out: bytes = b""
+    _deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
             self._arm()
 
-        def on_headers_complete(self) -> None:
-            self._disarm()
-            super().on_headers_complete()
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
 
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            if not self.transport.is_closing():
-                self._arm()
+    def _arm(self) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(self.seconds, self._too_slow)
 
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            super().connection_lost(exc)
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
 
-        def _arm(self) -> None:
-            self._disarm()
-            self._deadline = self.loop.call_later(seconds, self._too_slow)
+    def _too_slow(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(self.timed_out)
+            self.transport.close()
 
-        def _disarm(self) -> None:
-            if self._deadline is not None:
-                self._deadline.cancel()
-                self._deadline = None
 
-        def _too_slow(self) -> None:
-            if not self.transport.is_closing():
-                self.transport.write(timed_out)
-                self.transport.close()
-
-    return HeaderDeadlineProtocol
+def set_header_deadline(seconds: float) -> None:
+    """The deadline of this process's connections (each service process sets its own)."""
+    body = orjson.dumps(error_body(f"the request headers took longer than {seconds:g}s"))
+    HeaderDeadlineProtocol.seconds = seconds
+    HeaderDeadlineProtocol.timed_out = (
+        b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+        b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))

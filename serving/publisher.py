@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from .telemetry import IMPRESSIONS_DROPPED, IMPRESSIONS_PUBLISHED, KAFKA_ERRORS
+
 log = logging.getLogger(__name__)
 
 
@@ -45,11 +47,15 @@ class EventPublisher:
 
     async def publish(self, topic: str, records: Sequence[tuple[bytes, bytes]]) -> None:
         """Send (key, value) records and wait until the broker has them all."""
-        producer = await self._connected()
         try:
+            producer = await self._connected()
             futures = [await producer.send(topic, value=value, key=key) for key, value in records]
             await asyncio.wait_for(asyncio.gather(*futures), self._timeout)
+        except BrokerUnavailable:
+            KAFKA_ERRORS.inc()
+            raise
         except (KafkaError, TimeoutError) as error:
+            KAFKA_ERRORS.inc()
             raise BrokerUnavailable(f"Kafka did not accept the events: {error!r}") from error
 
     def publish_in_background(self, topic: str, records: Sequence[tuple[bytes, bytes]]) -> None:
@@ -62,7 +68,10 @@ class EventPublisher:
         try:
             await self.publish(topic, records)
         except BrokerUnavailable as error:
+            IMPRESSIONS_DROPPED.inc(len(records))
             log.warning("dropped %d impressions: %s", len(records), error)
+        else:
+            IMPRESSIONS_PUBLISHED.inc(len(records))
 
     async def ready(self) -> bool:
         try:

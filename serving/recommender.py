@@ -28,6 +28,7 @@ from .scoring import (
     similarity,
 )
 from .state_reader import Candidates, StateReader, Watermark
+from .telemetry import record_list
 
 TRENDING = "trending"
 POPULAR = "popular"
@@ -84,8 +85,10 @@ class Ranking:
 
 def _new_list(recommender: RecommenderName, items: list[RecommendedItem], scope: str,
               watermark: Watermark) -> RecommendationList:
-    return RecommendationList(recommendation_id=uuid.uuid4().hex, recommender=recommender,
-                              items=items, freshness=_freshness(scope, watermark))
+    served = RecommendationList(recommendation_id=uuid.uuid4().hex, recommender=recommender,
+                                items=items, freshness=_freshness(scope, watermark))
+    record_list(recommender, served.recommendation_id, len(items))
+    return served
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,9 @@ Knows nothing about Faust: the worker, the evaluator and the tests all call `app
 """
 
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.resources import files
 
 import orjson
@@ -52,6 +53,8 @@ class BatchResult:
     duplicates_skipped: int
     dead_lettered: int
     duplicate_events: int = 0
+    #: `applied` by event type (interaction types and "impression").
+    applied_by_type: dict[str, int] = field(default_factory=dict)
 
 
 POSITION = ("source", "offset")
@@ -133,14 +136,18 @@ class StateWriter:
         Takes as many script calls as the command budget needs: each is atomic and moves the
         guard, so a crash between two calls redelivers only what the later ones held."""
         totals = [0, 0, 0, 0]
+        by_type: Counter[str] = Counter()
         config = orjson.dumps(dict(self._config,
                                    applied_at_ms=applied_at_ms or int(time.time() * 1000)))
         remaining = [_encode(r) for r in records]
         while remaining:
-            *counts, taken = await self._script(args=[config, orjson.dumps(remaining)])
+            *counts, taken, type_counts = await self._script(
+                args=[config, orjson.dumps(remaining)])
             totals = [total + int(count) for total, count in zip(totals, counts, strict=True)]
+            by_type.update({event_type.decode(): int(count) for event_type, count
+                            in zip(type_counts[::2], type_counts[1::2], strict=True)})
             remaining = remaining[int(taken):]
-        return BatchResult(*totals)
+        return BatchResult(*totals, applied_by_type=dict(by_type))
 
     async def record_stall(self, sources: Iterable[str], reason: str) -> None:
         """Say (for /readyz) that these partitions cannot be applied now, and why."""

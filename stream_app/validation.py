@@ -39,6 +39,7 @@ class RawRecord:
 class Rejection:
     raw: RawRecord
     reason: str
+    kind: str  # what went wrong, from a small fixed set (the worker's metric label)
 
     def dead_letter_headers(self) -> list[tuple[str, bytes]]:
         """Where the record came from and why it was rejected; consumers of the dead-letter
@@ -79,13 +80,14 @@ def validate_records(
             continue
         try:
             if raw.value is None:
-                raise InvalidRecord("record has no value")
+                raise InvalidRecord("record has no value", "no_value")
             payload = parse(raw.value)
         except InvalidRecord as invalid:
-            rejections.append(Rejection(raw, invalid.reason))
+            rejections.append(Rejection(raw, invalid.reason, invalid.kind))
             payload = None
         except Exception as unexpected:  # a validator bug must not stop the stream
-            rejections.append(Rejection(raw, f"could not be validated: {unexpected!r}"))
+            rejections.append(Rejection(raw, f"could not be validated: {unexpected!r}",
+                                        "validator_error"))
             payload = None
         records.append(StreamRecord(raw.source, raw.offset, payload))  # type: ignore[arg-type]
     return records, rejections

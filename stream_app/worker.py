@@ -14,8 +14,8 @@ import asyncio
 import contextlib
 import logging
 import tempfile
+import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import faust
@@ -23,10 +23,17 @@ from pydantic import BaseModel
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
-from streamrec.contract import Settings, ensure_topics, parse_event, parse_item
+from streamrec.contract import (
+    Settings,
+    ensure_topics,
+    json_logging_config,
+    parse_event,
+    parse_item,
+)
 
+from . import telemetry
 from .retention import sweep
-from .state_writer import BatchResult, StateWriter
+from .state_writer import LogEpoch, StateWriter, StreamRecord
 from .validation import RawRecord, Rejection, validate_records
 
 log = logging.getLogger(__name__)
@@ -41,18 +48,6 @@ REDIS_OUTAGE_ERRORS = (
 RETENTION_SWEEP_SECONDS = 3600.0
 #: Longest pause between two attempts at a batch that does not get through.
 MAX_RETRY_DELAY_SECONDS = 5.0
-
-
-@dataclass
-class WorkerCounters:
-    applied: int = 0
-    duplicates_skipped: int = 0
-    dead_lettered: int = 0
-
-    def add(self, result: BatchResult) -> None:
-        self.applied += result.applied
-        self.duplicates_skipped += result.duplicates_skipped
-        self.dead_lettered += result.dead_lettered
 
 
 async def until_done(step: Callable[[], Awaitable[T]], what: str, sources: Collection[str],
@@ -105,9 +100,11 @@ def create_app(settings: Settings) -> faust.App:
         broker_rebalance_timeout=10,
         datadir=tempfile.mkdtemp(prefix="streamrec-worker-"),
     )
-    writer = StateWriter(Redis.from_url(settings.redis_url), settings)
+    redis = Redis.from_url(settings.redis_url)
+    writer = StateWriter(redis, settings)
     dead_letters = app.topic(settings.dead_letter_topic)
-    counters = WorkerCounters()
+    for event_type in settings.event_types:  # every type's series exists from the start
+        telemetry.EVENTS_APPLIED.labels(event_type)
 
     async def send_to_dead_letter(rejections: list[Rejection]) -> None:
         highest = await writer.highest_applied({r.raw.source for r in rejections})
@@ -119,6 +116,7 @@ def create_app(settings: Settings) -> faust.App:
         ]
         await asyncio.gather(*futures)
         for rejection in fresh:
+            telemetry.DEAD_LETTERED.labels(rejection.kind).inc()
             log.info("dead-lettered %s@%d: %s", rejection.raw.source, rejection.raw.offset,
                      rejection.reason[:500])
 
@@ -132,8 +130,22 @@ def create_app(settings: Settings) -> faust.App:
         if rejections:
             await until_done(lambda: send_to_dead_letter(rejections), "dead-lettering",
                              sources, writer)
-        counters.add(await until_done(lambda: writer.apply(records), "applying the batch",
-                                      sources, writer))
+        await until_done(lambda: apply(records, [e.message.timestamp for e in events]),
+                         "applying the batch", sources, writer)
+
+    async def apply(records: list[StreamRecord], produced_at: list[float]) -> None:
+        """Apply, and measure: the batch, and for each first delivery of a valid record the
+        time from its Kafka timestamp (`produced_at`, seconds) until now."""
+        guard = await writer.highest_applied({record.source for record in records})
+        started = time.perf_counter()
+        result = await writer.apply(records)
+        telemetry.record_batch(result, records=len(records),
+                               seconds=time.perf_counter() - started)
+        now = time.time()
+        for record, produced in zip(records, produced_at, strict=True):
+            if (record.offset > guard.get(record.source, -1)
+                    and not isinstance(record.payload, LogEpoch | None)):
+                telemetry.PRODUCE_TO_APPLIED.observe(now - produced)
 
     @app.agent(app.topic(settings.events_topic))
     async def learn_interactions(stream: faust.StreamT) -> None:
@@ -158,7 +170,18 @@ def create_app(settings: Settings) -> faust.App:
     @app.timer(interval=10.0)
     async def report_counters() -> None:
         log.info("applied %d events, dead-lettered %d, skipped %d redelivered",
-                 counters.applied, counters.dead_lettered, counters.duplicates_skipped)
+                 telemetry.total(telemetry.EVENTS_APPLIED),
+                 telemetry.total(telemetry.DEAD_LETTERED),
+                 telemetry.total(telemetry.REDELIVERED_SKIPPED))
+
+    if settings.worker_metrics_port:
+        @app.task
+        async def metrics_endpoint() -> None:
+            runner = await telemetry.serve_metrics(settings, redis, writer)
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await runner.cleanup()
 
     return app
 
@@ -167,4 +190,7 @@ def run_worker(settings: Settings, log_level: str = "info") -> None:
     """Create the topics if missing, then run one worker until SIGTERM/SIGINT."""
     asyncio.run(ensure_topics(settings))
     app = create_app(settings)
-    faust.Worker(app, loglevel=log_level.upper()).execute_from_commandline()
+    json_lines = settings.log_format == "json"
+    faust.Worker(app, loglevel=log_level.upper(), quiet=json_lines,
+                 logging_config=json_logging_config(log_level) if json_lines else None,
+                 ).execute_from_commandline()

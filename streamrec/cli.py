@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -56,7 +55,6 @@ def serve(log_level: LogLevel = "info") -> None:
     """Run the HTTP service on STREAMREC_HTTP_HOST:STREAMREC_HTTP_PORT."""
     from serving.app import run_service
 
-    logging.basicConfig(level=log_level.upper())
     run_service(Settings(), log_level)
 
 

@@ -5,8 +5,10 @@ from .events import router as events
 from .health import router as health
 from .items import router as items
 from .metrics import router as metrics
+from .prometheus import router as prometheus
 from .sessions import router as sessions
 from .trending import router as trending
 from .users import router as users
 
-__all__ = ["erasures", "events", "health", "items", "metrics", "sessions", "trending", "users"]
+__all__ = ["erasures", "events", "health", "items", "metrics", "prometheus", "sessions",
+           "trending", "users"]

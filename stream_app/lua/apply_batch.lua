@@ -28,7 +28,9 @@
 -- ARGV[1]: config JSON (key templates from streamrec.contract.keys, weights, windows, decay,
 --          and `record_fields`: each record kind's field names, in the order Python sends)
 -- ARGV[2]: records JSON, each an array: the kind first, then that kind's fields.
--- Returns {applied, duplicates_skipped, dead_lettered, duplicate_events, records_taken}.
+-- Returns {applied, duplicates_skipped, dead_lettered, duplicate_events, records_taken,
+--          applied_by_type}: the last a flat array of event type and count pairs (for the
+--          worker's metrics; it costs no Redis command).
 
 local records = cjson.decode(ARGV[2])
 
@@ -388,6 +390,11 @@ end
 local applied, skipped, dead_lettered, items, duplicate_events = 0, 0, 0, 0, 0
 local erased_dropped, forgotten = 0, 0
 local taken = 0
+local applied_by_type = {}
+local function count_applied(event_type)
+  applied = applied + 1
+  applied_by_type[event_type] = (applied_by_type[event_type] or 0) + 1
+end
 for _, r in ipairs(records) do
   if taken > 0 and commands >= config.max_commands then break end
   local e = named(r)
@@ -414,10 +421,10 @@ for _, r in ipairs(records) do
       duplicate_events = duplicate_events + 1
     elseif kind == 'interaction' then
       apply_interaction(e)
-      applied = applied + 1
+      count_applied(e.event_type)
     else
       apply_impression(e)
-      applied = applied + 1
+      count_applied('impression')
     end
   elseif kind == 'item' then
     apply_item(e)
@@ -477,4 +484,9 @@ call('HINCRBY', K.counters, 'duplicates_skipped', skipped)
 call('HINCRBY', K.counters, 'duplicate_events', duplicate_events)
 call('HINCRBY', K.counters, 'erased_events_dropped', erased_dropped)
 call('HINCRBY', K.counters, 'users_erased', forgotten)
-return {applied, skipped, dead_lettered, duplicate_events, taken}
+local type_counts = {}
+for event_type, count in pairs(applied_by_type) do
+  type_counts[#type_counts + 1] = event_type
+  type_counts[#type_counts + 1] = count
+end
+return {applied, skipped, dead_lettered, duplicate_events, taken, type_counts}

@@ -30,6 +30,8 @@ from .keys import (
     RedisKeys,
     lua_script,
 )
+from .logs import JsonLogFormatter, json_logging_config
+from .progress import partition_ends, records_behind
 from .pseudonyms import pseudonymise
 from .settings import FORGET, IMPRESSION, Settings, Similarity
 from .topics import LOG_ID_HEADER, ensure_topics, produce_records
@@ -51,6 +53,7 @@ __all__ = [
     "InteractionEvent",
     "InvalidRecord",
     "ItemEvent",
+    "JsonLogFormatter",
     "Label",
     "Recommender",
     "RedisKeys",
@@ -63,14 +66,17 @@ __all__ = [
     "forget_request",
     "forward_decayed",
     "half_life_ms",
+    "json_logging_config",
     "key_digest",
     "load_keys",
     "lua_script",
     "parse_event",
     "parse_item",
+    "partition_ends",
     "produce_records",
     "pseudonym",
     "pseudonymise",
+    "records_behind",
     "revoke_key",
     "validation_context",
     "value_at",

@@ -219,11 +219,14 @@ _ITEM_EVENT = TypeAdapter(ItemEvent)
 
 
 class InvalidRecord(ValueError):
-    """A record that must not reach the state; `reason` says what to fix."""
+    """A record that must not reach the state; `reason` says what to fix, `kind` names the
+    problem from a small fixed set (pydantic's error type of the first problem, or
+    `too_large`), fit for a metric's label."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, kind: str = "invalid") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.kind = kind
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -266,10 +269,12 @@ def _parse(
     context: dict[str, Any],
 ) -> M:
     if isinstance(raw, bytes) and len(raw) > settings.max_event_bytes:
-        raise InvalidRecord(f"record is {len(raw)} bytes; the limit is {settings.max_event_bytes}")
+        raise InvalidRecord(f"record is {len(raw)} bytes; the limit is {settings.max_event_bytes}",
+                            "too_large")
     try:
         if isinstance(raw, bytes):
             return adapter.validate_json(raw, context=context)
         return adapter.validate_python(raw, context=context)
     except ValidationError as error:
-        raise InvalidRecord(describe_validation_error(error)) from None
+        raise InvalidRecord(describe_validation_error(error),
+                            error.errors(include_url=False)[0]["type"]) from None

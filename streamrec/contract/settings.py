@@ -68,6 +68,14 @@ class Settings(BaseSettings):
         3600, description="Events stamped further in the future than this are rejected."
     )
 
+    worker_metrics_port: int = Field(
+        0, ge=0, le=65535, description="Port of the worker's Prometheus `/metrics` (0: not "
+        "served; each worker needs its own port)."
+    )
+    worker_metrics_host: str = Field(
+        "127.0.0.1", description="Address the worker's `/metrics` binds."
+    )
+
     # --- the model -------------------------------------------------------------
     event_weights: dict[str, PositiveFloat] = Field(
         default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS),
@@ -170,6 +178,12 @@ class Settings(BaseSettings):
         10_000, description="Bound on the event ids remembered per user within the window."
     )
 
+    # --- operating it ------------------------------------------------------------
+    log_format: Literal["text", "json"] = Field(
+        "text", description="'text': readable lines; 'json': one JSON object per line (time, "
+        "level, logger, message, and request_id / recommendation_id where there is one)."
+    )
+
     # --- who may call the service ------------------------------------------------
     auth: Literal["required", "disabled"] = Field(
         "required", description="'required': every call but /healthz and /readyz needs an "
@@ -198,6 +212,10 @@ class Settings(BaseSettings):
     # --- HTTP service ----------------------------------------------------------
     http_host: str = Field("127.0.0.1", description="Address the HTTP service binds.")
     http_port: int = Field(8000, ge=0, le=65535, description="Port of the HTTP service.")
+    http_processes: PositiveInt = Field(
+        1, description="Service processes behind the one port; their Prometheus metrics are "
+        "added up (in PROMETHEUS_MULTIPROC_DIR, or a temporary directory)."
+    )
     max_request_bytes: PositiveInt = Field(1_048_576, description="Largest accepted request body.")
     max_events_per_request: PositiveInt = Field(1000, description="Events in one POST at most.")
     erasure_wait_seconds: NonNegativeFloat = Field(

@@ -81,6 +81,7 @@ def decayed(*terms: tuple[float, int]) -> float:
 async def test_hand_made_stream_gives_exact_state(redis: Redis, small_settings: Settings) -> None:
     result = await StateWriter(redis, small_settings).apply(records(), applied_at_ms=123)
     assert (result.applied, result.duplicates_skipped, result.dead_lettered) == (11, 0, 1)
+    assert result.applied_by_type == {"view": 5, "click": 3, "purchase": 2, "impression": 1}
 
     state = await dump_state(redis, small_settings.key_prefix)
     k = RedisKeys(small_settings.key_prefix)
@@ -348,6 +349,7 @@ async def test_a_batch_is_split_by_commands_and_gives_the_same_state(redis: Redi
     await StateWriter(redis, whole).apply(records(), applied_at_ms=123)
     assert len(calls) == len(records())
     assert (result.applied, result.dead_lettered) == (11, 1)
+    assert result.applied_by_type == {"view": 5, "click": 3, "purchase": 2, "impression": 1}
     assert not differences(
         await dump_state(redis, whole.key_prefix),
         {key.replace(split.key_prefix, whole.key_prefix, 1): value

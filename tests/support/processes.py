@@ -41,9 +41,9 @@ class ChildProcesses:
     logs: Path
     processes: list[subprocess.Popen] = field(default_factory=list)
 
-    def start(self, command: str, name: str, settings: Settings | None = None
-              ) -> subprocess.Popen:
-        env = child_environment(settings or self.settings)
+    def start(self, command: str, name: str, settings: Settings | None = None,
+              environment: dict[str, str] | None = None) -> subprocess.Popen:
+        env = {**child_environment(settings or self.settings), **(environment or {})}
         process = start_child([sys.executable, "-m", "streamrec", command],
                               self.logs / f"{name}.log", env)
         self.processes.append(process)
@@ -52,9 +52,11 @@ class ChildProcesses:
     def start_worker(self, name: str = "worker") -> subprocess.Popen:
         return self.start("worker", name)
 
-    def start_service(self, settings: Settings | None = None) -> tuple[subprocess.Popen, str]:
+    def start_service(self, settings: Settings | None = None,
+                      environment: dict[str, str] | None = None
+                      ) -> tuple[subprocess.Popen, str]:
         settings = (settings or self.settings).model_copy(update={"http_port": free_port()})
-        process = self.start("serve", f"service-{settings.http_port}", settings)
+        process = self.start("serve", f"service-{settings.http_port}", settings, environment)
         base = f"http://127.0.0.1:{settings.http_port}"
         wait_until_healthy(base, process)
         return process, base
