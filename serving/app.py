@@ -134,7 +134,6 @@ def refusal(settings: Settings) -> str | None:
 def run_service(settings: Settings, log_level: str = "info") -> None:
     import uvicorn
 
-
     if (reason := refusal(settings)) is not None:
         sys.exit(reason)
 
