@@ -46,6 +46,14 @@ def test_compose_environment_names_are_settings_and_ports_match() -> None:
     assert service["environment"]["STREAMREC_HTTP_HOST"] == "0.0.0.0"
 
 
+def test_compose_traffic_browses_the_service_so_metrics_show_a_ctr() -> None:
+    services = compose()["services"]
+    command = services["traffic"]["command"]
+    port = services["service"]["environment"]["STREAMREC_HTTP_PORT"]
+    assert command[command.index("--service") + 1] == f"http://service:{port}"
+    assert set(services["traffic"]["depends_on"]) == {"kafka", "redis", "service"}
+
+
 def test_help_lists_every_setting() -> None:
     result = CliRunner().invoke(app, ["--help"], terminal_width=200)
     assert result.exit_code == 0
