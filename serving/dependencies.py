@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
+from pydantic import StringConstraints
 
 from streamrec.contract import MAX_LIST_LENGTH, Identifier, Label, Settings, pseudonymise
 
@@ -53,6 +54,10 @@ OptionalUser = Annotated[str | None, Depends(_optional_user)]
 ItemId = Annotated[Identifier, Path()]
 
 
+#: `exclude` parameters one request may repeat (each may hold many comma-separated ids).
+MAX_EXCLUDE_VALUES = 1000
+
+
 @dataclass
 class ListOptions:
     """Query parameters every list endpoint takes."""
@@ -60,13 +65,16 @@ class ListOptions:
     n: Annotated[int, Query(ge=1, le=MAX_LIST_LENGTH, description="How many items to return.")] = 10
     category: Annotated[Label | None, Query(description="Only this category.")] = None
     exclude: Annotated[
-        str | None,
-        Query(max_length=65536, description="Comma-separated item ids never to return."),
+        list[Annotated[str, StringConstraints(max_length=65536)]] | None,
+        Query(max_length=MAX_EXCLUDE_VALUES, description="Item ids never to return: repeat "
+              "the parameter (`exclude=a&exclude=b`), separate ids with commas "
+              "(`exclude=a,b`), or both."),
     ] = None
 
     @property
     def excluded(self) -> set[str]:
-        return {item.strip() for item in (self.exclude or "").split(",") if item.strip()}
+        return {item.strip() for value in self.exclude or () for item in value.split(",")
+                if item.strip()}
 
 
 ListQuery = Annotated[ListOptions, Depends()]
