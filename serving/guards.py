@@ -143,17 +143,17 @@ class Gate:
     overloaded past it), so one flooding key can take only its share. Checking the key here,
     before any work, makes a request without a valid key cost almost nothing."""
 
-    def __init__(self, app: App, *, capacity: int, share: int, open_paths: frozenset[str]
-                 ) -> None:
+    def __init__(self, app: App, *, capacity: int, share: int,
+                 is_open: Callable[[str], bool]) -> None:
         self.app = app
         self.capacity = capacity
         self.share = min(share, capacity)
-        self.open_paths = open_paths
+        self.is_open = is_open
         self.in_flight = 0
         self.in_flight_by: dict[str, int] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.open_paths:
+        if scope["type"] != "http" or self.is_open(scope["path"]):
             return await self.app(scope, receive, send)
         auth = scope["app"].state.auth
         if auth is None:  # STREAMREC_AUTH=disabled: one share per client address
