@@ -110,6 +110,18 @@ def up(
 
 
 @app.command()
+def examples(
+    readme: Annotated[Path | None, typer.Option(
+        exists=True, dir_okay=False, help="Rewrite this README's examples block.")] = None,
+) -> None:
+    """Run the README's HTTP examples against a real run (the stack and the demo's shoppers,
+    about a minute) and print them as curl commands with their answers."""
+    from streamrec.launcher import generate_examples
+
+    generate_examples(current_settings(), readme)
+
+
+@app.command()
 def traffic(
     rate: Annotated[float, typer.Option(help="Events per second.")] = 200.0,
     users: Annotated[int, typer.Option(help="Synthetic users.")] = 300,
