@@ -73,3 +73,17 @@ def test_readme_documents_every_setting_and_the_two_commands() -> None:
         assert f"`STREAMREC_{name.upper()}`" in readme
     assert "make demo" in readme and "make test" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def section(readme: str, title: str) -> str:
+    return readme.split(f"\n{title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_readme_says_where_every_input_comes_from_and_where_the_service_listens() -> None:
+    readme = (ROOT / "README.md").read_text()
+    evaluation = section(readme, "## Evaluation")
+    assert "https://files.grouplens.org/datasets/movielens/ml-latest-small.zip" in evaluation
+    assert "Harper" in evaluation and "Konstan" in evaluation and "commercial" in evaluation
+    assert "data/ml-latest-small/ratings.csv" in evaluation and "../" not in evaluation
+    own = section(readme, "## Running on your own Kafka and Redis")
+    assert "`127.0.0.1:8000`" in own and "`STREAMREC_HTTP_HOST" in own
