@@ -20,15 +20,14 @@ from pathlib import Path
 
 import aiokafka
 import httpx
-from rich.console import Console
 from run import machine
 
-from streamrec import contract, servers
+from streamrec import contract, output, servers
 
 ITEMS = [f"item-{k}" for k in range(5)]
 QUERY = "n=5&exclude=" + ",".join(ITEMS)  # an empty list: our polls publish no impressions
 RUNS, POLL_SECONDS, GIVE_UP_SECONDS, KCAT = 5, 0.005, 10.0, "/usr/bin/kcat"
-console = Console()
+console = output.console()
 Records = list[tuple[bytes, bytes]]
 Client = tuple[Callable[[Records], None], Callable[[], object]]  # send (until acked), close
 

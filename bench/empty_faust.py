@@ -1,5 +1,8 @@
 """The worker's Faust setup with an agent that does nothing but count: Faust's own cost."""
 
+import tempfile
+from pathlib import Path
+
 import faust
 from redis.asyncio import Redis
 
@@ -9,7 +12,11 @@ from streamrec.contract import RedisKeys, Settings
 
 def main() -> None:
     settings = Settings()
-    app = create_app(settings)
+    with tempfile.TemporaryDirectory(prefix="streamrec-empty-faust-") as datadir:
+        run(settings, create_app(settings, Path(datadir)))
+
+
+def run(settings: Settings, app: faust.App) -> None:
     app.agents.clear()  # drop the real agents; keep the app's transport and group settings
     redis = Redis.from_url(settings.redis_url)
     counters = RedisKeys(settings.key_prefix).counters

@@ -4,7 +4,6 @@ Every figure is reported as the median of the runs and their range (min–max): 
 machine one run says little, and ratios measured within a run are what to compare.
 """
 
-import re
 import statistics
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from rich.markdown import Markdown
 from rich.table import Table
 
 from streamrec.evaluation import plot_bars, plot_series
+from streamrec.output import replace_section
 
 README_START = "<!-- bench:start (written by bench/run.py; edits here are overwritten) -->"
 README_END = "<!-- bench:end -->"
@@ -108,11 +108,7 @@ def markdown(results: dict) -> str:
 
 
 def update_readme(readme: Path, section: str) -> None:
-    text = readme.read_text()
-    pattern = re.compile(re.escape(README_START) + ".*?" + re.escape(README_END), re.DOTALL)
-    if not pattern.search(text):
-        raise ValueError(f"{readme} has no {README_START} ... {README_END} section")
-    readme.write_text(pattern.sub(lambda _: f"{README_START}\n{section}\n{README_END}", text))
+    replace_section(readme, README_START, README_END, section)
 
 
 def plot(results: dict, directory: Path) -> None:

@@ -20,9 +20,9 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 from report import markdown, plot, show, summarise, update_readme
-from rich.console import Console
 
 from stream_app.state_writer import StateWriter, StreamRecord
+from streamrec import output
 from streamrec.contract import (
     InteractionEvent,
     RedisKeys,
@@ -41,7 +41,7 @@ from streamrec.servers import (
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
-console = Console()
+console = output.console()
 
 
 def synthetic_events(count: int, users: int = 10_000, items: int = 50_000, seed: int = 1

@@ -38,9 +38,9 @@ from pathlib import Path
 import aiohttp
 import httpx
 import redis
-from rich.console import Console
 from run import machine, synthetic_events
 
+from streamrec import output
 from streamrec.contract import RedisKeys, Settings, create_key, ensure_topics, produce_records
 from streamrec.servers import (
     child_environment,
@@ -53,7 +53,7 @@ from streamrec.servers import (
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
-console = Console()
+console = output.console()
 
 #: API keys: the honest client, an admin for /v1/metrics, and one per hostile client.
 KEYS = {"honest": ["read", "write"], "admin": ["admin"], "flood": ["read"],

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -25,6 +26,7 @@ from .auth import Auth, KeyRing, RateLimiter
 from .errors import install_error_handlers
 from .guards import BodyGuard, Gate
 from .header_deadline import PROTOCOL, set_header_deadline
+from .openapi import install_openapi
 from .profiles import Profiles
 from .publisher import EventPublisher
 from .recommender import Recommender
@@ -64,16 +66,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await publisher.close()
             await redis.aclose()
 
-    app = FastAPI(title="streamrec", version=__version__, lifespan=lifespan,
-                  description="Real-time recommendations learned from event streams.")
+    # The docs pages (/docs: Swagger UI, /redoc) load their scripts and styles from the
+    # fastapi-offline wheel, served here: they render without internet access.
+    app = FastAPIOffline(title="streamrec", version=__version__, lifespan=lifespan,
+                         description="Real-time recommendations learned from event streams.",
+                         static_url=DOCS_ASSETS)
     install_error_handlers(app)
+    install_openapi(app)
     for router in (routes.users, routes.sessions, routes.items, routes.trending, routes.events,
                    routes.metrics, routes.erasures, routes.health, routes.prometheus):
         app.include_router(router)
     # Added last runs first: timing and request ids around everything, then CORS, then the
     # body's size and type, then who and how much.
     app.add_middleware(Gate, capacity=settings.max_inflight_cost,
-                       share=settings.max_inflight_cost_per_caller, open_paths=OPEN_PATHS,
+                       share=settings.max_inflight_cost_per_caller, is_open=is_open,
                        over_limit_delay=settings.over_limit_delay_seconds)
     app.add_middleware(BodyGuard, limit_for=body_limits(settings),
                        timeout_seconds=settings.body_timeout_seconds)
@@ -92,9 +98,15 @@ def app_from_environment() -> FastAPI:
     return create_app(settings)
 
 
-#: Open to anyone: health for probes, the API document and its page (which asks for a key).
+#: Open to anyone: health for probes, the API document and its pages (which ask for a key)
+#: with their scripts and styles.
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs",
                         "/docs/oauth2-redirect", "/redoc"})
+DOCS_ASSETS = "/docs/assets"
+
+
+def is_open(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith(f"{DOCS_ASSETS}/")
 #: Paths whose bodies are batches of records (up to STREAMREC_MAX_REQUEST_BYTES).
 INGEST_PATHS = frozenset({"/v1/events", "/v1/items"})
 

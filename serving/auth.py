@@ -130,10 +130,13 @@ class Auth:
 def require(scope: Scope) -> Callable[..., Awaitable[Caller]]:
     """A dependency: the caller (identified by `guards.Gate` before any work), if their key
     has `scope`; 403 otherwise. The security parameters only declare the schemes in the
-    OpenAPI document, so the docs page's "Authorize" works."""
+    OpenAPI document (with `scope` as the role each requires), so the docs page's "Authorize"
+    works."""
     async def caller(request: Request,
-                     _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
-                     _header: Annotated[str | None, Security(api_key_header)]) -> Caller:
+                     _bearer: Annotated[HTTPAuthorizationCredentials | None,
+                                        Security(bearer, scopes=[scope])],
+                     _header: Annotated[str | None, Security(api_key_header, scopes=[scope])]
+                     ) -> Caller:
         admitted: Caller = request.state.caller
         if scope not in admitted.scopes:
             raise ApiError(403, f"the key {admitted.name!r} does not have the {scope!r} scope")

@@ -5,11 +5,13 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
+from pydantic import StringConstraints
 
 from streamrec.contract import MAX_LIST_LENGTH, Identifier, Label, Settings, pseudonymise
 
 from .auth import require
 from .impressions import publish_impressions
+from .openapi import example
 from .profiles import Profiles
 from .publisher import EventPublisher
 from .recommender import RecommendationList, Recommender
@@ -36,13 +38,15 @@ RecommenderDep = Annotated[Recommender, Depends(_recommender)]
 PublisherDep = Annotated[EventPublisher, Depends(_publisher)]
 ProfilesDep = Annotated[Profiles, Depends(_profiles)]
 
-def _user_id(request: Request, user_id: Annotated[Identifier, Path()]) -> str:
+def _user_id(request: Request, user_id: Annotated[Identifier, Path(
+        openapi_examples=example("a demo shopper", "user-7"))]) -> str:
     return pseudonymise(user_id, request.app.state.settings.id_key)
 
 
 def _optional_user(request: Request, user_id: Annotated[Identifier | None, Query(
         description="Who is shown the list: filters their seen items, records impressions "
-        "(with the write scope).")] = None) -> str | None:
+        "(with the write scope).", openapi_examples=example("a demo shopper", "user-7"))
+        ] = None) -> str | None:
     return None if user_id is None else pseudonymise(user_id, request.app.state.settings.id_key)
 
 
@@ -50,23 +54,34 @@ def _optional_user(request: Request, user_id: Annotated[Identifier | None, Query
 #: STREAMREC_ID_HMAC_KEY set).
 UserId = Annotated[str, Depends(_user_id)]
 OptionalUser = Annotated[str | None, Depends(_optional_user)]
-ItemId = Annotated[Identifier, Path()]
+ItemId = Annotated[Identifier, Path(openapi_examples=example("a demo item", "item-c3-1"))]
+
+
+#: `exclude` parameters one request may repeat (each may hold many comma-separated ids).
+MAX_EXCLUDE_VALUES = 1000
 
 
 @dataclass
 class ListOptions:
     """Query parameters every list endpoint takes."""
 
-    n: Annotated[int, Query(ge=1, le=MAX_LIST_LENGTH, description="How many items to return.")] = 10
-    category: Annotated[Label | None, Query(description="Only this category.")] = None
+    n: Annotated[int, Query(ge=1, le=MAX_LIST_LENGTH, description="How many items to return.",
+                            openapi_examples=example("two items", 2))] = 10
+    category: Annotated[Label | None, Query(
+        description="Only this category.", openapi_examples=example("a demo category", "c3"))
+    ] = None
     exclude: Annotated[
-        str | None,
-        Query(max_length=65536, description="Comma-separated item ids never to return."),
+        list[Annotated[str, StringConstraints(max_length=65536)]] | None,
+        Query(max_length=MAX_EXCLUDE_VALUES, description="Item ids never to return: repeat "
+              "the parameter (`exclude=a&exclude=b`), separate ids with commas "
+              "(`exclude=a,b`), or both.",
+              openapi_examples=example("two demo items", ["item-c3-0", "item-c3-2"])),
     ] = None
 
     @property
     def excluded(self) -> set[str]:
-        return {item.strip() for item in (self.exclude or "").split(",") if item.strip()}
+        return {item.strip() for value in self.exclude or () for item in value.split(",")
+                if item.strip()}
 
 
 ListQuery = Annotated[ListOptions, Depends()]

@@ -150,19 +150,19 @@ class Gate:
 
     MAX_DELAYED = 1024
 
-    def __init__(self, app: App, *, capacity: int, share: int, open_paths: frozenset[str],
-                 over_limit_delay: float) -> None:
+    def __init__(self, app: App, *, capacity: int, share: int,
+                 is_open: Callable[[str], bool], over_limit_delay: float) -> None:
         self.app = app
         self.capacity = capacity
         self.share = min(share, capacity)
-        self.open_paths = open_paths
+        self.is_open = is_open
         self.over_limit_delay = over_limit_delay
         self.in_flight = 0
         self.in_flight_by: dict[str, int] = {}
         self.delayed = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.open_paths:
+        if scope["type"] != "http" or self.is_open(scope["path"]):
             return await self.app(scope, receive, send)
         auth = scope["app"].state.auth
         cost = min(request_cost(scope), self.share)

@@ -82,9 +82,11 @@ async def ingest(request: Request, *, settings: Settings, publisher: EventPublis
     return Accepted(accepted=len(records), ids=[getattr(r, id_field) for r in records])
 
 
-def body_schema(*models: type[BaseModel], optional: tuple[str, ...] = ()) -> dict[str, Any]:
+def body_schema(*models: type[BaseModel], examples: dict[str, dict[str, Any]],
+                optional: tuple[str, ...] = ()) -> dict[str, Any]:
     """OpenAPI request body: one record or a list (of any of `models`), as the contract
-    validates it; `optional` fields are filled in by the service."""
+    validates it, with `examples` (`openapi.example`); `optional` fields are filled in by
+    the service."""
     variants = []
     for model in models:
         variant = model.model_json_schema()
@@ -92,5 +94,5 @@ def body_schema(*models: type[BaseModel], optional: tuple[str, ...] = ()) -> dic
         variants.append(variant)
     schema = variants[0] if len(variants) == 1 else {"anyOf": variants}
     one_or_many = {"anyOf": [schema, {"type": "array", "items": schema, "minItems": 1}]}
-    return {"requestBody": {"required": True,
-                            "content": {"application/json": {"schema": one_or_many}}}}
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": one_or_many, "examples": examples}}}}

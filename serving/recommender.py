@@ -144,8 +144,26 @@ class Recommender:
         history = await self.reader.user_history(user_id, self.settings.vote_items)
         items, sources = await self._learned(history.recent, user_id, request, every_source)
         if request.fallback and len(items) < request.n:
-            items += await self._liked_trending(user_id, request.topping_up(items))
+            items += await self._top_up(user_id, request, items)
         return _new_list("personalised", items, "user", history.watermark), sources
+
+    async def _top_up(self, user_id: str, request: ListRequest,
+                      learned: list[RecommendedItem]) -> list[RecommendedItem]:
+        """What follows a short learned list: trending in the categories the user likes,
+        then trending overall. Under a category cap the cap holds over the whole list: a few
+        times the missing count is read from each, items past the cap are skipped, and the
+        list may come out shorter than n when trending cannot fill it within the cap."""
+        missing = request.topping_up(learned)
+        if request.max_per_category is None:
+            return await self._liked_trending(user_id, missing)
+        wider = replace(missing, n=missing.n * RERANK_DEPTH)
+        candidates = await self._liked_trending(user_id, wider)
+        candidates += await self._top_of(self._trending(request.category), user_id,
+                                         wider.excluding(i.item_id for i in candidates))
+        listed = learned + candidates  # the learned part is within the cap already
+        categories = await self.reader.primary_categories([i.item_id for i in listed])
+        return cap_per_category(listed, categories, request.max_per_category,
+                                request.n)[len(learned):]
 
     async def for_session(self, viewed: Sequence[str], n: int, *, category: str | None = None,
                           exclude: Collection[str] = (), now_ms: int | None = None

@@ -7,8 +7,17 @@ amount per request whatever the number of candidates.
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import Protocol, TypeVar
 
 from .scoring import ScoredItem
+
+
+class Listed(Protocol):
+    @property
+    def item_id(self) -> str: ...
+
+
+ListedItem = TypeVar("ListedItem", bound=Listed)
 
 
 def penalise_shown(ranked: Sequence[ScoredItem], shown: Mapping[str, int], free: int,
@@ -23,12 +32,12 @@ def penalise_shown(ranked: Sequence[ScoredItem], shown: Mapping[str, int], free:
     return sorted(penalised, key=lambda s: (-s.score, s.item_id))
 
 
-def cap_per_category(ranked: Sequence[ScoredItem], primary_category: Mapping[str, str | None],
-                     cap: int, n: int) -> list[ScoredItem]:
+def cap_per_category(ranked: Sequence[ListedItem], primary_category: Mapping[str, str | None],
+                     cap: int, n: int) -> list[ListedItem]:
     """The first n items of `ranked`, skipping an item once `cap` items of its primary
     category are in (items without a category are never skipped). May return fewer than n:
     the caller tops the list up from its fallback, as for any short list."""
-    taken: list[ScoredItem] = []
+    taken: list[ListedItem] = []
     per_category: Counter[str] = Counter()
     for item in ranked:
         category = primary_category.get(item.item_id)

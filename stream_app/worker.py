@@ -16,6 +16,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import faust
@@ -46,6 +47,8 @@ REDIS_OUTAGE_ERRORS = (
 )
 #: How often the worker looks for users past the retention.
 RETENTION_SWEEP_SECONDS = 3600.0
+#: The worker's temporary folder (Faust's local files) is named so.
+WORKER_DIRECTORY_PREFIX = "streamrec-worker-"
 #: Longest pause between two attempts at a batch that does not get through.
 MAX_RETRY_DELAY_SECONDS = 5.0
 
@@ -84,7 +87,8 @@ def header_pairs(headers: Any) -> tuple[tuple[str, bytes], ...]:
     return tuple(headers.items() if hasattr(headers, "items") else headers)
 
 
-def create_app(settings: Settings) -> faust.App:
+def create_app(settings: Settings, datadir: Path) -> faust.App:
+    """The worker's Faust app; Faust keeps its local files in `datadir`."""
     app = faust.App(
         settings.consumer_group,
         broker=[f"streamrec://{server.strip()}"
@@ -98,7 +102,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_session_timeout=6,
         broker_heartbeat_interval=1,
         broker_rebalance_timeout=10,
-        datadir=tempfile.mkdtemp(prefix="streamrec-worker-"),
+        datadir=str(datadir),
     )
     redis = Redis.from_url(settings.redis_url)
     writer = StateWriter(redis, settings)
@@ -187,10 +191,12 @@ def create_app(settings: Settings) -> faust.App:
 
 
 def run_worker(settings: Settings, log_level: str = "info") -> None:
-    """Create the topics if missing, then run one worker until SIGTERM/SIGINT."""
+    """Create the topics if missing, then run one worker until SIGTERM/SIGINT; its temporary
+    folder is removed when it stops (Faust ends by raising SystemExit)."""
     asyncio.run(ensure_topics(settings))
-    app = create_app(settings)
-    json_lines = settings.log_format == "json"
-    faust.Worker(app, loglevel=log_level.upper(), quiet=json_lines,
-                 logging_config=json_logging_config(log_level) if json_lines else None,
-                 ).execute_from_commandline()
+    with tempfile.TemporaryDirectory(prefix=WORKER_DIRECTORY_PREFIX) as datadir:
+        app = create_app(settings, Path(datadir))
+        json_lines = settings.log_format == "json"
+        faust.Worker(app, loglevel=log_level.upper(), quiet=json_lines,
+                     logging_config=json_logging_config(log_level) if json_lines else None,
+                     ).execute_from_commandline()

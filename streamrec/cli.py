@@ -1,16 +1,27 @@
-"""The `streamrec` command: run the worker, the service, the embedded demo, demo traffic."""
+"""The `streamrec` command: run the worker, the service, the embedded demo, demo traffic.
+
+A mistake in what the user gave (an argument, an option, a setting, an input file) ends the
+command with one line on stderr and a non-zero exit, never a traceback: `main` prints every
+`typer.TyperException` (bad arguments and options are ones) that way, and commands turn
+their input errors into one.
+"""
 
 import asyncio
+import enum
 import json
+import logging
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from streamrec.contract import Settings
 
 
-def _settings() -> list[tuple[str, object, str]]:
+def _setting_rows() -> list[tuple[str, object, str]]:
     """(variable, default, description) of every setting."""
     return [(f"STREAMREC_{name.upper()}",
              field.default_factory() if field.default_factory else field.default,
@@ -19,12 +30,14 @@ def _settings() -> list[tuple[str, object, str]]:
 
 
 def _settings_help() -> str:
+    # "\b" keeps click from re-wrapping a paragraph: a default is never split across lines.
     return "Settings come from environment variables (defaults in brackets):\n\n" + "".join(
-        f"{variable} [{default}]: {description}\n\n" for variable, default, description
-        in _settings())
+        f"\b\n{variable} [{_shown(default)}]: {description}\n\n"
+        for variable, default, description in _setting_rows())
 
 
 def _shown(default: object) -> str:
+    """A default as it is written in the environment: JSON, or `unset` for none."""
     return "unset" if default is None else default if isinstance(default, str) else json.dumps(
         default)
 
@@ -32,8 +45,21 @@ def _shown(default: object) -> str:
 def settings_table() -> str:
     """The README's settings table."""
     rows = [f"| `{variable}` | `{_shown(default)}`"
-            f" | {description} |" for variable, default, description in _settings()]
+            f" | {description} |" for variable, default, description in _setting_rows()]
     return "\n".join(["| variable | default | meaning |", "|---|---|---|", *rows])
+
+
+def current_settings() -> Settings:
+    """The settings from the environment; a malformed variable is the user's input error."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        problem = error.errors(include_url=False)[0]
+        variable = f"STREAMREC_{str(problem['loc'][0]).upper()}" if problem["loc"] else "settings"
+        raise typer.TyperException(
+            f"{variable}: {problem['msg'].removeprefix('Value error, ')}") from None
+    except SettingsError as error:
+        raise typer.TyperException(f"{error} ({error.__cause__})") from None
 
 
 app = typer.Typer(help="Real-time recommendations from event streams.",
@@ -47,7 +73,7 @@ def worker(log_level: LogLevel = "info") -> None:
     """Run a stream worker: consume events and catalogue, learn them into Redis."""
     from stream_app.worker import run_worker
 
-    run_worker(Settings(), log_level)
+    run_worker(current_settings(), log_level)
 
 
 @app.command()
@@ -55,7 +81,8 @@ def serve(log_level: LogLevel = "info") -> None:
     """Run the HTTP service on STREAMREC_HTTP_HOST:STREAMREC_HTTP_PORT."""
     from serving.app import run_service
 
-    run_service(Settings(), log_level)
+    logging.basicConfig(level=log_level.upper())
+    run_service(current_settings(), log_level)
 
 
 @app.command()
@@ -66,7 +93,7 @@ def demo(
     """Start everything on this machine (broker, Redis, worker, service, traffic) until Ctrl-C."""
     from streamrec.launcher import run_demo
 
-    run_demo(Settings(), rate, users)
+    run_demo(current_settings(), rate, users)
 
 
 @app.command()
@@ -79,7 +106,19 @@ def up(
     listen; Ctrl-C drains (the worker applies everything in the topics) and stops them."""
     from streamrec.launcher import run_up
 
-    run_up(Settings(), data_dir)
+    run_up(current_settings(), data_dir)
+
+
+@app.command()
+def examples(
+    readme: Annotated[Path | None, typer.Option(
+        exists=True, dir_okay=False, help="Rewrite this README's examples block.")] = None,
+) -> None:
+    """Run the README's HTTP examples against a real run (the stack and the demo's shoppers,
+    about a minute) and print them as curl commands with their answers."""
+    from streamrec.launcher import generate_examples
+
+    generate_examples(current_settings(), readme)
 
 
 @app.command()
@@ -97,34 +136,56 @@ def traffic(
     """Produce the synthetic catalogue, then synthetic shopper events, to Kafka."""
     from streamrec.launcher import produce_traffic
 
-    asyncio.run(produce_traffic(Settings(), rate, users, count=count, service=service,
+    asyncio.run(produce_traffic(current_settings(), rate, users, count=count, service=service,
                                 browse_rate=browse_rate, api_key=api_key))
+
+
+class TimeUnit(enum.StrEnum):
+    s = "s"
+    ms = "ms"
+    auto = "auto"
+
+
+class Ties(enum.StrEnum):
+    shuffle = "shuffle"
+    file = "file"
 
 
 @app.command()
 def evaluate(
-    path: Annotated[Path, typer.Argument(help="CSV with user_id,item_id,timestamp columns.")],
+    path: Annotated[Path, typer.Argument(
+        exists=True, dir_okay=False, help="CSV with user_id,item_id,timestamp columns.")],
     columns: Annotated[str | None, typer.Option(
         help="Map our names to the file's, e.g. user_id=userId,item_id=movieId")] = None,
-    time_unit: Annotated[str, typer.Option(help="s, ms or auto (detected).")] = "auto",
-    batch_size: Annotated[int, typer.Option(help="Apply events in batches of B (1: exact).")] = 1,
-    every: Annotated[int, typer.Option(help="Evaluate every k-th event.")] = 5,
-    out: Annotated[Path | None, typer.Option(help="Write metrics.json and a plot here.")] = None,
+    time_unit: Annotated[TimeUnit, typer.Option(help="s, ms or auto (detected).")
+                         ] = TimeUnit.auto,
+    batch_size: Annotated[int, typer.Option(
+        min=1, help="Apply events in batches of B (1: exact).")] = 1,
+    every: Annotated[int, typer.Option(min=1, help="Evaluate every k-th event.")] = 5,
+    out: Annotated[Path | None, typer.Option(
+        file_okay=False, help="Write metrics.json and a plot here.")] = None,
     redis_url: Annotated[str | None, typer.Option(
         help="Replay into this Redis (under a fresh key prefix) instead of an embedded one.")
     ] = None,
     items: Annotated[Path | None, typer.Option(
+        exists=True, dir_okay=False,
         help="Catalogue CSV (item_id, categories separated by |, title), loaded first.")
     ] = None,
     item_columns: Annotated[str | None, typer.Option(
         help="Map the catalogue's columns, e.g. item_id=movieId,categories=genres")] = None,
-    ties: Annotated[str, typer.Option(
-        help="Events that share a timestamp: 'shuffle' (with --seed) or 'file' (the file's "
-        "order, which next-item rules can learn).")] = "shuffle",
+    ties: Annotated[Ties, typer.Option(
+        help="Events that share a timestamp: shuffled with --seed, or in the file's order "
+        "(which next-item rules can learn).")] = Ties.shuffle,
     seed: Annotated[int, typer.Option(help="Seed of the same-time shuffle.")] = 0,
 ) -> None:
     """Prequential replay of a CSV through the production write and read code."""
-    from streamrec.evaluation import ITEM_COLUMNS, TIES, Dataset, parse_columns, run_evaluation
+    from streamrec.evaluation import (
+        ITEM_COLUMNS,
+        Dataset,
+        InvalidDataset,
+        parse_columns,
+        run_evaluation,
+    )
 
     try:
         mapping = parse_columns(columns)
@@ -134,11 +195,11 @@ def evaluate(
         item_mapping = parse_columns(item_columns, ITEM_COLUMNS)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--item-columns") from None
-    if ties not in TIES:
-        raise typer.BadParameter(f"{ties!r} is not one of {', '.join(TIES)}",
-                                 param_hint="--ties")
-    dataset = Dataset(path, mapping, time_unit, items, item_mapping, ties, seed)
-    run_evaluation(dataset, Settings(), batch_size, every, out, redis_url)
+    dataset = Dataset(path, mapping, time_unit.value, items, item_mapping, ties.value, seed)
+    try:
+        run_evaluation(dataset, current_settings(), batch_size, every, out, redis_url)
+    except InvalidDataset as error:
+        raise typer.TyperException(str(error)) from None
 
 
 @app.command()
@@ -148,8 +209,11 @@ def dataset(
     """Write the synthetic shop dataset (sessions, funnel, drift) for `evaluate`."""
     from streamrec.datasets import SHOP_DATASET, write_dataset
 
-    directory.mkdir(parents=True, exist_ok=True)
-    count = write_dataset(directory / "events.csv", directory / "items.csv")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        count = write_dataset(directory / "events.csv", directory / "items.csv")
+    except OSError as error:
+        raise typer.TyperException(f"{error.filename or directory}: {error.strerror}") from None
     typer.echo(f"wrote {count:,} events and the catalogue to {directory} ({SHOP_DATASET});\n"
                f"evaluate with: streamrec evaluate {directory / 'events.csv'} "
                f"--items {directory / 'items.csv'}")
@@ -164,9 +228,19 @@ KeysFile = Annotated[Path | None, typer.Option(
 
 
 def _keys_file(file: Path | None) -> Path:
-    chosen = file or Settings().api_keys_file
+    """The keys file to act on, once it is known to be one (or does not exist yet)."""
+    from streamrec.contract import describe_validation_error, load_keys
+
+    chosen = file or current_settings().api_keys_file
     if chosen is None:
         raise typer.BadParameter("set STREAMREC_API_KEYS_FILE or pass --file", param_hint="--file")
+    try:
+        load_keys(chosen)
+    except ValidationError as error:
+        raise typer.TyperException(f"{chosen} is not a keys file: "
+                                   f"{describe_validation_error(error)}") from None
+    except OSError as error:
+        raise typer.TyperException(f"{chosen}: {error.strerror or error}") from None
     return chosen
 
 
@@ -225,7 +299,7 @@ def forget(
     from stream_app.retention import request_erasures
     from streamrec.contract import RedisKeys, pseudonymise
 
-    settings = Settings()
+    settings = current_settings()
     try:
         [request] = asyncio.run(request_erasures(settings,
                                                  [pseudonymise(user_id, settings.id_key)]))
@@ -253,7 +327,7 @@ def sweep(
     STREAMREC_USER_RETENTION_DAYS (the worker also does this every hour)."""
     from stream_app.retention import sweep as sweep_inactive
 
-    settings = Settings()
+    settings = current_settings()
     if settings.user_retention_days is None:
         raise typer.BadParameter("STREAMREC_USER_RETENTION_DAYS is not set")
     requested = asyncio.run(sweep_inactive(settings, now_ms))
@@ -267,8 +341,22 @@ def show_settings(
     markdown: Annotated[bool, typer.Option(help="Every setting as the README's table.")] = False,
 ) -> None:
     """Print the settings in effect, as JSON."""
-    typer.echo(settings_table() if markdown else Settings().model_dump_json(indent=2))
+    typer.echo(settings_table() if markdown else current_settings().model_dump_json(indent=2))
 
 
 def main() -> None:
-    app()
+    """Run the command; a usage or input error is one line on stderr and exit 1 or 2."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.TyperException as error:
+        message = error.format_message()
+        if "\n" in message:  # the help, asked for by giving no arguments
+            print(message, file=sys.stderr)
+        else:
+            context = getattr(error, "ctx", None)
+            hint = f" (see {context.command_path} --help)" if context is not None else ""
+            print(f"streamrec: {message}{hint}", file=sys.stderr)
+        sys.exit(error.exit_code)
+    except typer.Abort:
+        sys.exit(130)  # Ctrl-C at a prompt
+    sys.exit(code or 0)

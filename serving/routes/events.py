@@ -11,6 +11,7 @@ from streamrec.contract import (
 
 from ..dependencies import PublisherDep, SettingsDep, Writer
 from ..ingest import Accepted, body_schema, ingest, server_assigned_fields
+from ..openapi import example
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
@@ -23,8 +24,11 @@ def no_erasure(event: BaseModel) -> BaseModel:
 
 
 @router.post("", status_code=202, response_model=Accepted, dependencies=[Writer],
-             openapi_extra=body_schema(InteractionEvent, ImpressionEvent,
-                                       optional=("event_id", "timestamp")))
+             openapi_extra=body_schema(
+                 InteractionEvent, ImpressionEvent, optional=("event_id", "timestamp"),
+                 examples=example("an add to cart, stamped on receipt", [
+                     {"user_id": "user-7", "item_id": "item-c3-5",
+                      "event_type": "add_to_cart"}])))
 async def post_events(request: Request, settings: SettingsDep, publisher: PublisherDep
                       ) -> Accepted:
     """One event or a list, produced to the events topic keyed by user. `event_id` and

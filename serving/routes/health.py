@@ -1,5 +1,6 @@
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from redis import exceptions as redis_errors
 
 from ..dependencies import PublisherDep
@@ -13,7 +14,16 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+class Readiness(BaseModel):
+    status: str = Field(description="'ready' or 'unavailable'.")
+    redis: bool
+    kafka: bool
+    stalled: dict[str, str] = Field(
+        description="Partitions (topic:partition) the worker cannot apply, and why.")
+
+
+@router.get("/readyz", response_model=Readiness, responses={503: {
+    "model": Readiness, "description": "Redis or Kafka unreachable, or a partition stalled."}})
 async def readyz(request: Request, publisher: PublisherDep) -> JSONResponse:
     """Redis and Kafka are reachable and the worker applies every partition: 200, else 503
     naming what is not (`stalled`: partitions the worker cannot apply, and why)."""

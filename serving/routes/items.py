@@ -14,6 +14,7 @@ from ..dependencies import (
     Shown,
 )
 from ..ingest import Accepted, body_schema, ingest
+from ..openapi import example
 from ..recommender import RecommendationList
 
 router = APIRouter(prefix="/v1/items", tags=["items"])
@@ -28,8 +29,10 @@ async def similar_items(item_id: ItemId, options: ListQuery, recommender: Recomm
         item_id, options.n, category=options.category, exclude=options.excluded))
 
 
-@router.post("", status_code=202, response_model=Accepted, openapi_extra=body_schema(ItemEvent),
-             dependencies=[Cataloguer])
+@router.post("", status_code=202, response_model=Accepted, dependencies=[Cataloguer],
+             openapi_extra=body_schema(ItemEvent, examples=example("a new item", {
+                 "item_id": "item-new-1", "categories": ["c3"], "tags": ["summer"],
+                 "title": "Straw hat"})))
 async def post_items(request: Request, settings: SettingsDep, publisher: PublisherDep
                      ) -> Accepted:
     """Add or update catalogue entries (categories, tags, availability, title)."""

@@ -1,9 +1,12 @@
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Body
 from pydantic import BaseModel, ConfigDict, Field
 
 from streamrec.contract import MAX_LIST_LENGTH, Identifier, Label
 
 from ..dependencies import Reader, RecommenderDep
+from ..openapi import example
 from ..recommender import RecommendationList
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
@@ -25,8 +28,11 @@ class SessionRequest(BaseModel):
 
 @router.post("/recommendations", response_model=RecommendationList,
              dependencies=[Reader])
-async def session_recommendations(request: SessionRequest, recommender: RecommenderDep
-                                  ) -> RecommendationList:
+async def session_recommendations(
+    request: Annotated[SessionRequest, Body(openapi_examples=example(
+        "two items seen", {"items": ["item-c3-1", "item-c3-4"], "n": 2}))],
+    recommender: RecommenderDep,
+) -> RecommendationList:
     """Recommendations for an anonymous visitor, from the items of their session so far (no
     user id, nothing stored): the same scoring as a user's recent history."""
     return await recommender.for_session(request.items, request.n, category=request.category,

@@ -2,7 +2,7 @@ import asyncio
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Body, Query, Response
 
 from streamrec.contract import MAX_LIST_LENGTH, forget_request, half_life_ms
 
@@ -18,6 +18,7 @@ from ..dependencies import (
     UserId,
     Writer,
 )
+from ..openapi import example
 from ..portrait import Portrait, portrait
 from ..profiles import Preferences
 from ..recommender import RecommendationList
@@ -32,7 +33,9 @@ async def recommendations_for_user(
     user_id: UserId, options: ListQuery, recommender: RecommenderDep, shown: Shown,
     max_per_category: Annotated[int | None, Query(
         ge=1, le=MAX_LIST_LENGTH, description="Diversity: at most this many items of one "
-        "category (default: STREAMREC_MAX_PER_CATEGORY, unset means no cap).")] = None,
+        "category in the whole list, top-up included, so it may be shorter than n (default: "
+        "STREAMREC_MAX_PER_CATEGORY, unset means no cap).",
+        openapi_examples=example("two per category", 2))] = None,
 ) -> RecommendationList:
     """Personalised: items that co-occur with what the user did most recently, topped up from
     trending in the categories the user likes (stated or learned), then trending overall;
@@ -44,8 +47,9 @@ async def recommendations_for_user(
 
 @router.put("/{user_id}/preferences", response_model=Preferences,
             dependencies=[Writer])
-async def put_preferences(user_id: UserId, preferences: Preferences, profiles: ProfilesDep
-                          ) -> Preferences:
+async def put_preferences(user_id: UserId, preferences: Annotated[Preferences, Body(
+        openapi_examples=example("likes c2", {"categories": ["c2"]}))],
+                          profiles: ProfilesDep) -> Preferences:
     """Replace the categories the user likes: a new user gets trending within them until
     their own behaviour says more. Takes effect on the next request."""
     return await profiles.save(user_id, preferences)

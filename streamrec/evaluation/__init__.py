@@ -4,9 +4,9 @@ code, its report and its plots."""
 from .plots import plot_bars, plot_series
 from .replay import (
     ITEM_COLUMNS,
-    TIES,
     Dataset,
     Interaction,
+    InvalidDataset,
     Replay,
     Scoreboard,
     gini,
@@ -20,9 +20,9 @@ from .report import run_evaluation
 
 __all__ = [
     "ITEM_COLUMNS",
-    "TIES",
     "Dataset",
     "Interaction",
+    "InvalidDataset",
     "Replay",
     "Scoreboard",
     "gini",

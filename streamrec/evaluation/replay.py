@@ -16,13 +16,14 @@ With `batch_size` B > 1 the state is only updated every B events, which shows wh
 worker's batching lag costs.
 """
 
+import contextlib
 import csv
 import hashlib
 import math
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,8 +57,24 @@ class Interaction:
     event_type: str
 
 
-#: How events that share a timestamp are ordered: shuffled with a seed, or as in the file.
-TIES = ("shuffle", "file")
+class InvalidDataset(ValueError):
+    """An input file that cannot be read as the evaluation expects: says which file, which
+    line when one is at fault, and what is wrong."""
+
+
+@contextlib.contextmanager
+def csv_rows(path: Path) -> Iterator[csv.DictReader]:
+    """The file as CSV rows; unreadable or undecodable input is an `InvalidDataset`."""
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            yield csv.DictReader(handle)
+    except OSError as error:
+        raise InvalidDataset(f"{path}: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise InvalidDataset(f"{path}: not UTF-8 text ({error.reason} at byte "
+                             f"{error.start})") from None
+    except csv.Error as error:
+        raise InvalidDataset(f"{path}: not a CSV file ({error})") from None
 
 
 def load_interactions(path: Path, columns: dict[str, str] | None = None,
@@ -67,17 +84,29 @@ def load_interactions(path: Path, columns: dict[str, str] | None = None,
     item_id, timestamp, event_type) to the file's; `time_unit` is s, ms or auto; `ties`
     "shuffle" orders same-time events by a shuffle with `seed`, "file" keeps the file's."""
     names = {name: name for name in EVENT_COLUMNS} | (columns or {})
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = [names[c] for c in REQUIRED_COLUMNS if names[c] not in (reader.fieldnames or [])]
+    with csv_rows(path) as reader:
+        fields = reader.fieldnames or []
+        missing = [names[c] for c in REQUIRED_COLUMNS if names[c] not in fields]
         if missing:
-            raise ValueError(f"{path} has no column(s) {missing}; its header is "
-                             f"{reader.fieldnames}; map them with --columns")
-        typed = names["event_type"] in (reader.fieldnames or [])
-        rows = [(row[names["user_id"]], row[names["item_id"]], float(row[names["timestamp"]]),
-                 row[names["event_type"]] if typed else event_type) for row in reader]
+            raise InvalidDataset(f"{path} has no column(s) {missing}; its header is "
+                                 f"{fields}; map them with --columns")
+        typed = names["event_type"] in fields
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            user, item, stamp = (row[names[c]] for c in REQUIRED_COLUMNS)
+            if user is None or item is None or stamp is None:
+                raise InvalidDataset(f"{path}:{line}: fewer cells than the header has columns")
+            try:
+                seconds_or_ms = float(stamp)
+            except ValueError:
+                raise InvalidDataset(f"{path}:{line}: timestamp {stamp!r} is not a "
+                                     "number") from None
+            rows.append((user, item, seconds_or_ms,
+                         (row[names["event_type"]] or event_type) if typed else event_type))
+    if not rows:
+        raise InvalidDataset(f"{path} holds no events")
     if time_unit == "auto":
-        time_unit = "s" if rows and max(r[2] for r in rows) < 1e11 else "ms"
+        time_unit = "s" if max(r[2] for r in rows) < 1e11 else "ms"
     scale = 1000 if time_unit == "s" else 1
     interactions = [Interaction(u, i, int(t * scale), kind) for u, i, t, kind in rows]
     if ties == "shuffle":
@@ -89,12 +118,11 @@ def load_catalogue(path: Path, columns: dict[str, str] | None = None) -> list[It
     """Catalogue rows (item_id, categories separated by '|', optional title) as item events;
     MovieLens movies.csv reads with item_id=movieId,categories=genres."""
     names = {name: name for name in ITEM_COLUMNS} | (columns or {})
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
+    with csv_rows(path) as reader:
         fields = reader.fieldnames or []
         if names["item_id"] not in fields:
-            raise ValueError(f"{path} has no column {names['item_id']!r}; its header is "
-                             f"{fields}; map it with --item-columns")
+            raise InvalidDataset(f"{path} has no column {names['item_id']!r}; its header is "
+                                 f"{fields}; map it with --item-columns")
         items = []
         for line, row in enumerate(reader, start=2):
             try:
@@ -103,7 +131,8 @@ def load_catalogue(path: Path, columns: dict[str, str] | None = None) -> list[It
                     categories=[c for c in (row.get(names["categories"]) or "").split("|") if c],
                     title=row.get(names["title"]) or None))
             except ValidationError as error:
-                raise ValueError(f"{path}:{line}: {describe_validation_error(error)}") from None
+                raise InvalidDataset(f"{path}:{line}: {describe_validation_error(error)}"
+                                     ) from None
     return items
 
 
@@ -214,6 +243,16 @@ def self_information(recommended: Sequence[str], users_of: Counter[str], users: 
 RECOMMENDERS = ("default", "co-occurrence", "sequence", "trending", "popularity")
 
 
+def as_event(index: int, interaction: Interaction) -> InteractionEvent:
+    try:
+        return InteractionEvent(event_id=str(index), user_id=interaction.user_id,
+                                item_id=interaction.item_id, event_type=interaction.event_type,
+                                timestamp=interaction.timestamp_ms)
+    except ValidationError as error:
+        raise InvalidDataset(f"the event {interaction}: {describe_validation_error(error)}"
+                             ) from None
+
+
 async def ask_all(recommender: Recommender, user_id: str, k: int, now_ms: int
                   ) -> dict[str, list[str]]:
     """Top-k item ids of every recommender compared, over the same state: the service's
@@ -284,9 +323,7 @@ class Replay:
                 users_of[event.item_id] += 1
             history.add(event.item_id)
             last_time[event.user_id] = event.timestamp_ms
-            pending.append(StreamRecord("replay:0", index, InteractionEvent(
-                event_id=str(index), user_id=event.user_id, item_id=event.item_id,
-                event_type=event.event_type, timestamp=event.timestamp_ms)))
+            pending.append(StreamRecord("replay:0", index, as_event(index, event)))
             if len(pending) >= (MAX_APPLY_CHUNK if self.batch_size == 1 else self.batch_size):
                 await flush()
             progress(index + 1)

@@ -7,7 +7,6 @@ import uuid
 from pathlib import Path
 
 from redis.asyncio import Redis
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -18,19 +17,24 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from streamrec import output
 from streamrec.contract import Settings
 from streamrec.servers import RedisServer
 
 from .plots import plot_series
-from .replay import Dataset, Replay, delete_prefix
+from .replay import Dataset, InvalidDataset, Replay, delete_prefix
 
-console = Console()
+console = output.console()
 
 
 def run_evaluation(dataset: Dataset, settings: Settings, batch_size: int, every: int,
                    out: Path | None, redis_url: str | None) -> dict[str, object]:
     interactions = dataset.interactions()
     catalogue = dataset.catalogue()
+    unknown = sorted({i.event_type for i in interactions} - set(settings.event_weights))
+    if unknown:
+        raise InvalidDataset(f"{dataset.events}: event types {unknown} are not weighted in "
+                             f"STREAMREC_EVENT_WEIGHTS ({', '.join(settings.event_weights)})")
     console.print(f"{dataset.events}: {len(interactions):,} events, "
                   f"{len({i.user_id for i in interactions}):,} users, "
                   f"{len({i.item_id for i in interactions}):,} items"

@@ -10,15 +10,15 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
+from streamrec import output
 from streamrec.contract import Settings
 from streamrec.datasets import make_world
 
 from .stack import EMBEDDED_BROKER_LIMITS, FIRST_KEYS, Stack, running_stack
 
-console = Console()
+console = output.console()
 
 
 def get_json(url: str, key: str | None = None, timeout: float = 2.0) -> tuple[int, Any]:

@@ -2,14 +2,15 @@
 
 import json
 import math
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
-from typer.testing import CliRunner
 
-from streamrec.cli import app
 from streamrec.evaluation import (
     ITEM_COLUMNS,
     Interaction,
@@ -133,13 +134,22 @@ async def test_replay_evaluates_exactly_the_protocols_events(redis: Redis, serve
     assert result["default"] == "default"
 
 
-def test_cli_writes_metrics_json_and_a_plot(tmp_path: Path, servers: Servers) -> None:
+def test_cli_writes_metrics_json_a_plot_and_a_whole_table_into_a_file(
+        tmp_path: Path, servers: Servers) -> None:
     rows = [f"u{k % 7},i{(k * 3) % 11},{1_700_000_000 + k}" for k in range(300)]
     csv = write_csv(tmp_path / "e.csv", "user_id,item_id,timestamp", rows)
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["evaluate", str(csv), "--out", str(out),
-                                      "--redis-url", servers.redis_url])
-    assert result.exit_code == 0, result.output
+    environment = {name: value for name, value in os.environ.items() if name != "COLUMNS"}
+    result = subprocess.run([sys.executable, "-m", "streamrec", "evaluate", str(csv), "--out",
+                             str(out), "--redis-url", servers.redis_url], capture_output=True,
+                            text=True, env=environment, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # Into a file (a CI log), no column of the table is cut to fit 80 characters.
+    [header] = [line for line in result.stdout.splitlines() if "NDCG@10" in line]
+    for column in ("recommender", "HR@10", "NDCG@10", "MRR@10", "coverage", "novelty",
+                   "exposure Gini", "evaluated", "HR@10 apart"):
+        assert column in header, header
+    assert "default (service default)" in result.stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["default"] == "default"
     assert (metrics["dataset"]["ties"], metrics["dataset"]["seed"]) == ("shuffle", 0)

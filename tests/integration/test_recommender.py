@@ -235,3 +235,16 @@ async def test_max_per_category_diversifies_a_personalised_list(redis: Redis, se
     assert listed(capped.items) == [("c", "co-occurrence"), ("e", "trending")]
     assert listed((await rec.for_user("me", 2, now_ms=NOW)).items) == [
         ("c", "co-occurrence"), ("d", "co-occurrence")]
+
+
+async def test_the_category_cap_holds_over_the_top_up(redis: Redis, servers: Servers) -> None:
+    rec = await recommender(redis, servers)
+    # me: c (hats) is learned; the top-up brings e (shoes, which me likes), never d, a
+    # second hat; b and a are seen, f unavailable: two items, though three were asked for.
+    capped = await rec.for_user("me", 3, now_ms=NOW, max_per_category=1)
+    assert listed(capped.items) == [("c", "co-occurrence"), ("e", "trending")]
+    # u5 learned nothing unseen: trending in shoes (a), then overall (b is shoes: c).
+    capped = await rec.for_user("u5", 4, now_ms=NOW, max_per_category=1)
+    assert listed(capped.items) == [("a", "trending"), ("c", "trending")]
+    assert listed((await rec.for_user("u5", 4, now_ms=NOW, max_per_category=2)).items) == [
+        ("a", "trending"), ("b", "trending"), ("c", "trending"), ("d", "trending")]

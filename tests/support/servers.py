@@ -4,6 +4,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 from streamrec.contract import Settings
 
 
@@ -27,3 +29,22 @@ class Servers:
             "shared_after_items": 1,
         }
         return Settings(**{**values, **overrides})
+
+
+@dataclass
+class Secured:
+    """A running worker and service that require API keys: the keys by name."""
+
+    settings: Settings
+    base: str
+    keys: dict[str, str]  # name -> key
+    logs: Path
+
+    def call(self, method: str, path: str, key: str | None = None, *,
+             header: str = "Authorization", **kwargs: object) -> httpx.Response:
+        headers = {}
+        if key is not None:
+            headers[header] = f"Bearer {self.keys[key]}" if header == "Authorization" else (
+                self.keys[key])
+        return httpx.request(method, f"{self.base}{path}", headers=headers, timeout=10,
+                             **kwargs)  # type: ignore[arg-type]

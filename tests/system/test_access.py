@@ -2,61 +2,30 @@
 403 in the one error shape, revocation without a restart, a rate limit per key, impressions
 only from callers who may write for the user, and keys never in a log."""
 
-import asyncio
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
 import redis
 
-from streamrec.contract import RedisKeys, Settings, create_key, ensure_topics, revoke_key
+from streamrec.contract import RedisKeys, revoke_key
 from streamrec.servers import child_environment
-from tests.support.processes import ChildProcesses, wait_for
-from tests.support.servers import Servers
+from tests.support.processes import wait_for
+from tests.support.servers import Secured, Servers
 
 RATE, BURST = 5.0, 20  # per second: small enough to reach in a test, not by the others
 
 
-@dataclass
-class Secured:
-    settings: Settings
-    base: str
-    keys: dict[str, str]  # name -> key
-    logs: Path
-
-    def call(self, method: str, path: str, key: str | None = None, *,
-             header: str = "Authorization", **kwargs: object) -> httpx.Response:
-        headers = {}
-        if key is not None:
-            headers[header] = f"Bearer {self.keys[key]}" if header == "Authorization" else (
-                self.keys[key])
-        return httpx.request(method, f"{self.base}{path}", headers=headers, timeout=10,
-                             **kwargs)  # type: ignore[arg-type]
-
-
 @pytest.fixture(scope="module")
-def secured(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
-    logs = tmp_path_factory.mktemp("access")
-    keys_file = logs / "keys.json"
-    scopes = {"reader": ["read"], "writer": ["read", "write"], "cataloguer": ["catalogue"],
-              "admin": ["admin"], "limited": ["read"], "revoked": ["read"],
-              "greedy": ["read"]}
-    keys = {name: create_key(keys_file, name, granted) for name, granted in scopes.items()}
-    settings = servers.settings(auth="required", api_keys_file=keys_file,
-                                rate_limit_per_second=RATE, rate_limit_burst=BURST)
-    asyncio.run(ensure_topics(settings))
-    children = ChildProcesses(settings, logs)
-    try:
-        children.start_worker()
-        _, base = children.start_service()
-        yield Secured(settings, base, keys, logs)
-    finally:
-        children.stop_all()
+def secured(secured_service: Callable[..., Secured]) -> Secured:
+    return secured_service({
+        "reader": ["read"], "writer": ["read", "write"], "cataloguer": ["catalogue"],
+        "admin": ["admin"], "limited": ["read"], "revoked": ["read"],
+        "greedy": ["read"]},
+        rate_limit_per_second=RATE, rate_limit_burst=BURST)
 
 
 def test_health_is_open_and_everything_else_needs_a_key(secured: Secured) -> None:

@@ -46,6 +46,14 @@ def test_compose_environment_names_are_settings_and_ports_match() -> None:
     assert service["environment"]["STREAMREC_HTTP_HOST"] == "0.0.0.0"
 
 
+def test_compose_traffic_browses_the_service_so_metrics_show_a_ctr() -> None:
+    services = compose()["services"]
+    command = services["traffic"]["command"]
+    port = services["service"]["environment"]["STREAMREC_HTTP_PORT"]
+    assert command[command.index("--service") + 1] == f"http://service:{port}"
+    assert set(services["traffic"]["depends_on"]) == {"kafka", "redis", "service"}
+
+
 def test_help_lists_every_setting() -> None:
     result = CliRunner().invoke(app, ["--help"], terminal_width=200)
     assert result.exit_code == 0
@@ -65,3 +73,17 @@ def test_readme_documents_every_setting_and_the_two_commands() -> None:
         assert f"`STREAMREC_{name.upper()}`" in readme
     assert "make demo" in readme and "make test" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def section(readme: str, title: str) -> str:
+    return readme.split(f"\n{title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_readme_says_where_every_input_comes_from_and_where_the_service_listens() -> None:
+    readme = (ROOT / "README.md").read_text()
+    evaluation = section(readme, "## Evaluation")
+    assert "https://files.grouplens.org/datasets/movielens/ml-latest-small.zip" in evaluation
+    assert "Harper" in evaluation and "Konstan" in evaluation and "commercial" in evaluation
+    assert "data/ml-latest-small/ratings.csv" in evaluation and "../" not in evaluation
+    own = section(readme, "## Running on your own Kafka and Redis")
+    assert "`127.0.0.1:8000`" in own and "`STREAMREC_HTTP_HOST" in own
