@@ -15,19 +15,8 @@ from streamrec.contract import Recommender as RecommenderName
 from streamrec.contract import Settings, half_life_ms, value_at
 
 from .reranking import cap_per_category, penalise_shown
-from .scoring import (
-    COOCCURRENCE,
-    ScoredItem,
-    SourceScores,
-    Vote,
-    because_you,
-    blend,
-    cooccurrence_scores,
-    recency_votes,
-    sequence_scores,
-    similarity,
-)
-from .state_reader import Candidates, StateReader, Watermark
+from .scoring import COOCCURRENCE, ScoredItem, because_you, recency_votes
+from .state_reader import StateReader, Watermark
 from .telemetry import record_list
 
 TRENDING = "trending"
@@ -135,12 +124,10 @@ class Recommender:
         """`for_user`, and the top n item ids each learned source alone would give (no
         re-ranking, no top-up), from the same single read: what the evaluator compares."""
         request = ListRequest(n, now_ms=now_ms, max_per_category=self.settings.max_per_category)
-        served, sources = await self._personalised(user_id, request, every_source=True)
-        return served, {scores.source: [s.item_id for s in blend([(1.0, scores)], n)]
-                        for _, scores in sources}
+        return await self._personalised(user_id, request, every_source=True)
 
     async def _personalised(self, user_id: str, request: ListRequest, every_source: bool
-                            ) -> tuple[RecommendationList, list[tuple[float, SourceScores]]]:
+                            ) -> tuple[RecommendationList, dict[str, list[str]]]:
         history = await self.reader.user_history(user_id, self.settings.vote_items)
         items, sources = await self._learned(history.recent, user_id, request, every_source)
         if request.fallback and len(items) < request.n:
@@ -180,19 +167,28 @@ class Recommender:
 
     async def _learned(self, recent: Sequence[tuple[str, str]], user_id: str | None,
                        request: ListRequest, every_source: bool = False
-                       ) -> tuple[list[RecommendedItem], list[tuple[float, SourceScores]]]:
+                       ) -> tuple[list[RecommendedItem], dict[str, list[str]]]:
         """The top n by the votes of `recent` (newest first): co-occurrence blended with
-        sequence rules, re-ranked by the user's impressions and the category cap; and the
-        sources' scores (each read even at weight 0 with `every_source`)."""
+        sequence rules, re-ranked by the user's impressions and the category cap; and, with
+        `every_source`, the top n item ids of each source alone (no re-ranking)."""
         if not recent:
-            return [], []
+            return [], {}
         settings = self.settings
-        votes, found, sources = await self._sources(recent, user_id, request.category,
-                                                    every_source or settings.sequence_weight > 0)
+        votes = recency_votes(recent, settings.event_weights, settings.vote_position_decay)
+        with_sequence = every_source or settings.sequence_weight > 0
+        next_votes = recency_votes(recent[:settings.sequence_votes] if with_sequence else [],
+                                   settings.event_weights, settings.sequence_vote_decay)
         reranking = (user_id is not None and settings.impression_penalty < 1
                      ) or request.max_per_category is not None
         n = request.n
-        ranked = blend(sources, n * RERANK_DEPTH if reranking else n, request.exclude)
+        found = await self.reader.scored(
+            [(vote.item_id, vote.weight, next_votes[k].weight if k < len(next_votes) else 0.0)
+             for k, vote in enumerate(votes)],
+            depth=settings.candidate_row_depth, similarity=settings.similarity,
+            weights=(settings.cooccurrence_weight, settings.sequence_weight),
+            top=n * RERANK_DEPTH if reranking else n, per_source=n if every_source else 0,
+            user_id=user_id, category=request.category, exclude=request.exclude)
+        ranked = found.blended
         if reranking:
             ranked = await self._reranked(ranked, n, user_id, request.max_per_category)
         voter_type = {vote.item_id: vote.event_type for vote in votes}
@@ -202,24 +198,7 @@ class Recommender:
                 reason=because_you(voter_type[s.because_of],
                                    found.titles.get(s.because_of, s.because_of), s.source))
             for s in ranked
-        ], sources
-
-    async def _sources(self, recent: Sequence[tuple[str, str]], user_id: str | None,
-                       category: str | None, with_sequence: bool
-                       ) -> tuple[list[Vote], Candidates, list[tuple[float, SourceScores]]]:
-        """One read of the state, scored by every learned source: (weight, scores) each."""
-        settings = self.settings
-        votes = recency_votes(recent, settings.event_weights, settings.vote_position_decay)
-        next_votes = recency_votes(recent[:settings.sequence_votes], settings.event_weights,
-                                   settings.sequence_vote_decay)
-        found = await self.reader.candidates([vote.item_id for vote in votes],
-                                             settings.candidate_row_depth, user_id, category,
-                                             len(next_votes) if with_sequence else 0)
-        return votes, found, [
-            (settings.cooccurrence_weight, cooccurrence_scores(
-                votes, found.rows, found.user_counts, settings.similarity)),
-            (settings.sequence_weight, sequence_scores(next_votes, found.next_rows)),
-        ]
+        ], {source: [item for item, _ in best] for source, best in found.by_source.items()}
 
     async def _reranked(self, ranked: list[ScoredItem], n: int, user_id: str | None,
                         max_per_category: int | None) -> list[ScoredItem]:
@@ -267,19 +246,15 @@ class Recommender:
         """Items most similar to `item_id` by normalised co-occurrence, topped up from trending
         in its categories (content neighbours for new items), then trending overall."""
         settings = self.settings
-        found = await self.reader.candidates([item_id], max(settings.candidate_row_depth, n),
-                                             None, category)
-        n_i = found.user_counts[item_id]
+        found = await self.reader.scored(
+            [(item_id, 1.0, 0.0)], depth=max(settings.candidate_row_depth, n),
+            similarity=settings.similarity, weights=(1.0, 0.0), top=0, per_source=n,
+            category=category, exclude=exclude)
         label = found.titles.get(item_id, item_id)
-        ranked = sorted(
-            ((similarity(settings.similarity, c, n_i, found.user_counts[j]), j, c)
-             for j, c in found.rows[item_id] if j not in exclude),
-            key=lambda entry: (-entry[0], entry[1]),
-        )[:n]
         items = [
             RecommendedItem(item_id=j, score=score, source=COOCCURRENCE,
                             reason=f"people who liked {label} also liked this")
-            for score, j, _ in ranked
+            for j, score in found.by_source[COOCCURRENCE]
         ]
         if len(items) < n:  # a new item: its category neighbours until co-occurrence arrives
             shared = [] if category else await self.reader.item_categories(item_id)

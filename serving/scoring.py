@@ -1,4 +1,6 @@
-"""Item-to-item scoring from streaming counts. Pure functions, no I/O.
+"""Item-to-item scoring from streaming counts: the math, and the votes and reasons around it.
+The sums themselves run in Redis, next to the rows (lua/score_candidates.lua), so that only
+the best few candidates travel.
 
 Notation (as in SAR and item-based CF): c_ij is the number of users who interacted with
 items i and j close together (within the pair window), n_i the number of users who
@@ -17,25 +19,12 @@ had type t votes with v = decay^a * weight(t), and
 
 over the user's `vote_items` most recent items (co-occurrence). The sequence source scores
 sum_i v'_i * next_ij over the `sequence_votes` newest items, v'_i = sequence_decay^a *
-weight(t). `blend` scales each source to its best candidate and adds them with weights.
+weight(t). The blend scales each source to its best candidate and adds them with weights.
 The item (and source) with the largest term is the reason.
 """
 
-import heapq
-import math
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-
-from streamrec.contract import Similarity
-
-
-def similarity(kind: Similarity, c_ij: float, n_i: float, n_j: float) -> float:
-    if kind == "count":
-        return c_ij
-    if kind == "cosine":
-        return c_ij / math.sqrt(n_i * n_j) if n_i > 0 and n_j > 0 else 0.0
-    union = n_i + n_j - c_ij
-    return c_ij / union if union > 0 else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,79 +52,10 @@ class ScoredItem:
     source: str = "co-occurrence"  # the source that contributed most
 
 
-@dataclass(slots=True)
-class SourceScores:
-    """One candidate source's scores: totals and, per candidate, its biggest (term, voter)."""
-
-    source: str
-    totals: dict[str, float]
-    best: dict[str, tuple[float, str]]
-
-    @classmethod
-    def collect(cls, source: str, terms: Iterable[tuple[str, float, str]]) -> "SourceScores":
-        """From (candidate, term, voter) triples: score(j) = sum of j's terms."""
-        totals: dict[str, float] = {}
-        best: dict[str, tuple[float, str]] = {}
-        for candidate, term, voter in terms:
-            if candidate in totals:
-                totals[candidate] += term
-                if term > best[candidate][0]:
-                    best[candidate] = (term, voter)
-            else:
-                totals[candidate] = term
-                best[candidate] = (term, voter)
-        return cls(source, totals, best)
-
-
-def cooccurrence_scores(votes: Sequence[Vote], rows: Mapping[str, Sequence[tuple[str, float]]],
-                        user_counts: Mapping[str, float], kind: Similarity) -> SourceScores:
-    """score(j) = sum_i v_i * s_ij over the co-occurrence rows of the voting items."""
-    def terms() -> Iterator[tuple[str, float, str]]:
-        for vote in votes:
-            n_i = user_counts.get(vote.item_id, 0.0)
-            for candidate, c_ij in rows.get(vote.item_id, ()):
-                yield (candidate, vote.weight * similarity(
-                    kind, c_ij, n_i, user_counts.get(candidate, 0.0)), vote.item_id)
-
-    return SourceScores.collect(COOCCURRENCE, terms())
-
-
-def sequence_scores(votes: Sequence[Vote], next_rows: Mapping[str, Sequence[tuple[str, float]]]
-                    ) -> SourceScores:
-    """score(j) = sum_i v_i * next_ij: what users went on to after the newest items."""
-    return SourceScores.collect(SEQUENCE, (
-        (candidate, vote.weight * count, vote.item_id)
-        for vote in votes for candidate, count in next_rows.get(vote.item_id, ())))
-
-
-def blend(sources: Sequence[tuple[float, SourceScores]], n: int,
-          exclude: Collection[str] = ()) -> list[ScoredItem]:
-    """The top n of sum_s w_s * score_s(j) / max_j score_s(j): each source is scaled to its
-    best candidate first, so weights compare like with like whatever a source's units. The
-    reason comes from the source with the biggest weighted share. Ties by item id."""
-    total: dict[str, float] = {}
-    leading: dict[str, tuple[float, SourceScores]] = {}
-    for weight, scores in sources:
-        top = max(scores.totals.values(), default=0.0)
-        if weight <= 0 or top <= 0:
-            continue
-        scale = weight / top
-        for item, score in scores.totals.items():
-            share = score * scale
-            total[item] = total.get(item, 0.0) + share
-            if item not in leading or share > leading[item][0]:
-                leading[item] = (share, scores)
-    chosen = heapq.nsmallest(n, ((-score, item) for item, score in total.items()
-                                 if item not in exclude))
-    result = []
-    for negative, item in chosen:
-        scores = leading[item][1]
-        result.append(ScoredItem(item, -negative, scores.best[item][1], scores.source))
-    return result
-
-
 COOCCURRENCE = "co-occurrence"
 SEQUENCE = "sequence"
+#: The sources in the order lua/score_candidates.lua numbers them.
+SOURCES = (COOCCURRENCE, SEQUENCE)
 
 REASONS = {
     "view": "because you viewed {}",

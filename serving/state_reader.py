@@ -1,14 +1,16 @@
 """Reads the recommender state from Redis: one pipelined round trip per step, nothing else."""
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 
 import orjson
 from redis.asyncio import Redis
 
-from streamrec.contract import LIST_SEPARATOR, SHOWN_SEPARATOR, RedisKeys, lua_script
+from streamrec.contract import LIST_SEPARATOR, SHOWN_SEPARATOR, RedisKeys, Similarity, lua_script
+
+from .scoring import SOURCES, ScoredItem
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,11 +26,13 @@ class UserHistory:
 
 
 @dataclass(frozen=True, slots=True)
-class Candidates:
-    rows: dict[str, list[tuple[str, float]]]  # voter -> [(candidate, c_ij)], best first
-    next_rows: dict[str, list[tuple[str, float]]]  # newest voters -> [(candidate, next_ij)]
-    user_counts: dict[str, float]  # n_i of voters and candidates
-    titles: dict[str, str]  # voter -> title, where the catalogue has one
+class Scored:
+    """What score_candidates.lua chose: the blend's best, each source's best alone
+    (unscaled), and the voters' titles where the catalogue has one."""
+
+    blended: list[ScoredItem]
+    by_source: dict[str, list[tuple[str, float]]]
+    titles: dict[str, str]
 
 
 def _pairs(flat: Sequence[bytes]) -> list[tuple[str, float]]:
@@ -38,8 +42,8 @@ def _pairs(flat: Sequence[bytes]) -> list[tuple[str, float]]:
 
 LUA = files("serving").joinpath("lua")
 HIDDEN_ITEMS_LUA = LUA.joinpath("hidden_items.lua").read_text()
-COLLECT_CANDIDATES_LUA = lua_script(HIDDEN_ITEMS_LUA,
-                                    LUA.joinpath("collect_candidates.lua").read_text())
+SCORE_CANDIDATES_LUA = lua_script(HIDDEN_ITEMS_LUA,
+                                  LUA.joinpath("score_candidates.lua").read_text())
 NOT_SHOWABLE_LUA = lua_script(HIDDEN_ITEMS_LUA, LUA.joinpath("not_showable.lua").read_text())
 
 
@@ -58,7 +62,7 @@ class StateReader:
     def __init__(self, redis: Redis, keys: RedisKeys) -> None:
         self.redis = redis
         self.keys = keys
-        self._collect_candidates = redis.register_script(COLLECT_CANDIDATES_LUA)
+        self._score_candidates = redis.register_script(SCORE_CANDIDATES_LUA)
         self._not_showable = redis.register_script(NOT_SHOWABLE_LUA)
         self._script_config = orjson.dumps({"keys": keys.templates()})
 
@@ -85,24 +89,28 @@ class StateReader:
     async def global_watermark(self) -> Watermark:
         return _watermark(await self.redis.hgetall(self.keys.watermark))
 
-    async def candidates(self, voters: Sequence[str], depth: int, user_id: str | None,
-                         category: str | None, next_voters: int = 0) -> Candidates:
-        """The voters' (newest first) top-`depth` co-occurrence rows, and 'next' rows of the
-        newest `next_voters`, keeping only candidates `user_id` has not seen, that are
-        available and (with `category`) in it; n_i of voters and candidates."""
-        voter_counts, voter_titles, rows, next_rows, candidate_counts = (
-            await self._collect_candidates(args=[
-                self._script_config, user_id or "", category or "", depth, next_voters,
-                *voters]))
-        counts = {voter: float(n) for voter, n in zip(voters, voter_counts, strict=True)}
-        flat = iter(candidate_counts)
-        counts.update((j.decode(), float(n)) for j, n in zip(flat, flat, strict=True))
-        return Candidates(
-            rows={voter: _pairs(row) for voter, row in zip(voters, rows, strict=True)},
-            next_rows={voter: _pairs(row) for voter, row in zip(voters, next_rows,
-                                                                strict=False)},
-            user_counts=counts,
-            titles={voter: t.decode() for voter, t in zip(voters, voter_titles, strict=True) if t},
+    async def scored(self, voters: Sequence[tuple[str, float, float]], *, depth: int,
+                     similarity: Similarity, weights: tuple[float, float], top: int,
+                     per_source: int = 0, user_id: str | None = None,
+                     category: str | None = None, exclude: Collection[str] = ()) -> Scored:
+        """The voters' (item, co-occurrence vote, sequence vote; newest first) candidates
+        scored in Redis (serving/scoring.py describes the math): the `top` of the blend with
+        `weights` and, with `per_source`, each source's best alone. Candidates `user_id` has
+        seen, unavailable ones and (with `category`) others are never scored; `exclude`d
+        ones are never chosen. Rows are read `depth` deep."""
+        request = orjson.dumps({
+            "user": user_id or "", "category": category or "", "depth": depth,
+            "similarity": similarity, "top": top, "per_source": per_source,
+            "weights": weights, "voters": voters, "exclude": list(exclude)})
+        blended, *alone, titles = await self._score_candidates(
+            args=[self._script_config, request])
+        flat = iter(blended)
+        return Scored(
+            blended=[ScoredItem(item.decode(), float(score), voter.decode(),
+                                SOURCES[int(source) - 1])
+                     for item, score, source, voter in zip(flat, flat, flat, flat, strict=True)],
+            by_source={name: _pairs(pairs) for name, pairs in zip(SOURCES, alone, strict=True)},
+            titles=dict(zip(_text(titles[::2]), _text(titles[1::2]), strict=True)),
         )
 
     async def not_showable(self, items: Sequence[str], user_id: str | None) -> set[str]:

@@ -1,5 +1,5 @@
 -- Which candidates must not be shown: unavailable items and, for a user, items they already
--- interacted with. The one definition of that filter (collect_candidates.lua and
+-- interacted with. The one definition of that filter (score_candidates.lua and
 -- not_showable.lua use it).
 
 -- Membership tests against a set that is smaller than the candidate list are cheaper as one

@@ -134,7 +134,8 @@ class Settings(BaseSettings):
         0.9, gt=0, le=1, description="Weight of a vote per step of age (newest 1)."
     )
     candidate_row_depth: PositiveInt = Field(
-        100, description="Top co-occurring (and next) items read per voting item."
+        100, description="Top co-occurring (and next) items read for the strongest voting "
+        "item; weaker ones read in proportion to their vote."
     )
     sequence_votes: NonNegativeInt = Field(
         5, description="Most recent items whose 'next' rows vote for candidates."
