@@ -23,13 +23,14 @@ from streamrec.contract import RedisKeys, Settings, load_keys
 
 from . import routes
 from .auth import Auth, KeyRing, RateLimiter
+from .dashboard import DashboardSeries
 from .errors import install_error_handlers
 from .guards import BodyGuard, Gate
 from .header_deadline import PROTOCOL, set_header_deadline
 from .openapi import install_openapi
 from .profiles import Profiles
 from .publisher import EventPublisher
-from .recommender import Recommender
+from .recommender import RecommendationList, Recommender
 from .state_reader import StateReader
 from .telemetry import RequestTelemetry, service_logging_config
 
@@ -49,8 +50,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         publisher = EventPublisher(settings.kafka_bootstrap_servers)
         app.state.settings = settings
-        app.state.recommender = Recommender(StateReader(redis, RedisKeys(settings.key_prefix)),
-                                            settings)
+        reader = StateReader(redis, RedisKeys(settings.key_prefix))
+        app.state.recommender = Recommender(reader, settings)
+        app.state.dashboard = DashboardSeries(reader, settings, list_routes(app))
+        sampling = asyncio.create_task(app.state.dashboard.sample_forever())
         app.state.publisher = publisher
         app.state.profiles = Profiles(redis, RedisKeys(settings.key_prefix),
                                       settings.user_state_ttl_days * 86400)
@@ -63,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            sampling.cancel()
             await publisher.close()
             await redis.aclose()
 
@@ -74,7 +78,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_openapi(app)
     for router in (routes.users, routes.sessions, routes.items, routes.trending, routes.events,
-                   routes.metrics, routes.erasures, routes.health, routes.prometheus):
+                   routes.metrics, routes.erasures, routes.health, routes.prometheus,
+                   routes.dashboard):
         app.include_router(router)
     # Added last runs first: timing and request ids around everything, then CORS, then the
     # body's size and type, then who and how much.
@@ -98,10 +103,10 @@ def app_from_environment() -> FastAPI:
     return create_app(settings)
 
 
-#: Open to anyone: health for probes, the API document and its pages (which ask for a key)
-#: with their scripts and styles.
+#: Open to anyone: health for probes, the API document and its pages and the dashboard's
+#: page (which ask for a key), with the docs' scripts and styles.
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs",
-                        "/docs/oauth2-redirect", "/redoc"})
+                        "/docs/oauth2-redirect", "/redoc", "/dashboard"})
 DOCS_ASSETS = "/docs/assets"
 
 
@@ -109,6 +114,16 @@ def is_open(path: str) -> bool:
     return path in OPEN_PATHS or path.startswith(f"{DOCS_ASSETS}/")
 #: Paths whose bodies are batches of records (up to STREAMREC_MAX_REQUEST_BYTES).
 INGEST_PATHS = frozenset({"/v1/events", "/v1/items"})
+
+
+def list_routes(app: FastAPI) -> set[str]:
+    """The path templates of the routes that answer with a recommendation list (from the
+    OpenAPI document, which names every route of every router)."""
+    answer = {"$ref": f"#/components/schemas/{RecommendationList.__name__}"}
+    return {path for path, operations in app.openapi()["paths"].items()
+            for operation in operations.values()
+            if operation["responses"].get("200", {}).get("content", {})
+            .get("application/json", {}).get("schema") == answer}
 
 
 def body_limits(settings: Settings) -> Callable[[str], int]:

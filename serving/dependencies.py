@@ -10,6 +10,7 @@ from pydantic import StringConstraints
 from streamrec.contract import MAX_LIST_LENGTH, Identifier, Label, Settings, pseudonymise
 
 from .auth import require
+from .dashboard import DashboardSeries
 from .impressions import publish_impressions
 from .openapi import example
 from .profiles import Profiles
@@ -33,10 +34,15 @@ def _profiles(request: Request) -> Profiles:
     return request.app.state.profiles
 
 
+def _dashboard(request: Request) -> DashboardSeries:
+    return request.app.state.dashboard
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 RecommenderDep = Annotated[Recommender, Depends(_recommender)]
 PublisherDep = Annotated[EventPublisher, Depends(_publisher)]
 ProfilesDep = Annotated[Profiles, Depends(_profiles)]
+DashboardDep = Annotated[DashboardSeries, Depends(_dashboard)]
 
 def _user_id(request: Request, user_id: Annotated[Identifier, Path(
         openapi_examples=example("a demo shopper", "user-7"))]) -> str:

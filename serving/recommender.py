@@ -267,9 +267,16 @@ class Recommender:
                        exclude: Collection[str] = (), user_id: str | None = None,
                        now_ms: int | None = None) -> RecommendationList:
         """Highest exponentially decayed popularity (half-life `trending_half_life_days`)."""
-        items = await self._top_of(self._trending(category), user_id,
-                                   ListRequest(n, category, frozenset(exclude), now_ms))
+        items = await self.trending_items(n, category=category, exclude=exclude,
+                                          user_id=user_id, now_ms=now_ms)
         return _new_list("trending", items, "global", await self.reader.global_watermark())
+
+    async def trending_items(self, n: int, *, category: str | None = None,
+                             exclude: Collection[str] = (), user_id: str | None = None,
+                             now_ms: int | None = None) -> list[RecommendedItem]:
+        """`trending`'s items, not served as a list (what the dashboard looks at)."""
+        return await self._top_of(self._trending(category), user_id,
+                                  ListRequest(n, category, frozenset(exclude), now_ms))
 
     async def popular(self, n: int, *, category: str | None = None,
                       exclude: Collection[str] = (), user_id: str | None = None

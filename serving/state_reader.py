@@ -171,6 +171,11 @@ class StateReader:
         stalled = await self.redis.hgetall(self.keys.stalled_partitions)
         return {source.decode(): reason.decode() for source, reason in stalled.items()}
 
+    async def latest_dead_letters(self) -> list[dict[str, object]]:
+        """The newest dead letters' summaries (when, kind, source position, reason)."""
+        return [orjson.loads(entry)
+                for entry in await self.redis.lrange(self.keys.dead_letters, 0, -1)]
+
     async def counters(self) -> dict[str, int]:
         counters = await self.redis.hgetall(self.keys.counters)
         return {name.decode(): int(value) for name, value in counters.items()}

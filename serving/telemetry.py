@@ -158,14 +158,19 @@ class RequestTelemetry:
             duration.observe(time.perf_counter() - started)
 
 
-def exposition() -> tuple[bytes, str]:
-    """The metrics in Prometheus' text format, added up over every service process when
-    they share PROMETHEUS_MULTIPROC_DIR."""
+def service_metrics() -> CollectorRegistry:
+    """The service's metrics, added up over every service process when they share
+    PROMETHEUS_MULTIPROC_DIR."""
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+        return registry
+    return REGISTRY
+
+
+def exposition() -> tuple[bytes, str]:
+    """The metrics in Prometheus' text format."""
+    return generate_latest(service_metrics()), CONTENT_TYPE_LATEST
 
 
 def service_logging_config(settings: Settings, level: str) -> dict[str, Any]:

@@ -95,10 +95,15 @@ def _encode(record: StreamRecord) -> list[object]:
     return [kind, *values]
 
 
+#: Latest dead letters kept in Redis for the dashboard (the topic itself keeps them all).
+DEAD_LETTERS_KEPT = 20
+
+
 class StateWriter:
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self._redis = redis
         self._keys = RedisKeys(settings.key_prefix)
+        self._dead_letters_ttl_seconds = settings.dead_letter_retention_days * 86400
         self._script = redis.register_script(APPLY_BATCH_LUA)
         self._config = {
             "keys": self._keys.templates(),
@@ -153,6 +158,15 @@ class StateWriter:
         """Say (for /readyz) that these partitions cannot be applied now, and why."""
         await self._redis.hset(self._keys.stalled_partitions,
                                mapping=dict.fromkeys(sources, reason[:1000]))
+
+    async def remember_dead_letters(self, summaries: Sequence[dict[str, object]]) -> None:
+        """Keep the newest `DEAD_LETTERS_KEPT` summaries (in stream order: the last ends up
+        first) for the dashboard; they may name users, so they expire like the topic's."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.lpush(self._keys.dead_letters, *(orjson.dumps(s) for s in summaries))
+            pipe.ltrim(self._keys.dead_letters, 0, DEAD_LETTERS_KEPT - 1)
+            pipe.expire(self._keys.dead_letters, self._dead_letters_ttl_seconds)
+            await pipe.execute()
 
     async def clear_stall(self, sources: Iterable[str]) -> None:
         await self._redis.hdel(self._keys.stalled_partitions, *sources)

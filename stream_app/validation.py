@@ -19,6 +19,8 @@ from .state_writer import LogEpoch, StreamRecord
 DEAD_LETTER_MAX_VALUE_BYTES = 512 * 1024
 DEAD_LETTER_MAX_KEY_BYTES = 1024
 DEAD_LETTER_MAX_REASON_BYTES = 4096
+#: Characters of a reason the dashboard's summary keeps.
+SUMMARY_REASON_CHARS = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,11 @@ class Rejection:
                             (f"streamrec.{name}.sha256",
                              hashlib.sha256(original).hexdigest().encode())]
         return headers
+
+    def summary(self, at_ms: int) -> dict[str, object]:
+        """What the dashboard lists of a dead letter (the reason's start)."""
+        return {"at_ms": at_ms, "kind": self.kind, "source": self.raw.source,
+                "offset": self.raw.offset, "reason": self.reason[:SUMMARY_REASON_CHARS]}
 
     def dead_letter_key(self) -> bytes | None:
         return None if self.raw.key is None else self.raw.key[:DEAD_LETTER_MAX_KEY_BYTES]

@@ -119,6 +119,9 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
             for r in fresh
         ]
         await asyncio.gather(*futures)
+        if fresh:
+            now_ms = int(time.time() * 1000)
+            await writer.remember_dead_letters([r.summary(now_ms) for r in fresh])
         for rejection in fresh:
             telemetry.DEAD_LETTERED.labels(rejection.kind).inc()
             log.info("dead-lettered %s@%d: %s", rejection.raw.source, rejection.raw.offset,

@@ -1,5 +1,6 @@
 """One router per resource."""
 
+from .dashboard import router as dashboard
 from .erasures import router as erasures
 from .events import router as events
 from .health import router as health
@@ -10,5 +11,5 @@ from .sessions import router as sessions
 from .trending import router as trending
 from .users import router as users
 
-__all__ = ["erasures", "events", "health", "items", "metrics", "prometheus", "sessions",
-           "trending", "users"]
+__all__ = ["dashboard", "erasures", "events", "health", "items", "metrics", "prometheus",
+           "sessions", "trending", "users"]

@@ -96,6 +96,14 @@ KEY_LAYOUT: tuple[KeySpec, ...] = (
             "\"topic:partition\" -> why the worker cannot apply it now (empty: all flowing)"),
     KeySpec("watermark", "watermark", "hash",
             "event_time_ms, applied_at_ms of the newest applied batch"),
+    KeySpec("dead_letters", "dead_letters", "list",
+            "newest first, JSON of the latest dead-lettered records: when, kind, source "
+            "position, reason (capped, expires with the dead-letter topic's retention)"),
+    KeySpec("dashboard_samples", "dashboard_samples", "list",
+            "newest first, JSON snapshots of the counters /dashboard charts (capped)"),
+    KeySpec("dashboard_sampler", "dashboard_sampler", "string",
+            "held for one sampling interval by the service process that took the last "
+            "dashboard sample"),
     KeySpec("counters", "counters", "hash",
             "events_applied, dead_lettered, items_applied, duplicates_skipped (redelivered), "
             "duplicate_events (event id resent), users_erased, erased_events_dropped"),

@@ -184,6 +184,14 @@ class Settings(BaseSettings):
         "text", description="'text': readable lines; 'json': one JSON object per line (time, "
         "level, logger, message, and request_id / recommendation_id where there is one)."
     )
+    dashboard_sample_seconds: PositiveFloat = Field(
+        5.0, description="How often the service keeps a snapshot of its and the worker's "
+        "counters in Redis for the /dashboard page (one service process takes each)."
+    )
+    dashboard_samples_kept: PositiveInt = Field(
+        720, description="Dashboard snapshots kept (720 at 5 s: the last hour; about 500 "
+        "bytes each)."
+    )
 
     # --- who may call the service ------------------------------------------------
     auth: Literal["required", "disabled"] = Field(
