@@ -23,6 +23,7 @@ from streamrec.contract import RedisKeys, Settings, load_keys
 from . import routes
 from .auth import Auth, KeyRing, RateLimiter
 from .errors import install_error_handlers
+from .experiments import Experiments
 from .guards import BodyGuard, Gate
 from .header_deadline import PROTOCOL, set_header_deadline
 from .profiles import Profiles
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.recommender = Recommender(StateReader(redis, RedisKeys(settings.key_prefix)),
                                             settings)
         app.state.publisher = publisher
+        app.state.experiments = Experiments(redis, RedisKeys(settings.key_prefix))
         app.state.profiles = Profiles(redis, RedisKeys(settings.key_prefix),
                                       settings.user_state_ttl_days * 86400)
         app.state.auth = auth_from(settings)
@@ -68,7 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Real-time recommendations learned from event streams.")
     install_error_handlers(app)
     for router in (routes.users, routes.sessions, routes.items, routes.trending, routes.events,
-                   routes.metrics, routes.erasures, routes.health, routes.prometheus):
+                   routes.metrics, routes.experiments, routes.erasures, routes.health,
+                   routes.prometheus):
         app.include_router(router)
     # Added last runs first: timing and request ids around everything, then CORS, then the
     # body's size and type, then who and how much.

@@ -9,6 +9,7 @@ from fastapi import Depends, Path, Query, Request
 from streamrec.contract import MAX_LIST_LENGTH, Identifier, Label, Settings, pseudonymise
 
 from .auth import require
+from .experiments import Experiments
 from .impressions import publish_impressions
 from .profiles import Profiles
 from .publisher import EventPublisher
@@ -31,10 +32,15 @@ def _profiles(request: Request) -> Profiles:
     return request.app.state.profiles
 
 
+def _experiments(request: Request) -> Experiments:
+    return request.app.state.experiments
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 RecommenderDep = Annotated[Recommender, Depends(_recommender)]
 PublisherDep = Annotated[EventPublisher, Depends(_publisher)]
 ProfilesDep = Annotated[Profiles, Depends(_profiles)]
+ExperimentsDep = Annotated[Experiments, Depends(_experiments)]
 
 def _user_id(request: Request, user_id: Annotated[Identifier, Path()]) -> str:
     return pseudonymise(user_id, request.app.state.settings.id_key)
