@@ -16,8 +16,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     create_model,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -50,9 +52,16 @@ class _Overrides(BaseModel):
                                  f"may override only {sorted(cls.model_fields)}")
         return values
 
+    @model_serializer(mode="wrap")
+    def _named_only(self, serialize: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Only the settings the variant names: an override left out is no override (and
+        None is a value: `max_per_category` None means no cap)."""
+        return {name: value for name, value in serialize(self).items()
+                if name in self.model_fields_set}
+
     def overrides(self) -> dict[str, Any]:
-        """The settings this variant changes (those it names), without `recommender`."""
-        return {name: value for name, value in self.model_dump(exclude_unset=True).items()
+        """The settings this variant changes, without `recommender`."""
+        return {name: getattr(self, name) for name in self.model_fields_set
                 if name != "recommender"}
 
 
