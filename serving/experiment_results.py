@@ -106,7 +106,8 @@ def wilson_interval(successes: int, trials: int, z: float = Z_95) -> tuple[float
     share = successes / trials
     spread = z * math.sqrt(share * (1 - share) / trials + z * z / (4 * trials * trials))
     centre = share + z * z / (2 * trials)
-    return (centre - spread) / (1 + z * z / trials), (centre + spread) / (1 + z * z / trials)
+    scale = 1 + z * z / trials
+    return max(0.0, (centre - spread) / scale), min(1.0, (centre + spread) / scale)
 
 
 @dataclass(frozen=True, slots=True)
