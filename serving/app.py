@@ -25,6 +25,7 @@ from . import routes
 from .auth import Auth, KeyRing, RateLimiter
 from .dashboard import DashboardSeries
 from .errors import install_error_handlers
+from .experiments import Experiments
 from .guards import BodyGuard, Gate
 from .header_deadline import PROTOCOL, set_header_deadline
 from .openapi import install_openapi
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.dashboard = DashboardSeries(reader, settings, list_routes(app))
         sampling = asyncio.create_task(app.state.dashboard.sample_forever())
         app.state.publisher = publisher
+        app.state.experiments = Experiments(redis, RedisKeys(settings.key_prefix))
         app.state.profiles = Profiles(redis, RedisKeys(settings.key_prefix),
                                       settings.user_state_ttl_days * 86400)
         app.state.auth = auth_from(settings)
@@ -78,8 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_openapi(app)
     for router in (routes.users, routes.sessions, routes.items, routes.trending, routes.events,
-                   routes.metrics, routes.erasures, routes.health, routes.prometheus,
-                   routes.dashboard):
+                   routes.metrics, routes.experiments, routes.erasures, routes.health,
+                   routes.prometheus, routes.dashboard):
         app.include_router(router)
     # Added last runs first: timing and request ids around everything, then CORS, then the
     # body's size and type, then who and how much.

@@ -11,6 +11,7 @@ from streamrec.contract import MAX_LIST_LENGTH, Identifier, Label, Settings, pse
 
 from .auth import require
 from .dashboard import DashboardSeries
+from .experiments import Experiments
 from .impressions import publish_impressions
 from .openapi import example
 from .profiles import Profiles
@@ -36,6 +37,8 @@ def _profiles(request: Request) -> Profiles:
 
 def _dashboard(request: Request) -> DashboardSeries:
     return request.app.state.dashboard
+def _experiments(request: Request) -> Experiments:
+    return request.app.state.experiments
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
@@ -43,6 +46,7 @@ RecommenderDep = Annotated[Recommender, Depends(_recommender)]
 PublisherDep = Annotated[EventPublisher, Depends(_publisher)]
 ProfilesDep = Annotated[Profiles, Depends(_profiles)]
 DashboardDep = Annotated[DashboardSeries, Depends(_dashboard)]
+ExperimentsDep = Annotated[Experiments, Depends(_experiments)]
 
 def _user_id(request: Request, user_id: Annotated[Identifier, Path(
         openapi_examples=example("a demo shopper", "user-7"))]) -> str:

@@ -61,6 +61,12 @@ def header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def _bodyless(scope: Scope) -> bool:
+    """A request that says it has no body (Content-Length 0, or neither it nor chunks)."""
+    declared = header(scope, b"content-length")
+    return declared == "0" or (declared is None and header(scope, b"transfer-encoding") is None)
+
+
 class BodyGuard:
     def __init__(self, app: App, *, limit_for: Callable[[str], int],
                  timeout_seconds: float) -> None:
@@ -73,6 +79,8 @@ class BodyGuard:
             return await self.app(scope, receive, send)
         limit = self.limit_for(scope["path"])
         content_type = (header(scope, b"content-type") or "").split(";")[0].strip().lower()
+        if not content_type and _bodyless(scope):  # e.g. POST /v1/experiments/{name}/stop
+            return await self.app(scope, receive, send)
         if content_type != "application/json":
             await send_error(send, 415, "send the body as application/json")
             return await self.drain(receive)

@@ -16,7 +16,19 @@ def impression_event(user_id: str, served: RecommendationList) -> ImpressionEven
         event_id=uuid.uuid4().hex, user_id=user_id, event_type=IMPRESSION,
         item_ids=[item.item_id for item in served.items], timestamp=int(time.time() * 1000),
         recommendation_id=served.recommendation_id, recommender=served.recommender,
+        **_attribution(served),
     )
+
+
+def _attribution(served: RecommendationList) -> dict[str, object]:
+    """The experiment fields of the impression: the variant, or each item's (interleaved)."""
+    tag = served.experiment
+    if tag is None:
+        return {"experiment": None, "variant": None, "item_variants": []}
+    placed_by = tag.placed_by or {}
+    return {"experiment": tag.name, "variant": tag.variant,
+            "item_variants": [placed_by[item.item_id] for item in served.items]
+            if placed_by else []}
 
 
 def publish_impressions(publisher: EventPublisher, settings: Settings, user_id: str | None,

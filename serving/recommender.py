@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pydantic import BaseModel, Field
 
 from streamrec.contract import Recommender as RecommenderName
-from streamrec.contract import Settings, half_life_ms, value_at
+from streamrec.contract import ServedExperiment, Settings, half_life_ms, value_at
 
 from .reranking import cap_per_category, penalise_shown
 from .scoring import COOCCURRENCE, ScoredItem, because_you, recency_votes
@@ -52,6 +52,7 @@ class RecommendationList(BaseModel):
     recommender: RecommenderName
     items: list[RecommendedItem]
     freshness: Freshness
+    experiment: ServedExperiment | None = None
 
 
 def _freshness(scope: str, watermark: Watermark) -> Freshness:

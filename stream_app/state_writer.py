@@ -13,6 +13,7 @@ import orjson
 from redis.asyncio import Redis
 
 from streamrec.contract import (
+    EXPERIMENT_FIELD,
     LIST_SEPARATOR,
     RECOMMENDER_FIELD,
     SHOWN_SEPARATOR,
@@ -64,7 +65,7 @@ RECORD_FIELDS: dict[str, tuple[str, ...]] = {
     "interaction": (*POSITION, "event_id", "user_id", "item_id", "event_type", "timestamp",
                     "recommendation_id"),
     "impression": (*POSITION, "event_id", "user_id", "item_ids", "timestamp",
-                   "recommendation_id", "recommender"),
+                   "recommendation_id", "recommender", "experiment", "variant", "item_variants"),
     "forget": (*POSITION, "event_id", "user_id", "timestamp", "pseudonym"),
     "item": (*POSITION, "item_id", "categories", "tags", "available", "title"),
     "epoch": (*POSITION, "log_id"),
@@ -110,6 +111,7 @@ class StateWriter:
             "list_separator": LIST_SEPARATOR,
             "shown_separator": SHOWN_SEPARATOR,
             "recommender_field": RECOMMENDER_FIELD,
+            "experiment_field": EXPERIMENT_FIELD,
             "event_weights": settings.event_weights,
             "pair_window": settings.pair_window,
             "history_length": settings.history_length,

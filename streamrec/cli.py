@@ -89,11 +89,14 @@ def serve(log_level: LogLevel = "info") -> None:
 def demo(
     rate: Annotated[float, typer.Option(help="Synthetic events per second.")] = 200.0,
     users: Annotated[int, typer.Option(help="Synthetic users.")] = 300,
+    experiment: Annotated[bool, typer.Option(
+        help="Run an experiment, trending only against the blend, and print its verdict "
+        "when the results declare one.")] = True,
 ) -> None:
     """Start everything on this machine (broker, Redis, worker, service, traffic) until Ctrl-C."""
     from streamrec.launcher import run_demo
 
-    run_demo(current_settings(), rate, users)
+    run_demo(current_settings(), rate, users, experiment)
 
 
 @app.command()

@@ -8,6 +8,7 @@ from streamrec.contract import MAX_LIST_LENGTH, forget_request, half_life_ms
 
 from ..dependencies import (
     Admin,
+    ExperimentsDep,
     ListQuery,
     ProfilesDep,
     PublisherDep,
@@ -31,7 +32,7 @@ router = APIRouter(prefix="/v1/users", tags=["users"])
             dependencies=[Reader])
 async def recommendations_for_user(
     user_id: UserId, options: ListQuery, recommender: RecommenderDep, shown: Shown,
-    max_per_category: Annotated[int | None, Query(
+    experiments: ExperimentsDep, max_per_category: Annotated[int | None, Query(
         ge=1, le=MAX_LIST_LENGTH, description="Diversity: at most this many items of one "
         "category in the whole list, top-up included, so it may be shorter than n (default: "
         "STREAMREC_MAX_PER_CATEGORY, unset means no cap).",
@@ -39,9 +40,10 @@ async def recommendations_for_user(
 ) -> RecommendationList:
     """Personalised: items that co-occur with what the user did most recently, topped up from
     trending in the categories the user likes (stated or learned), then trending overall;
-    the user's seen items, unavailable items and `exclude` never appear."""
-    return shown(user_id, await recommender.for_user(
-        user_id, options.n, category=options.category, exclude=options.excluded,
+    the user's seen items, unavailable items and `exclude` never appear. While an experiment
+    runs, a user in it gets their variant's list, and `experiment` names it."""
+    return shown(user_id, await experiments.for_user(
+        recommender, user_id, options.n, category=options.category, exclude=options.excluded,
         max_per_category=max_per_category))
 
 

@@ -52,6 +52,7 @@ local applied_at = config.applied_at_ms
 -- streamrec.contract.keys like the recommender field's name) cannot occur in one.
 local UNIT = config.shown_separator
 local RECOMMENDER_FIELD = config.recommender_field
+local EXPERIMENT_FIELD = config.experiment_field
 -- What remains of an entry after a subtraction that is within rounding of nothing.
 local ROUNDING = 1e-12
 
@@ -140,14 +141,86 @@ local function saw_user(user, ts)
   if batch_newest < ts then batch_newest = ts end
 end
 
+-- Online experiments ----------------------------------------------------------------------
+-- Counted here, with the list and its feedback, so exactly once like every other counter, in
+-- a constant number of commands per record. Per variant: users, lists, items shown, events
+-- attributed; and the per-user sums the results' statistics need (the user is the unit of
+-- randomisation, so a CTR's variance comes from users' (clicks, items shown) pairs: their
+-- sums of squares and products grow here as each user's own counts grow). An interleaved
+-- list credits each click to the variant that placed the item, and counts which variant the
+-- list preferred (more clicks on its items).
+local function stat(variant, name)
+  return variant .. UNIT .. name
+end
+
+local function count_experiment_list(e, unit, teams)
+  local metrics = key('experiment_metrics', e.experiment)
+  local users = key('experiment_users', e.experiment)
+  local shown = #e.item_ids
+  if #teams > 0 then
+    local placed = {}
+    for _, team in ipairs(e.item_variants) do placed[team] = (placed[team] or 0) + 1 end
+    local new_user = call('HSETNX', users, unit, '') == 1
+    for _, team in ipairs(teams) do
+      if new_user then call('HINCRBY', metrics, stat(team, 'users'), 1) end
+      call('HINCRBY', metrics, stat(team, 'lists'), 1)
+      call('HINCRBY', metrics, stat(team, 'items_shown'), placed[team])
+    end
+    return
+  end
+  local variant = e.variant
+  if call('HSETNX', users, unit, variant) == 1 then
+    call('HINCRBY', metrics, stat(variant, 'users'), 1)
+  end
+  call('HINCRBY', metrics, stat(variant, 'lists'), 1)
+  call('HINCRBY', metrics, stat(variant, 'items_shown'), shown)
+  local items_shown = call('HINCRBY', users, stat(unit, 'items_shown'), shown)
+  local clicks = tonumber(call('HGET', users, stat(unit, 'click')) or '0')
+  local before = items_shown - shown
+  call('HINCRBY', metrics, stat(variant, 'items_shown_squares'),
+       items_shown * items_shown - before * before)
+  call('HINCRBY', metrics, stat(variant, 'clicks_by_items_shown'), clicks * shown)
+end
+
+local function count_experiment_feedback(list, tag, team, event_type)
+  local experiment, variant, unit, teams = tag[1], tag[2], tag[3], tag[4]
+  local metrics = key('experiment_metrics', experiment)
+  if team ~= '' then  -- interleaved: a click is a vote of the list for the item's variant
+    call('HINCRBY', metrics, stat(team, event_type), 1)
+    if event_type ~= 'click' then return end
+    local other = teams[1] == team and teams[2] or teams[1]
+    local mine = call('HINCRBY', list, UNIT .. UNIT .. team, 1)
+    local theirs = other and tonumber(call('HGET', list, UNIT .. UNIT .. other) or '0') or 0
+    if mine == theirs + 1 then      -- the list now prefers `team` (it was level)
+      call('HINCRBY', metrics, stat(team, 'preferred_lists'), 1)
+    elseif mine == theirs then      -- level again: it no longer prefers `other`
+      call('HINCRBY', metrics, stat(other, 'preferred_lists'), -1)
+    end
+    return
+  end
+  call('HINCRBY', metrics, stat(variant, event_type), 1)
+  local users = key('experiment_users', experiment)
+  if event_type == 'click' then
+    local clicks = call('HINCRBY', users, stat(unit, 'click'), 1)
+    local items_shown = tonumber(call('HGET', users, stat(unit, 'items_shown')) or '0')
+    call('HINCRBY', metrics, stat(variant, 'click_squares'), 2 * clicks - 1)
+    call('HINCRBY', metrics, stat(variant, 'clicks_by_items_shown'), items_shown)
+  elseif event_type == 'purchase' and call('HINCRBY', users, stat(unit, 'purchase'), 1) == 1 then
+    call('HINCRBY', metrics, stat(variant, 'converted_users'), 1)
+  end
+end
+
 -- An event on an item of a served list counts for the list's recommender once per (list,
--- item, event type), and only while the list is remembered (its impression set it).
+-- item, event type), and only while the list is remembered (its impression set it); and,
+-- when the list was served in an experiment, for the variant that made it.
 local function count_feedback(recommendation_id, event_type, item)
   local list = key('recommendation', recommendation_id)
-  local recommender = call('HGET', list, RECOMMENDER_FIELD)
-  if not recommender or call('HEXISTS', list, item) == 0 then return end
+  local found = call('HMGET', list, RECOMMENDER_FIELD, item, EXPERIMENT_FIELD)
+  local recommender, team, tag = found[1], found[2], found[3]
+  if not recommender or not team then return end
   if call('HSETNX', list, UNIT .. event_type .. UNIT .. item, 1) == 0 then return end
   call('HINCRBY', key('recommender_metrics', recommender), event_type, 1)
+  if tag then count_experiment_feedback(list, cjson.decode(tag), team, event_type) end
 end
 
 -- the model updates ----------------------------------------------------------------------
@@ -288,9 +361,19 @@ local function apply_impression(e)
   local list = key('recommendation', e.recommendation_id)
   if e.recommendation_id ~= '' and call('EXISTS', list) == 0 then
     local fields = {RECOMMENDER_FIELD, e.recommender}
-    for _, item in ipairs(e.item_ids) do
+    for position, item in ipairs(e.item_ids) do
       fields[#fields + 1] = item
-      fields[#fields + 1] = ''
+      fields[#fields + 1] = e.item_variants[position] or ''
+    end
+    local unit, teams = nil, {}
+    if e.experiment ~= '' then
+      unit = redis.sha1hex(e.user_id)
+      local seen = {}
+      for _, team in ipairs(e.item_variants) do
+        if not seen[team] then teams[#teams + 1], seen[team] = team, true end
+      end
+      fields[#fields + 1] = EXPERIMENT_FIELD
+      fields[#fields + 1] = cjson.encode({e.experiment, e.variant, unit, teams})
     end
     call('HSET', list, unpack(fields))
     call('EXPIRE', list, config.recommendation_ttl_seconds)
@@ -300,6 +383,7 @@ local function apply_impression(e)
     call('HINCRBY', metrics, 'impression', 1)
     call('HINCRBY', metrics, 'items_shown', #e.item_ids)
     call('SADD', K.recommenders, e.recommender)
+    if unit then count_experiment_list(e, unit, teams) end
   end
   saw_user(e.user_id, e.timestamp)
 end

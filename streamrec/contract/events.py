@@ -24,6 +24,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from .pseudonyms import pseudonymise
@@ -135,6 +136,25 @@ class ImpressionEvent(_UserEvent):
     item_ids: list[Identifier] = Field(min_length=1, max_length=MAX_LIST_LENGTH)
     recommender: Recommender = Field(
         "unattributed", description="Which of the service's recommenders made the list.")
+    experiment: Identifier | None = Field(
+        None, description="The online experiment the list was served in.")
+    variant: Identifier | None = Field(
+        None, description="The user's variant of that experiment (A/B).")
+    item_variants: list[Identifier] = Field(
+        default_factory=list, max_length=MAX_LIST_LENGTH,
+        description="Interleaving: per item, in order, the variant that placed it.")
+
+    @model_validator(mode="after")
+    def _attributed_once(self) -> "ImpressionEvent":
+        """A list of an experiment names its variant (A/B) or each item's (interleaving)."""
+        if self.experiment is None:
+            if self.variant is not None or self.item_variants:
+                raise ValueError("variant and item_variants need an experiment")
+        elif (self.variant is None) == (not self.item_variants):
+            raise ValueError("an experiment's list names either its variant or item_variants")
+        if self.item_variants and len(self.item_variants) != len(self.item_ids):
+            raise ValueError("item_variants must name one variant per item")
+        return self
 
 
 class ForgetRequest(_UserEvent):

@@ -20,6 +20,9 @@ SHOWN_SEPARATOR = "\x1f"
 #: The field of recommendation:{id} naming the recommender (the item fields are bare ids;
 #: counted events are SHOWN_SEPARATOR + type + SHOWN_SEPARATOR + item).
 RECOMMENDER_FIELD = SHOWN_SEPARATOR + "recommender"
+#: The field of recommendation:{id} holding, for a list served in an experiment, the JSON
+#: [experiment, variant ('' when interleaved), the user's unit, [the interleaved variants]].
+EXPERIMENT_FIELD = SHOWN_SEPARATOR + "experiment"
 #: The slot of the id in a per-id key's pattern.
 ID_SLOT = "{}"
 
@@ -82,8 +85,20 @@ KEY_LAYOUT: tuple[KeySpec, ...] = (
             "event type -> count, for lists served by recommender r"),
     KeySpec("recommenders", "recommenders", "set", "names of recommenders that served lists"),
     KeySpec("recommendation", "recommendation:{}", "hash",
-            "served list id: \\x1frecommender -> name, its items -> '', and one field per "
-            "(event type, item) already counted (expires)"),
+            "served list id: \\x1frecommender -> name, its items -> '' (interleaved: the "
+            "variant that placed it), \\x1fexperiment -> JSON (in an experiment), one field per "
+            "(event type, item) already counted, \\x1f\\x1f variant -> clicks on its items "
+            "(interleaved) (expires)"),
+    KeySpec("experiments", "experiments", "hash",
+            "experiment name -> its definition (JSON: variants, mode, times, stopped_at)"),
+    KeySpec("experiment_metrics", "experiment:{}:metrics", "hash",
+            "variant \\x1f count -> value: users, lists, items_shown, per event type the "
+            "events attributed, converted_users, preferred_lists (interleaving) and the sums "
+            "the per-user statistics need (items_shown_squares, click_squares, "
+            "clicks_by_items_shown)"),
+    KeySpec("experiment_users", "experiment:{}:users", "hash",
+            "unit (SHA-1 of the user id) -> variant; unit \\x1f count -> that user's "
+            "items_shown, click, purchase"),
     KeySpec("applied_offsets", "applied_offsets", "hash",
             "\"topic:partition\" -> highest offset applied (the exactly-once guard)"),
     KeySpec("log_epochs", "log_epochs", "hash",

@@ -21,9 +21,25 @@ from .stack import EMBEDDED_BROKER_LIMITS, FIRST_KEYS, Stack, running_stack
 console = output.console()
 
 
-def get_json(url: str, key: str | None = None, timeout: float = 2.0) -> tuple[int, Any]:
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"} if key
-                                     else {})
+#: The demo's experiment: trending only (the control) against the blend, which the shoppers,
+#: who click what suits their hidden taste, should prefer.
+DEMO_EXPERIMENT = {"name": "blend-vs-trending", "variants": [
+    {"name": "trending", "share": 0.5, "settings": {"recommender": "trending"}},
+    {"name": "blend", "share": 0.5, "settings": {}}]}
+#: How often the demo reads the experiment's results.
+RESULTS_EVERY_SECONDS = 10.0
+
+
+def get_json(url: str, key: str | None = None, timeout: float = 2.0,
+             body: object = None) -> tuple[int, Any]:
+    """GET `url` (POST `body` when given) and decode the answer: (status, JSON); 0 when
+    nothing answered."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    data = None
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+        data = json.dumps(body).encode()
+    request = urllib.request.Request(url, headers=headers, data=data)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read())
@@ -106,7 +122,34 @@ def run_up(settings: Settings, data_dir: Path | None) -> None:
                           "everything, then the broker and Redis.")
 
 
-def run_demo(settings: Settings, rate: float, users: int) -> None:
+def start_experiment(base: str, admin_key: str) -> str:
+    status, body = get_json(f"{base}/v1/experiments", admin_key, body=DEMO_EXPERIMENT)
+    if status != 201:
+        raise RuntimeError(f"the demo's experiment was refused ({status}): {body}")
+    return (f"\nAn experiment runs: half the shoppers get trending only, half the blend. "
+            f"Its results:\n  curl -H 'Authorization: Bearer {admin_key}' "
+            f"'{base}/v1/experiments/{DEMO_EXPERIMENT['name']}/results'")
+
+
+def report_experiment(base: str, admin_key: str, started: float) -> bool:
+    """Print the experiment's verdict once it has one; True then."""
+    status, results = get_json(f"{base}/v1/experiments/{DEMO_EXPERIMENT['name']}/results",
+                               admin_key)
+    if status != 200:
+        return False
+    for comparison in results["comparisons"]:
+        if comparison["significant"]:
+            low, high = comparison["ci"]
+            console.print(
+                f"[bold]experiment[/] after {time.monotonic() - started:.0f}s: "
+                f"{comparison['variant']} beats {comparison['against']}, CTR lift "
+                f"{comparison['lift']:+.0%} (always-valid 95% interval {low:+.0%} to "
+                f"{high:+.0%}, mSPRT p = {comparison['p_value']:.2g})", highlight=False)
+            return True
+    return False
+
+
+def run_demo(settings: Settings, rate: float, users: int, experiment: bool = True) -> None:
     started = time.monotonic()
     stop_on_signals()
     logs = Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
@@ -136,9 +179,18 @@ def run_demo(settings: Settings, rate: float, users: int) -> None:
                           f"  curl {auth} '{base}/v1/trending?n=5&category=c2'\n"
                           f"\n{rate:.0f} synthetic events/s are flowing. Ctrl-C stops everything.",
                           highlight=False, soft_wrap=True)
+            experiment_started = next_look = time.monotonic()
+            if experiment:
+                console.print(start_experiment(base, stack.new_keys["admin"]),
+                              highlight=False, soft_wrap=True)
+            declared = not experiment
             while True:
                 stack.check_alive()
                 time.sleep(1.0)
+                if not declared and time.monotonic() >= next_look:
+                    next_look += RESULTS_EVERY_SECONDS
+                    declared = report_experiment(base, stack.new_keys["admin"],
+                                                 experiment_started)
     except KeyboardInterrupt:
         console.print("\nstopping ...")
     console.print("stopped: broker, Redis, worker, service and traffic have exited.")

@@ -51,6 +51,7 @@ def test_health_is_open_and_everything_else_needs_a_key(secured: Secured) -> Non
      {"writer"}),
     ("POST", "/v1/items", {"item_id": "i1", "categories": ["c"]}, {"cataloguer"}),
     ("GET", "/v1/metrics", None, {"admin"}),
+    ("GET", "/v1/experiments", None, {"admin"}),
 ])
 def test_each_operation_takes_its_scope(secured: Secured, method: str, path: str,
                                         body: object, allowed: set[str]) -> None:

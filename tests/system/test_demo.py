@@ -1,5 +1,5 @@
-"""The README's first command: the embedded demo serves personalised recommendations, and
-Ctrl-C leaves no process behind."""
+"""The README's first command: the embedded demo serves personalised recommendations, its
+experiment declares the better variant, and Ctrl-C leaves no process behind."""
 
 import os
 import signal
@@ -66,6 +66,17 @@ def test_demo_serves_then_ctrl_c_stops_every_child(tmp_path: Path) -> None:
 
         ctr = wait_for(ctr_since_before, "impressions of both recommenders", 90)
         assert ctr["personalised"] > ctr["trending"] > 0, ctr
+
+        # The demo's experiment: its results declare the blend better than trending only.
+        def declared() -> dict | None:
+            results = httpx.get(f"http://127.0.0.1:{port}/v1/experiments/blend-vs-trending/"
+                                "results", headers=admin_key).json()
+            [comparison] = results["comparisons"]
+            return comparison if comparison["significant"] else None
+
+        comparison = wait_for(declared, "the experiment's verdict", 240, interval=5)
+        assert (comparison["variant"], comparison["against"]) == ("blend", "trending")
+        assert comparison["lift"] > 0 and comparison["ci"][0] > 0
     finally:
         demo.send_signal(signal.SIGINT)
         rest, _ = demo.communicate(timeout=60)
