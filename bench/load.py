@@ -25,6 +25,8 @@ def quantile(sorted_values: list[float], q: float) -> float:
 async def run(url: str, rate: float | None, concurrency: int | None, seconds: float,
               timeout: float) -> dict:
     latencies: list[float] = []
+    answered: list[float] = []  # 200s
+    refused: list[float] = []  # 429/503: the service said no, quickly or not
     errors = 0
     ids = itertools.cycle(range(1000))
     connector = aiohttp.TCPConnector(limit=512)
@@ -37,11 +39,16 @@ async def run(url: str, rate: float | None, concurrency: int | None, seconds: fl
             try:
                 async with session.get(url.format(user=f"u{k}", item=f"i{k}")) as response:
                     await response.read()
-                    ok = response.status == 200
+                    status = response.status
             except (aiohttp.ClientError, TimeoutError):
-                ok = False
-            errors += not ok
-            latencies.append((time.perf_counter() - started) * 1000)
+                status = None
+            errors += status != 200
+            took = (time.perf_counter() - started) * 1000
+            latencies.append(took)
+            if status == 200:
+                answered.append(took)
+            elif status in (429, 503):
+                refused.append(took)
 
         begin = time.perf_counter()
         if rate is not None:
@@ -60,11 +67,16 @@ async def run(url: str, rate: float | None, concurrency: int | None, seconds: fl
             await asyncio.gather(*(loop() for _ in range(concurrency or 1)))
         elapsed = time.perf_counter() - begin
     latencies.sort()
+    answered.sort()
+    refused.sort()
     return {"offered": rate, "concurrency": concurrency, "requests": len(latencies),
             # goodput: answers refused (429/503) or too slow are not achieved
             "achieved": (len(latencies) - errors) / elapsed, "errors": errors,
             "p50_ms": quantile(latencies, 0.50), "p95_ms": quantile(latencies, 0.95),
-            "p99_ms": quantile(latencies, 0.99)}
+            "p99_ms": quantile(latencies, 0.99),
+            "answered_p99_ms": quantile(answered, 0.99) if answered else None,
+            "refused": len(refused),
+            "refused_p99_ms": quantile(refused, 0.99) if refused else None}
 
 
 def main() -> None:

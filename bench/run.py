@@ -191,8 +191,38 @@ def drained(base: str, limit_seconds: float = 10.0) -> None:
             time.sleep(0.2)
 
 
+#: What the serving bench asks for; the floor is one stored ranking read, nothing scored.
+ENDPOINTS = {
+    "trending n=10 (the floor)": "/v1/trending?n=10",
+    "personalised n=10": "/v1/users/{user}/recommendations?n=10",
+    "personalised n=100": "/v1/users/{user}/recommendations?n=100",
+    "similar n=10": "/v1/items/{item}/similar?n=10",
+}
+OVERLOAD_LABEL = "personalised n=10"
+#: Offered loads past saturation, as multiples of it.
+OVERLOADS = (2.0, 3.0)
+
+
+def dense_events() -> list[InteractionEvent]:
+    """A small shop's dense head: 40,000 Zipf events over 2,000 users and 4,000 items, so the
+    popular items' co-occurrence rows are full (at their cap of 500), as in any real head."""
+    return synthetic_events(40_000, users=2_000, items=4_000, seed=40)
+
+
+async def seed_state(settings: Settings, events: list[InteractionEvent]) -> None:
+    """Apply `events` with the worker's writer, straight to Redis (no Kafka)."""
+    redis = Redis.from_url(settings.redis_url)
+    writer = StateWriter(redis, settings)
+    for start in range(0, len(events), 500):
+        await writer.apply([StreamRecord("seed:0", start + k, e)
+                            for k, e in enumerate(events[start:start + 500])])
+    await redis.aclose()
+
+
 def bench_serving(servers: object, workdir: Path, prefix: str, rates: list[float],
                   concurrency: int, seconds: float) -> dict:
+    """Each endpoint at `rates` and at saturation; personalised n=10 also offered 2x and 3x
+    its saturation (goodput, and how fast the excess is refused)."""
     settings = Settings(kafka_bootstrap_servers=servers.broker.bootstrap_servers,
                         redis_url=servers.redis.url, key_prefix=prefix, http_port=free_port(),
                         auth="disabled",  # the cost of serving, not of key checks
@@ -202,18 +232,31 @@ def bench_serving(servers: object, workdir: Path, prefix: str, rates: list[float
     base = f"http://127.0.0.1:{settings.http_port}"
     try:
         wait_until_healthy(base, service)
-        results = {}
-        for label, path in (("personalised n=10", "/v1/users/{user}/recommendations?n=10"),
-                            ("personalised n=100", "/v1/users/{user}/recommendations?n=100"),
-                            ("similar n=10", "/v1/items/{item}/similar?n=10")):
+        results: dict = {"endpoints": {}}
+        for label, path in ENDPOINTS.items():
             levels = []
             for mode in ([str(r) for r in rates] + [f"c{concurrency}"]):
                 args = (["--concurrency", mode[1:]] if mode.startswith("c")
                         else ["--rate", mode])
                 levels.append(load(base + path, *args, seconds=seconds))
                 drained(base)
-            results[label] = levels
+            results["endpoints"][label] = levels
             console.print(f"  {label}: saturation {levels[-1]['achieved']:.0f} req/s")
+        saturation = results["endpoints"][OVERLOAD_LABEL][-1]["achieved"]
+        results["overload"] = []
+        for times in OVERLOADS:
+            level = load(base + ENDPOINTS[OVERLOAD_LABEL], "--rate", f"{saturation * times:.0f}",
+                         seconds=seconds)
+            level["times_saturation"] = times
+            level["goodput_over_saturation"] = level["achieved"] / saturation
+            results["overload"].append(level)
+            drained(base)
+            console.print(f"  offered {times:g}x saturation: goodput "
+                          f"{level['goodput_over_saturation']:.2f} of saturation, refused "
+                          f"{level['refused']} (p99 {level['refused_p99_ms'] or 0:.0f} ms)")
+        floor = results["endpoints"]["trending n=10 (the floor)"][-1]["achieved"]
+        results["personalised_over_floor"] = saturation / floor
+        console.print(f"  personalised n=10 / floor = {results['personalised_over_floor']:.2f}")
         return results
     finally:
         stop_child(service)
@@ -337,11 +380,7 @@ async def bench_memory(redis_url: str, counts: list[int]) -> list[dict]:
         settings = Settings(redis_url=redis_url, key_prefix=f"bench-memory-{count}")
         redis = Redis.from_url(redis_url)
         await redis.flushdb()
-        writer = StateWriter(redis, settings)
-        events = synthetic_events(count, seed=count)
-        for start in range(0, count, 500):
-            await writer.apply([StreamRecord("m:0", start + k, e)
-                                for k, e in enumerate(events[start:start + 500])])
+        await seed_state(settings, synthetic_events(count, seed=count))
         used = (await redis.info("memory"))["used_memory"]
         keys = RedisKeys(settings.key_prefix)
         items = await redis.hlen(keys.item_user_counts)
@@ -368,7 +407,7 @@ def main() -> None:
                         "freshness; figures are their median and range")
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--seconds", type=float, default=3.0, help="per serving load level")
-    parser.add_argument("--rates", default="50,100")
+    parser.add_argument("--rates", default="100,200")
     parser.add_argument("--concurrency", type=int, default=16, help="for the saturation level")
     parser.add_argument("--samples", type=int, default=200, help="freshness events per run")
     parser.add_argument("--memory", default="100000,1000000")
@@ -380,6 +419,9 @@ def main() -> None:
                      "repeats": args.repeats, "runs": []}
     events = synthetic_events(args.events)
     with embedded_servers() as servers:
+        console.print("seeding the dense state ...")
+        asyncio.run(seed_state(Settings(redis_url=servers.redis.url, key_prefix="dense"),
+                               dense_events()))
         for k in range(args.repeats):
             run = f"bench{k}"
             console.rule(f"run {k + 1} of {args.repeats} "
@@ -387,10 +429,13 @@ def main() -> None:
             console.print("ingest")
             ingest = bench_ingest(servers, events, servers.workdir, run)
             console.print(f"  worker / empty Faust = {ingest['worker_over_empty_faust']:.2f}")
-            console.print("serving")
-            serving = bench_serving(servers, servers.workdir, f"{run}-worker",
-                                    [float(r) for r in args.rates.split(",")],
-                                    args.concurrency, args.seconds)
+            rates = [float(r) for r in args.rates.split(",")]
+            console.print("serving, sparse (the ingest run's state: 50k items)")
+            serving = {"sparse": bench_serving(servers, servers.workdir, f"{run}-worker", rates,
+                                               args.concurrency, args.seconds)}
+            console.print("serving, dense (rows at their cap)")
+            serving["dense"] = bench_serving(servers, servers.workdir, "dense", rates,
+                                             args.concurrency, args.seconds)
             console.print("freshness")
             freshness = bench_freshness(servers, servers.workdir, run, args.samples)
             for name, figure in freshness.items():

@@ -9,12 +9,16 @@ from redis.asyncio import Redis
 RUN_DEPENDENT_FIELDS = {"applied_at_ms", "duplicates_skipped"}
 #: Sets whose scores are wall-clock times (when each event id was applied): members compared.
 RUN_DEPENDENT_SCORES = (":event_ids",)
+#: The dashboard's latest dead-letter reasons: stamped with wall-clock time, in arrival order.
+RUN_DEPENDENT_KEYS = (":dead_letters",)
 
 
 async def dump_state(redis: Redis, prefix: str) -> dict[str, Any]:
     state: dict[str, Any] = {}
     async for raw_key in redis.scan_iter(match=f"{prefix}:*", count=1000):
         key = raw_key.decode()
+        if key.endswith(RUN_DEPENDENT_KEYS):
+            continue
         kind = (await redis.type(raw_key)).decode()
         if kind == "zset" and key.endswith(RUN_DEPENDENT_SCORES):
             state[key] = {m.decode() for m in await redis.zrange(raw_key, 0, -1)}
