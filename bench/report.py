@@ -32,9 +32,10 @@ def summarise(values: list[Any]) -> Any:
         return {key: summarise([v[key] for v in values]) for key in first}
     if isinstance(first, list):
         return [summarise(list(group)) for group in zip(*values, strict=True)]
-    if isinstance(first, int | float) and not isinstance(first, bool):
-        return {"median": statistics.median(values), "min": min(values), "max": max(values),
-                "runs": values}
+    numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    if numbers:  # a figure some runs did not have (None: nothing refused, say) is left out
+        return {"median": statistics.median(numbers), "min": min(numbers),
+                "max": max(numbers), "runs": values}
     return first
 
 

@@ -446,6 +446,7 @@ def main() -> None:
         console.rule("memory")
         results["memory"] = asyncio.run(bench_memory(
             servers.redis.url, [int(c) for c in args.memory.split(",")]))
+    (RESULTS / "results.json").write_text(json.dumps(results, indent=2))  # the runs, kept
     results["summary"] = summarise(results["runs"])
     results["minutes"] = (time.monotonic() - started) / 60
     (RESULTS / "results.json").write_text(json.dumps(results, indent=2))
