@@ -148,8 +148,10 @@ class Gate:
     """Before any route: who is calling (401 for no or an unknown key, 429 past the key's
     rate), and how much of the process they may hold. Each caller holds at most
     `share` units of work in flight (429 past it) and all together at most `capacity` (503
-    overloaded past it, at once), so one flooding key can take only its share. Checking the
-    key here, before any work, makes a request without a valid key cost almost nothing.
+    overloaded past it, at once) unless the caller holds less than its fair part of it, so
+    one flooding key can take only its share and flooding keys together cannot lock out a
+    light one. Checking the key here, before any work, makes a request without a valid key
+    cost almost nothing.
 
     A caller past its own limits (429) gets its answer after `over_limit_delay` seconds (at
     most its Retry-After; up to `MAX_DELAYED` answers wait at once, the rest go at once): a
@@ -192,7 +194,7 @@ class Gate:
             await send_error(send, 429, "too much work in flight for this caller; retry",
                              {"Retry-After": RETRY_AFTER_SECONDS})
             return await BodyGuard.drain(receive)
-        if self.in_flight + cost > self.capacity:
+        if self.in_flight + cost > self.capacity and held + cost > self.fair_part(holder):
             await send_error(send, 503, "overloaded: too much work in flight; retry",
                              {"Retry-After": RETRY_AFTER_SECONDS})
             return await BodyGuard.drain(receive)
@@ -207,6 +209,13 @@ class Gate:
                 self.in_flight_by[holder] = left
             else:
                 del self.in_flight_by[holder]
+
+    def fair_part(self, holder: str) -> int:
+        """The capacity shared equally among the callers with work in flight, this one
+        counted: a caller holding less is admitted even when the process is full, so a few
+        heavy callers cannot keep a light one out (in flight stays under twice the capacity)."""
+        callers = len(self.in_flight_by) + (holder not in self.in_flight_by)
+        return self.capacity // callers
 
     async def hold_back(self, retry_after: float) -> None:
         """Wait before a 429 (holding no share of the work), while few others wait."""

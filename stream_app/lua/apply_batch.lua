@@ -290,16 +290,21 @@ local function learn_interaction(user, item, event_type, ts, sign, share)
   return call('ZADD', recent_key, 'GT', 'CH', ts, item) == 1
 end
 
--- Every key that belongs to one user (a scratch copy has the same ones).
-local PER_USER_STATE = {'user_recent', 'user_recent_types', 'user_affinity',
-                        'user_category_affinity', 'user_item_types', 'user_watermark'}
+-- What learn_interaction writes for a user: all a scratch copy ever holds.
+local LEARNED_PER_USER = {'user_recent', 'user_affinity', 'user_category_affinity',
+                          'user_item_types'}
+-- Every key that belongs to one user.
+local PER_USER_STATE = {'user_recent_types', 'user_watermark', unpack(LEARNED_PER_USER)}
 local OTHER_PER_USER = {'user_shown', 'user_event_ids', 'user_preferences',
                         'user_contributions'}
 
+local function delete_keys(names, user)
+  for _, name in ipairs(names) do call('DEL', key(name, user)) end
+end
+
 local function delete_user_keys(user)
-  for _, names in ipairs({PER_USER_STATE, OTHER_PER_USER}) do
-    for _, name in ipairs(names) do call('DEL', key(name, user)) end
-  end
+  delete_keys(PER_USER_STATE, user)
+  delete_keys(OTHER_PER_USER, user)
 end
 
 -- Shilling: a fake user costs one request, so a new user's interactions shape only their own
@@ -329,7 +334,7 @@ local function start_sharing(user)
     local entry = cjson.decode(logged)
     if #entry == 3 then learn_interaction(scratch, entry[1], entry[2], entry[3], 1, true) end
   end
-  delete_user_keys(scratch)
+  delete_keys(LEARNED_PER_USER, scratch)
   call('HSET', types_key, SHARED, 1)
   sharing_users[user] = true
 end
@@ -451,7 +456,7 @@ local function forget(e)
     done = done + 1
   end
   delete_user_keys(user)
-  delete_user_keys(scratch)
+  delete_keys(LEARNED_PER_USER, scratch)
   call('DEL', progress)
   call('HSET', K.erased_users, user, e.timestamp)
   call('HSET', K.erasures, e.event_id, cjson.encode({

@@ -1,0 +1,61 @@
+"""The gate's admission rules, driven through its ASGI interface with requests held in
+flight: each caller's share, the process's capacity, and the fair part of it that lets a
+light caller in while heavy ones fill the process."""
+
+import asyncio
+from types import SimpleNamespace
+
+from serving.guards import Gate
+
+CAPACITY, SHARE = 4, 2
+
+
+class Held:
+    """An app whose requests stay in flight until released."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+
+    async def __call__(self, scope: dict, receive: object, send: object) -> None:
+        await self.release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+def request_from(address: str) -> dict:
+    return {"type": "http", "path": "/v1/trending", "query_string": b"", "headers": [],
+            "client": (address, 1), "app": SimpleNamespace(state=SimpleNamespace(auth=None))}
+
+
+async def status_of(gate: Gate, address: str, tasks: list[asyncio.Task]) -> int | None:
+    """Start a request from `address`; its status if answered at once, None if admitted."""
+    answered: list[int] = []
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            answered.append(message["status"])
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    tasks.append(asyncio.create_task(gate(request_from(address), receive, send)))
+    await asyncio.sleep(0.01)
+    return answered[0] if answered else None
+
+
+async def test_a_light_caller_gets_its_fair_part_of_a_full_process() -> None:
+    app = Held()
+    gate = Gate(app, capacity=CAPACITY, share=SHARE, is_open=lambda path: False,
+                over_limit_delay=0.0)
+    tasks: list[asyncio.Task] = []
+    for heavy in ("a", "a", "b", "b"):
+        assert await status_of(gate, heavy, tasks) is None  # admitted: the process is full
+    assert await status_of(gate, "a", tasks) == 429  # past a's own share
+    assert await status_of(gate, "c", tasks) is None  # 4 // 3 callers = 1: c's fair part
+    assert await status_of(gate, "c", tasks) == 503  # c already holds its part
+    assert await status_of(gate, "d", tasks) is None  # 4 // 4 = 1
+    assert await status_of(gate, "e", tasks) == 503  # 4 // 5 = 0: the process is full
+    assert gate.in_flight == 6  # bounded: under twice the capacity
+    app.release.set()
+    await asyncio.gather(*tasks)
+    assert gate.in_flight == 0 and gate.in_flight_by == {}
