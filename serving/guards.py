@@ -153,10 +153,11 @@ class Gate:
     light one. Checking the key here, before any work, makes a request without a valid key
     cost almost nothing.
 
-    A caller past its own limits (429) gets its answer after `over_limit_delay` seconds (at
-    most its Retry-After; up to `MAX_DELAYED` answers wait at once, the rest go at once): a
-    client that ignores Retry-After and retries in a loop then costs one cheap answer per
-    connection per delay instead of thousands a second of the process everyone shares."""
+    A caller refused (429) again within `over_limit_delay` seconds gets that answer after
+    that delay (at most its Retry-After; up to `MAX_DELAYED` answers wait at once, the rest go
+    at once): a client that ignores Retry-After and retries in a loop then costs one cheap
+    answer per connection per delay instead of thousands a second of the process everyone
+    shares, and a client that is refused once hears it at once."""
 
     MAX_DELAYED = 1024
 
@@ -170,6 +171,7 @@ class Gate:
         self.in_flight = 0
         self.in_flight_by: dict[str, int] = {}
         self.delayed = 0
+        self.refused_at: dict[str, float] = {}  # who -> when last refused (429)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.is_open(scope["path"]):
@@ -179,18 +181,20 @@ class Gate:
         if auth is None:  # STREAMREC_AUTH=disabled: one share per client address
             caller, holder = EVERYONE, f"address {(scope.get('client') or ('?',))[0]}"
         else:
+            presented = presented_key(scope)
             try:
-                caller = auth.identify(presented_key(scope), cost)
+                caller = auth.identify(presented, cost)
             except ApiError as refused:
                 if refused.status == 429:
-                    await self.hold_back(float(refused.headers["Retry-After"]))
+                    await self.hold_back(f"key {presented}",
+                                         float(refused.headers["Retry-After"]))
                 await send_error(send, refused.status, refused.message, refused.headers)
                 return await BodyGuard.drain(receive)
             holder = caller.name
         scope.setdefault("state", {})["caller"] = caller
         held = self.in_flight_by.get(holder, 0)
         if held + cost > self.share:
-            await self.hold_back(float(RETRY_AFTER_SECONDS))
+            await self.hold_back(holder, float(RETRY_AFTER_SECONDS))
             await send_error(send, 429, "too much work in flight for this caller; retry",
                              {"Retry-After": RETRY_AFTER_SECONDS})
             return await BodyGuard.drain(receive)
@@ -217,8 +221,17 @@ class Gate:
         callers = len(self.in_flight_by) + (holder not in self.in_flight_by)
         return self.capacity // callers
 
-    async def hold_back(self, retry_after: float) -> None:
-        """Wait before a 429 (holding no share of the work), while few others wait."""
+    async def hold_back(self, who: str, retry_after: float) -> None:
+        """Before a 429 to a caller refused less than `over_limit_delay` ago (one retrying in
+        a loop; a first refusal goes at once), wait, holding no share of the work, while
+        few others wait."""
+        now = time.monotonic()
+        previous = self.refused_at.get(who)
+        if len(self.refused_at) >= self.MAX_DELAYED:  # bounded: forget the old refusals
+            self.refused_at.clear()
+        self.refused_at[who] = now
+        if previous is None or now - previous > self.over_limit_delay:
+            return
         if self.delayed >= self.MAX_DELAYED:
             return
         self.delayed += 1

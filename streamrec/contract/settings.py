@@ -213,9 +213,10 @@ class Settings(BaseSettings):
     )
     rate_limit_burst: PositiveInt = Field(400, description="Units of work one key may burst.")
     over_limit_delay_seconds: NonNegativeFloat = Field(
-        1.0, description="A caller past its rate or its share of work in flight gets its 429 "
-        "this long after asking (at most its Retry-After): a client that retries in a loop "
-        "costs one answer per connection per delay, not thousands a second."
+        1.0, description="A caller refused (429: past its rate or its share of work in flight) "
+        "again within this time gets that answer this long after asking (at most its "
+        "Retry-After): a client that retries in a loop costs one answer per connection per "
+        "delay, not thousands a second; a first refusal goes at once."
     )
 
     # --- HTTP service ----------------------------------------------------------
