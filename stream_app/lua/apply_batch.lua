@@ -457,6 +457,13 @@ local function forget(e)
   end
   delete_user_keys(user)
   delete_keys(LEARNED_PER_USER, scratch)
+  -- the user's entries in every experiment (their variant and per-user counts); the
+  -- variants' totals are anonymous sums and stay
+  local unit = redis.sha1hex(user)
+  for _, experiment in ipairs(call('HKEYS', K.experiments)) do
+    call('HDEL', key('experiment_users', experiment), unit, stat(unit, 'items_shown'),
+         stat(unit, 'click'), stat(unit, 'purchase'))
+  end
   call('DEL', progress)
   call('HSET', K.erased_users, user, e.timestamp)
   call('HSET', K.erasures, e.event_id, cjson.encode({

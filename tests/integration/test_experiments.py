@@ -1,6 +1,8 @@
 """Experiments on a real Redis: the worker's counters per variant exactly, once, within any
 command budget; the results read from them; variants and interleaved lists served."""
 
+import hashlib
+
 import pytest
 from redis.asyncio import Redis
 
@@ -18,6 +20,7 @@ from streamrec.contract import (
     RedisKeys,
     Settings,
     assign,
+    forget_request,
 )
 from tests.support.servers import Servers
 
@@ -175,3 +178,18 @@ async def test_users_get_their_variant_or_an_interleaved_list(redis: Redis, sett
     # Team draft: each variant placed two of the four, from its own list.
     assert sorted(placed_by.values()) == ["a", "a", "b", "b"]
     assert {item for item, team in placed_by.items() if team == "b"} <= {"d", "e", "f"}
+
+
+async def test_erasing_a_user_removes_their_entries_from_every_experiment(
+        redis: Redis, settings: Settings) -> None:
+    writer = StateWriter(redis, settings)
+    k = RedisKeys(settings.key_prefix)
+    await writer.apply(records())
+    await redis.hset(k.experiments, mapping={"exp": "{}", "mix": "{}"})
+    totals = await counters(redis, k.experiment_metrics("exp"))
+    unit = hashlib.sha1(b"u1").hexdigest()
+    assert any(f.decode().startswith(unit) for f in await redis.hkeys(k.experiment_users("exp")))
+    await writer.apply([StreamRecord("events:0", len(STREAM), forget_request("u1"))])
+    left = [f.decode() for f in await redis.hkeys(k.experiment_users("exp"))]
+    assert left and not any(field.startswith(unit) for field in left)  # u2's remain
+    assert await counters(redis, k.experiment_metrics("exp")) == totals  # anonymous sums
