@@ -18,7 +18,7 @@ import typer
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from streamrec.contract import Settings
+from streamrec.contract import Settings, Variant, describe_validation_error, with_overrides
 
 
 def _setting_rows() -> list[tuple[str, object, str]]:
@@ -149,6 +149,27 @@ class TimeUnit(enum.StrEnum):
     auto = "auto"
 
 
+def parse_variant(text: str, settings: Settings) -> Variant:
+    """NAME=JSON as an experiment's variant of `settings`; one clear error otherwise."""
+    name, _, overrides = text.partition("=")
+    try:
+        parsed = Variant(name=name, settings=json.loads(overrides or "{}"))
+    except json.JSONDecodeError as error:
+        raise typer.BadParameter(f"{text!r}: not NAME=JSON ({error})",
+                                 param_hint="--variant") from None
+    except ValidationError as error:
+        raise typer.BadParameter(f"{text!r}: {describe_validation_error(error)}",
+                                 param_hint="--variant") from None
+    if parsed.settings.recommender != "personalised":
+        raise typer.BadParameter(f"{text!r}: evaluate compares personalised settings (trending "
+                                 "has its own row)", param_hint="--variant")
+    try:
+        with_overrides(settings, parsed)
+    except ValueError as error:
+        raise typer.BadParameter(f"{text!r}: {error}", param_hint="--variant") from None
+    return parsed
+
+
 class Ties(enum.StrEnum):
     shuffle = "shuffle"
     file = "file"
@@ -180,6 +201,10 @@ def evaluate(
         help="Events that share a timestamp: shuffled with --seed, or in the file's order "
         "(which next-item rules can learn).")] = Ties.shuffle,
     seed: Annotated[int, typer.Option(help="Seed of the same-time shuffle.")] = 0,
+    variant: Annotated[list[str] | None, typer.Option(
+        help="NAME=JSON overrides of the recommendation settings, as an experiment's variant "
+        "(e.g. 'seq2={\"sequence_weight\": 2}'); repeatable; each gets a row, scored on the "
+        "same replay.")] = None,
 ) -> None:
     """Prequential replay of a CSV through the production write and read code."""
     from streamrec.evaluation import (
@@ -199,8 +224,10 @@ def evaluate(
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--item-columns") from None
     dataset = Dataset(path, mapping, time_unit.value, items, item_mapping, ties.value, seed)
+    settings = current_settings()
+    variants = [parse_variant(text, settings) for text in variant or []]
     try:
-        run_evaluation(dataset, current_settings(), batch_size, every, out, redis_url)
+        run_evaluation(dataset, settings, batch_size, every, out, redis_url, variants)
     except InvalidDataset as error:
         raise typer.TyperException(str(error)) from None
 

@@ -283,6 +283,9 @@ class Replay:
     train_fraction: float = 0.1
     k: int = 10
     window: int = 1000
+    #: Variants of the recommendation settings (read-side only, as an experiment's), each
+    #: asked for the service's default list on the same state: `variant NAME` rows.
+    variants: dict[str, Settings] = field(default_factory=dict)
 
     async def run(self, interactions: Sequence[Interaction],
                   progress: Callable[[int], None] = lambda _: None,
@@ -292,6 +295,9 @@ class Replay:
         recommender = Recommender(
             StateReader(self.redis, RedisKeys(self.settings.key_prefix)), self.settings)
         boards = {name: Scoreboard() for name in RECOMMENDERS}
+        variants = {f"variant {name}": Recommender(recommender.reader, changed)
+                    for name, changed in self.variants.items()}
+        boards |= {name: Scoreboard() for name in variants}
         seen: dict[str, set[str]] = {}
         last_time: dict[str, int] = {}
         users_of: Counter[str] = Counter()  # n_i, for novelty
@@ -315,6 +321,10 @@ class Replay:
                 if self.batch_size == 1:
                     await flush()  # exact test-then-learn: the state holds every earlier event
                 lists = await ask_all(recommender, event.user_id, self.k, event.timestamp_ms)
+                for name, variant in variants.items():
+                    served = await variant.for_user(event.user_id, self.k,
+                                                    now_ms=event.timestamp_ms)
+                    lists[name] = [item.item_id for item in served.items]
                 apart = last_time[event.user_id] != event.timestamp_ms
                 for name, recommended in lists.items():
                     boards[name].add(recommended, event.item_id,

@@ -4,6 +4,7 @@ import asyncio
 import json
 import tempfile
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 from redis.asyncio import Redis
@@ -18,7 +19,7 @@ from rich.progress import (
 from rich.table import Table
 
 from streamrec import output
-from streamrec.contract import Settings
+from streamrec.contract import Settings, Variant, with_overrides
 from streamrec.servers import RedisServer
 
 from .plots import plot_series
@@ -28,7 +29,10 @@ console = output.console()
 
 
 def run_evaluation(dataset: Dataset, settings: Settings, batch_size: int, every: int,
-                   out: Path | None, redis_url: str | None) -> dict[str, object]:
+                   out: Path | None, redis_url: str | None,
+                   variants: Sequence[Variant] = ()) -> dict[str, object]:
+    """`variants`: overrides of the recommendation settings (as an experiment's), each
+    scored as the service's default list on the same replay (one `variant NAME` row each)."""
     interactions = dataset.interactions()
     catalogue = dataset.catalogue()
     unknown = sorted({i.event_type for i in interactions} - set(settings.event_weights))
@@ -48,7 +52,9 @@ def run_evaluation(dataset: Dataset, settings: Settings, batch_size: int, every:
         try:
             settings = settings.model_copy(update={"redis_url": redis_url,
                                                    "key_prefix": f"eval-{uuid.uuid4().hex[:8]}"})
-            result = asyncio.run(_replay(interactions, catalogue, settings, batch_size, every))
+            changed = {variant.name: with_overrides(settings, variant) for variant in variants}
+            result = asyncio.run(_replay(interactions, catalogue, settings, batch_size, every,
+                                         changed))
         finally:
             if server is not None:
                 server.stop()
@@ -56,6 +62,8 @@ def run_evaluation(dataset: Dataset, settings: Settings, batch_size: int, every:
         "dataset": dataset.describe(len(interactions)),
         "protocol": {"every": every, "batch_size": batch_size, "train_fraction": 0.1, "k": 10},
         "settings": settings.model_dump(mode="json", exclude={"redis_url", "key_prefix"}),
+        "variants": {variant.name: variant.settings.model_dump(mode="json")
+                     for variant in variants},
     }
     show(result)
     if out is not None:
@@ -64,10 +72,10 @@ def run_evaluation(dataset: Dataset, settings: Settings, batch_size: int, every:
 
 
 async def _replay(interactions: list, catalogue: list, settings: Settings, batch_size: int,
-                  every: int) -> dict[str, object]:
+                  every: int, variants: dict[str, Settings]) -> dict[str, object]:
     redis = Redis.from_url(settings.redis_url)
     try:
-        replay = Replay(settings, redis, batch_size=batch_size, every=every)
+        replay = Replay(settings, redis, batch_size=batch_size, every=every, variants=variants)
         columns = (TextColumn("replay"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.fields[rate]:>7,.0f} events/s"), TimeElapsedColumn(),
                    TextColumn("ETA"), TimeRemainingColumn())

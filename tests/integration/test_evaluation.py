@@ -160,3 +160,36 @@ def test_cli_writes_metrics_json_a_plot_and_a_whole_table_into_a_file(
     assert metrics["dataset"]["events"] == 300
     assert len(metrics["dataset"]["sha256"]) == 64
     assert (out / "hr_at_10.png").stat().st_size > 10_000
+
+
+async def test_variants_are_scored_on_the_same_replay(redis: Redis, servers: Servers) -> None:
+    """A variant that changes nothing scores exactly as the default; one that drops the
+    sequence source is scored as the service would serve it then."""
+    t = 1_700_000_000_000
+    events = [Interaction(f"u{k % 7}", f"i{(k * 3) % 11}", t + k, "click") for k in range(300)]
+    settings = servers.settings()
+    result = await Replay(settings, redis, variants={
+        "same": settings,
+        "no-sequence": settings.model_copy(update={"sequence_weight": 0.0}),
+    }).run(events)
+    boards = result["recommenders"]
+    for figure in ("hr_at_10", "mrr_at_10", "coverage", "evaluated"):
+        assert boards["variant same"][figure] == boards["default"][figure]
+    assert boards["variant no-sequence"]["evaluated"] == boards["default"]["evaluated"]
+    assert boards["variant no-sequence"]["mrr_at_10"] != boards["default"]["mrr_at_10"]
+
+
+@pytest.mark.parametrize(("given", "says"), [
+    ("seq2={bad", "not NAME=JSON"),
+    ('x={"redis_url": "redis://elsewhere"}', "not a recommendation setting"),
+    ('t={"recommender": "trending"}', "compares personalised settings"),
+    ('v={"vote_items": 500}', "history_length"),
+])
+def test_a_variant_that_cannot_be_compared_is_one_clear_error(given: str, says: str,
+                                                              tmp_path: Path) -> None:
+    csv = write_csv(tmp_path / "e.csv", "user_id,item_id,timestamp", ["u,i,1700000000"])
+    result = subprocess.run([sys.executable, "-m", "streamrec", "evaluate", str(csv),
+                             "--variant", given], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert says in result.stderr
+    assert "Traceback" not in result.stderr
