@@ -30,8 +30,9 @@ from pathlib import Path
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
+from serving.impressions import impression_event
 from serving.recommender import RecommendationList, Recommender
-from serving.scoring import COOCCURRENCE, SEQUENCE
+from serving.scoring import COOCCURRENCE, SEQUENCE, weighting_label
 from serving.state_reader import StateReader
 from stream_app.state_writer import StateWriter, StreamRecord
 from streamrec.contract import (
@@ -241,6 +242,8 @@ def self_information(recommended: Sequence[str], users_of: Counter[str], users: 
 
 
 RECOMMENDERS = ("default", "co-occurrence", "sequence", "trending", "popularity")
+#: The replay's name for the shadow list of a weighting the self-tuning blend judges.
+WEIGHTING_RECOMMENDER = "blend {}"
 
 
 def as_event(index: int, interaction: Interaction) -> InteractionEvent:
@@ -254,10 +257,11 @@ def as_event(index: int, interaction: Interaction) -> InteractionEvent:
 
 
 async def ask_all(recommender: Recommender, user_id: str, k: int, now_ms: int
-                  ) -> dict[str, list[str]]:
+                  ) -> tuple[dict[str, list[str]], RecommendationList]:
     """Top-k item ids of every recommender compared, over the same state: the service's
-    default (the blend, re-ranked and topped up), each learned source alone, and the two
-    popularity baselines."""
+    default (the blend, re-ranked and topped up), each learned source alone, the two
+    popularity baselines and each weighting the self-tuning blend judges (its shadow list);
+    and the default's list as served (its impression goes back into the stream)."""
     def ids(served: RecommendationList) -> list[str]:
         return [item.item_id for item in served.items]
 
@@ -268,10 +272,19 @@ async def ask_all(recommender: Recommender, user_id: str, k: int, now_ms: int
         "sequence": by_source.get(SEQUENCE, []),
         "trending": ids(await recommender.trending(k, user_id=user_id, now_ms=now_ms)),
         "popularity": ids(await recommender.popular(k, user_id=user_id)),
-    }
+    } | {WEIGHTING_RECOMMENDER.format(label): served.weighting_lists.get(label, [])
+         for label in judged_labels(recommender.settings)}, served
+
+
+def judged_labels(settings: Settings) -> list[str]:
+    """The weightings the self-tuning blend judges (none when it has one to choose from)."""
+    weightings = settings.weightings
+    return [weighting_label(w) for w in weightings] if len(weightings) > 1 else []
 
 
 DEFAULT_RECOMMENDER = "default"
+#: The stream position of the impressions the replay publishes, as the service would.
+IMPRESSIONS_SOURCE = "replay-impressions:0"
 
 
 @dataclass
@@ -291,7 +304,10 @@ class Replay:
         writer = StateWriter(self.redis, self.settings)
         recommender = Recommender(
             StateReader(self.redis, RedisKeys(self.settings.key_prefix)), self.settings)
-        boards = {name: Scoreboard() for name in RECOMMENDERS}
+        boards = {name: Scoreboard() for name in [
+            *RECOMMENDERS, *map(WEIGHTING_RECOMMENDER.format, judged_labels(self.settings))]}
+        served_weightings: list[str] = []  # per evaluation, the weighting the default used
+        impressions = 0
         seen: dict[str, set[str]] = {}
         last_time: dict[str, int] = {}
         users_of: Counter[str] = Counter()  # n_i, for novelty
@@ -314,7 +330,14 @@ class Replay:
                     and event.item_id not in history):
                 if self.batch_size == 1:
                     await flush()  # exact test-then-learn: the state holds every earlier event
-                lists = await ask_all(recommender, event.user_id, self.k, event.timestamp_ms)
+                lists, served = await ask_all(recommender, event.user_id, self.k,
+                                              event.timestamp_ms)
+                served_weightings.append(weighting_label(
+                    await recommender.served_weighting(event.timestamp_ms)))
+                if served.items:  # what the service publishes for a list it serves
+                    pending.append(StreamRecord(IMPRESSIONS_SOURCE, impressions, impression_event(
+                        event.user_id, served, event.timestamp_ms)))
+                    impressions += 1
                 apart = last_time[event.user_id] != event.timestamp_ms
                 for name, recommended in lists.items():
                     boards[name].add(recommended, event.item_id,
@@ -328,10 +351,22 @@ class Replay:
                 await flush()
             progress(index + 1)
         await flush()
+        evidence = await recommender.reader.blend_evidence()
         return {
             "recommenders": {name: board.summary(users_of.keys(), self.window)
                              for name, board in boards.items()},
             "default": DEFAULT_RECOMMENDER,
+            "blend": {
+                "served_at_end": weighting_label(await recommender.served_weighting(
+                    interactions[-1].timestamp_ms if interactions else None)),
+                "served_by_window": [
+                    {"evaluated_up_to": end, "served": Counter(
+                        served_weightings[end - self.window:end]).most_common(1)[0][0]}
+                    for end in range(self.window, len(served_weightings) + 1, self.window)],
+                "trials": evidence.trials,
+                "hit_rates": {label: hits / evidence.trials if evidence.trials else 0.0
+                              for label, hits in sorted(evidence.hits.items())},
+            },
             "events": len(interactions),
             "seconds": time.monotonic() - started,
         }
