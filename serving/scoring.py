@@ -94,6 +94,11 @@ class BlendEvidence:
     trials: float
     hits: Mapping[str, float]
 
+    def hit_rates(self) -> dict[str, float]:
+        """Per weighting label, the (decayed) share of judged lists that held the item."""
+        return {label: hits / self.trials if self.trials else 0.0
+                for label, hits in sorted(self.hits.items())}
+
 
 def leading_weighting(weightings: Sequence[Weighting], evidence: BlendEvidence,
                       trials_before_switch: int) -> Weighting:

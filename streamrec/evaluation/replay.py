@@ -364,8 +364,7 @@ class Replay:
                         served_weightings[end - self.window:end]).most_common(1)[0][0]}
                     for end in range(self.window, len(served_weightings) + 1, self.window)],
                 "trials": evidence.trials,
-                "hit_rates": {label: hits / evidence.trials if evidence.trials else 0.0
-                              for label, hits in sorted(evidence.hits.items())},
+                "hit_rates": evidence.hit_rates(),
             },
             "events": len(interactions),
             "seconds": time.monotonic() - started,
