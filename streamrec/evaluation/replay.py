@@ -11,7 +11,9 @@ the first `train_fraction` of events only train; after that every `every`-th eve
 index k, k % every == 0) is evaluated when its user already has history and the item is new
 to that user: the recommender's top k from the state of all earlier events, the user's items
 excluded, over the full catalogue; a hit if the event's item is in it. Then the event is
-learned.
+learned. The default's list goes back into the stream as its impression, just before the
+event, as the service publishes it: so the impression penalty acts, and the event judges
+the self-tuning blend's weightings (each weighting's own list is scored here too).
 With `batch_size` B > 1 the state is only updated every B events, which shows what a
 worker's batching lag costs.
 """
