@@ -209,8 +209,8 @@ def evaluate(
 def dataset(
     directory: Annotated[Path, typer.Argument(help="Where to write events.csv and items.csv.")],
     shuffled_sessions: Annotated[bool, typer.Option(
-        help="Each session's items in a random order: the same shop where next-item rules "
-        "find little.")] = False,
+        help="Each session's items in a random order (each item's funnel kept together): "
+        "the same sessions without their order.")] = False,
 ) -> None:
     """Write the synthetic shop dataset (sessions, funnel, drift) for `evaluate`."""
     from streamrec.datasets import SHOP_DATASET, SHUFFLED_SHOP_DATASET, write_dataset
