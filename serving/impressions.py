@@ -10,13 +10,16 @@ from .publisher import EventPublisher
 from .recommender import RecommendationList
 
 
-def impression_event(user_id: str, served: RecommendationList) -> ImpressionEvent:
-    """Built without validation: every field comes from a validated request or from us."""
+def impression_event(user_id: str, served: RecommendationList, timestamp_ms: int | None = None
+                     ) -> ImpressionEvent:
+    """Built without validation: every field comes from a validated request or from us.
+    Stamped `timestamp_ms` (the offline replay's event time), else now."""
     return ImpressionEvent.model_construct(
         event_id=uuid.uuid4().hex, user_id=user_id, event_type=IMPRESSION,
-        item_ids=[item.item_id for item in served.items], timestamp=int(time.time() * 1000),
+        item_ids=[item.item_id for item in served.items],
+        timestamp=int(time.time() * 1000) if timestamp_ms is None else timestamp_ms,
         recommendation_id=served.recommendation_id, recommender=served.recommender,
-        **_attribution(served),
+        weighting_lists=served.weighting_lists, **_attribution(served),
     )
 
 

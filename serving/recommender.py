@@ -9,13 +9,21 @@ import uuid
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from streamrec.contract import Recommender as RecommenderName
 from streamrec.contract import ServedExperiment, Settings, half_life_ms, value_at
 
 from .reranking import cap_per_category, penalise_shown
-from .scoring import COOCCURRENCE, ScoredItem, because_you, recency_votes
+from .scoring import (
+    COOCCURRENCE,
+    ScoredItem,
+    Weighting,
+    because_you,
+    leading_weighting,
+    recency_votes,
+    weighting_label,
+)
 from .state_reader import StateReader, Watermark
 from .telemetry import record_list
 
@@ -28,6 +36,9 @@ RERANK_DEPTH = 3
 LEARNED_CATEGORIES = 3
 #: How a session's items vote: as views (the weakest signal an anonymous visitor gives).
 SESSION_EVENT_TYPE = "view"
+
+#: How long a service process keeps the self-tuning blend's choice before reading again.
+WEIGHTING_CHOICE_MS = 1000
 
 #: Ranked items inspected at most when filters reject many (keeps a request bounded).
 RANKING_SCAN_LIMIT = 20_000
@@ -53,6 +64,13 @@ class RecommendationList(BaseModel):
     items: list[RecommendedItem]
     freshness: Freshness
     experiment: ServedExperiment | None = None
+    _weighting_lists: dict[str, list[str]] = PrivateAttr(default_factory=dict)
+
+    @property
+    def weighting_lists(self) -> dict[str, list[str]]:
+        """Self-tuning blend: per judged weighting (label), the top ids it would have served
+        (not in the response: the list's impression carries them to the worker)."""
+        return self._weighting_lists
 
 
 def _freshness(scope: str, watermark: Watermark) -> Freshness:
@@ -74,9 +92,11 @@ class Ranking:
 
 
 def _new_list(recommender: RecommenderName, items: list[RecommendedItem], scope: str,
-              watermark: Watermark) -> RecommendationList:
+              watermark: Watermark, weighting_lists: dict[str, list[str]] | None = None
+              ) -> RecommendationList:
     served = RecommendationList(recommendation_id=uuid.uuid4().hex, recommender=recommender,
                                 items=items, freshness=_freshness(scope, watermark))
+    served._weighting_lists = weighting_lists or {}
     record_list(recommender, served.recommendation_id, len(items))
     return served
 
@@ -101,11 +121,22 @@ class ListRequest:
                        exclude=self.exclude | {item.item_id for item in items})
 
 
+@dataclass(frozen=True, slots=True)
+class Learned:
+    """A learned list before any top-up, and what the same read told about the sources."""
+
+    items: list[RecommendedItem]
+    by_source: dict[str, list[str]]  # each source's best ids alone
+    by_weighting: dict[str, list[str]]  # each judged weighting's best ids (label ->)
+
+
 class Recommender:
     def __init__(self, reader: StateReader, settings: Settings) -> None:
         self.reader = reader
         self.settings = settings
         self._trending_half_life = half_life_ms(settings.trending_half_life_days)
+        self._weighting: Weighting = settings.weightings[0]
+        self._weighting_chosen_at_ms: int | None = None
 
     async def for_user(self, user_id: str, n: int, *, category: str | None = None,
                        exclude: Collection[str] = (), now_ms: int | None = None,
@@ -130,10 +161,28 @@ class Recommender:
     async def _personalised(self, user_id: str, request: ListRequest, every_source: bool
                             ) -> tuple[RecommendationList, dict[str, list[str]]]:
         history = await self.reader.user_history(user_id, self.settings.vote_items)
-        items, sources = await self._learned(history.recent, user_id, request, every_source)
+        learned = await self._learned(history.recent, user_id, request, every_source)
+        items = learned.items
         if request.fallback and len(items) < request.n:
             items += await self._top_up(user_id, request, items)
-        return _new_list("personalised", items, "user", history.watermark), sources
+        served = _new_list("personalised", items, "user", history.watermark,
+                           weighting_lists=learned.by_weighting)
+        return served, learned.by_source
+
+    async def served_weighting(self, now_ms: int | None = None) -> Weighting:
+        """The (co-occurrence, sequence) weights lists are blended with: the configured ones
+        until the self-tuning blend has judged enough lists, then the leading weighting;
+        read again after `WEIGHTING_CHOICE_MS` (of `now_ms`, else of the wall clock)."""
+        weightings = self.settings.weightings
+        if len(weightings) == 1:
+            return weightings[0]
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        chosen_at = self._weighting_chosen_at_ms
+        if chosen_at is None or not 0 <= now_ms - chosen_at < WEIGHTING_CHOICE_MS:
+            self._weighting = leading_weighting(weightings, await self.reader.blend_evidence(),
+                                                self.settings.blend_trials_before_switch)
+            self._weighting_chosen_at_ms = now_ms
+        return self._weighting
 
     async def _top_up(self, user_id: str, request: ListRequest,
                       learned: list[RecommendedItem]) -> list[RecommendedItem]:
@@ -160,23 +209,26 @@ class Recommender:
         topped up from trending. The viewed items themselves are never recommended."""
         recent = [(item, SESSION_EVENT_TYPE) for item in reversed(viewed)]
         request = ListRequest(n, category, frozenset(exclude), now_ms).excluding(viewed)
-        items, _ = await self._learned(recent[:self.settings.vote_items], None, request)
+        items = (await self._learned(recent[:self.settings.vote_items], None, request)).items
         if len(items) < n:
             items += await self._top_of(self._trending(category), None,
                                         request.topping_up(items))
         return _new_list("session", items, "global", await self.reader.global_watermark())
 
     async def _learned(self, recent: Sequence[tuple[str, str]], user_id: str | None,
-                       request: ListRequest, every_source: bool = False
-                       ) -> tuple[list[RecommendedItem], dict[str, list[str]]]:
+                       request: ListRequest, every_source: bool = False) -> Learned:
         """The top n by the votes of `recent` (newest first): co-occurrence blended with
-        sequence rules, re-ranked by the user's impressions and the category cap; and, with
-        `every_source`, the top n item ids of each source alone (no re-ranking)."""
+        sequence rules (the served weighting), re-ranked by the user's impressions and the
+        category cap; with `every_source`, the top n item ids of each source alone (no
+        re-ranking); for a user, the top n ids of each weighting the blend judges."""
         if not recent:
-            return [], {}
+            return Learned([], {}, {})
         settings = self.settings
         votes = recency_votes(recent, settings.event_weights, settings.vote_position_decay)
-        with_sequence = every_source or settings.sequence_weight > 0
+        weights = await self.served_weighting(request.now_ms)
+        judged = settings.weightings if user_id is not None and len(settings.weightings) > 1 \
+            else []
+        with_sequence = every_source or any(sequence > 0 for _, sequence in [weights, *judged])
         next_votes = recency_votes(recent[:settings.sequence_votes] if with_sequence else [],
                                    settings.event_weights, settings.sequence_vote_decay)
         reranking = (user_id is not None and settings.impression_penalty < 1
@@ -186,20 +238,22 @@ class Recommender:
             [(vote.item_id, vote.weight, next_votes[k].weight if k < len(next_votes) else 0.0)
              for k, vote in enumerate(votes)],
             depth=settings.candidate_row_depth, similarity=settings.similarity,
-            weights=(settings.cooccurrence_weight, settings.sequence_weight),
-            top=n * RERANK_DEPTH if reranking else n, per_source=n if every_source else 0,
+            weights=weights, top=n * RERANK_DEPTH if reranking else n,
+            per_source=n if every_source else 0, weightings=judged, per_weighting=n,
             user_id=user_id, category=request.category, exclude=request.exclude)
         ranked = found.blended
         if reranking:
             ranked = await self._reranked(ranked, n, user_id, request.max_per_category)
         voter_type = {vote.item_id: vote.event_type for vote in votes}
-        return [
-            RecommendedItem(
+        return Learned(
+            [RecommendedItem(
                 item_id=s.item_id, score=s.score, source=s.source,
                 reason=because_you(voter_type[s.because_of],
                                    found.titles.get(s.because_of, s.because_of), s.source))
-            for s in ranked
-        ], {source: [item for item, _ in best] for source, best in found.by_source.items()}
+             for s in ranked],
+            {source: [item for item, _ in best] for source, best in found.by_source.items()},
+            {weighting_label(weighting): ids
+             for weighting, ids in zip(judged, found.by_weighting, strict=True) if ids})
 
     async def _reranked(self, ranked: list[ScoredItem], n: int, user_id: str | None,
                         max_per_category: int | None) -> list[ScoredItem]:

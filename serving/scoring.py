@@ -21,6 +21,13 @@ over the user's `vote_items` most recent items (co-occurrence). The sequence sou
 sum_i v'_i * next_ij over the `sequence_votes` newest items, v'_i = sequence_decay^a *
 weight(t). The blend scales each source to its best candidate and adds them with weights.
 The item (and source) with the largest term is the reason.
+
+Self-tuning blend: every list served to a user also carries, per judged weighting w of the
+sources, the top items w would have served (its shadow list). The user's next new item
+judges them all on the same request, so no traffic is spent exploring: the worker adds 1 to
+w's hits when w's list held the item, after multiplying every count by 1 - 1/horizon, so
+hits_w estimates the recent hit rate of w times the (shared) decayed number of trials.
+Once the trials reach a threshold the service serves the weighting with the most hits.
 """
 
 from collections.abc import Mapping, Sequence
@@ -69,3 +76,34 @@ def because_you(event_type: str, item_label: str, source: str = COOCCURRENCE) ->
     if source == SEQUENCE:
         return f"often next after {item_label}"
     return REASONS.get(event_type, "because you interacted with {}").format(item_label)
+
+
+Weighting = tuple[float, float]  # (co-occurrence weight, sequence weight)
+
+
+def weighting_label(weighting: Weighting) -> str:
+    """How a weighting is named in impressions and in the evidence: '1:0.5'."""
+    cooccurrence, sequence = weighting
+    return f"{cooccurrence:g}:{sequence:g}"
+
+
+@dataclass(frozen=True, slots=True)
+class BlendEvidence:
+    """Decayed counts of judged lists: the trials, and per weighting label the hits."""
+
+    trials: float
+    hits: Mapping[str, float]
+
+    def hit_rates(self) -> dict[str, float]:
+        """Per weighting label, the (decayed) share of judged lists that held the item."""
+        return {label: hits / self.trials if self.trials else 0.0
+                for label, hits in sorted(self.hits.items())}
+
+
+def leading_weighting(weightings: Sequence[Weighting], evidence: BlendEvidence,
+                      trials_before_switch: int) -> Weighting:
+    """The first (configured) weighting until the trials reach `trials_before_switch`, then
+    the one with the most hits (ties to the earlier one, the configured first)."""
+    if evidence.trials < trials_before_switch:
+        return weightings[0]
+    return max(weightings, key=lambda w: evidence.hits.get(weighting_label(w), 0.0))

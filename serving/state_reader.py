@@ -8,9 +8,16 @@ from importlib.resources import files
 import orjson
 from redis.asyncio import Redis
 
-from streamrec.contract import LIST_SEPARATOR, SHOWN_SEPARATOR, RedisKeys, Similarity, lua_script
+from streamrec.contract import (
+    BLEND_TRIALS_FIELD,
+    LIST_SEPARATOR,
+    SHOWN_SEPARATOR,
+    RedisKeys,
+    Similarity,
+    lua_script,
+)
 
-from .scoring import SOURCES, ScoredItem
+from .scoring import SOURCES, BlendEvidence, ScoredItem, Weighting
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +40,8 @@ class Scored:
     blended: list[ScoredItem]
     by_source: dict[str, list[tuple[str, float]]]
     titles: dict[str, str]
+    #: per judged weighting, in the order asked, its best item ids (the shadow lists)
+    by_weighting: list[list[str]]
 
 
 def _pairs(flat: Sequence[bytes]) -> list[tuple[str, float]]:
@@ -90,19 +99,22 @@ class StateReader:
         return _watermark(await self.redis.hgetall(self.keys.watermark))
 
     async def scored(self, voters: Sequence[tuple[str, float, float]], *, depth: int,
-                     similarity: Similarity, weights: tuple[float, float], top: int,
-                     per_source: int = 0, user_id: str | None = None,
+                     similarity: Similarity, weights: Weighting, top: int,
+                     per_source: int = 0, weightings: Sequence[Weighting] = (),
+                     per_weighting: int = 0, user_id: str | None = None,
                      category: str | None = None, exclude: Collection[str] = ()) -> Scored:
         """The voters' (item, co-occurrence vote, sequence vote; newest first) candidates
         scored in Redis (serving/scoring.py describes the math): the `top` of the blend with
-        `weights` and, with `per_source`, each source's best alone. Candidates `user_id` has
-        seen, unavailable ones and (with `category`) others are never scored; `exclude`d
-        ones are never chosen. Rows are read `depth` deep."""
+        `weights`, with `per_source` each source's best alone, and the best `per_weighting`
+        ids of each of `weightings` (the self-tuning blend's shadow lists). Candidates
+        `user_id` has seen, unavailable ones and (with `category`) others are never scored;
+        `exclude`d ones are never chosen. Rows are read `depth` deep."""
         request = orjson.dumps({
             "user": user_id or "", "category": category or "", "depth": depth,
             "similarity": similarity, "top": top, "per_source": per_source,
-            "weights": weights, "voters": voters, "exclude": list(exclude)})
-        blended, *alone, titles = await self._score_candidates(
+            "weights": weights, "weightings": weightings, "weighting_top": per_weighting,
+            "voters": voters, "exclude": list(exclude)})
+        blended, *alone, titles, by_weighting = await self._score_candidates(
             args=[self._script_config, request])
         flat = iter(blended)
         return Scored(
@@ -111,7 +123,14 @@ class StateReader:
                      for item, score, source, voter in zip(flat, flat, flat, flat, strict=True)],
             by_source={name: _pairs(pairs) for name, pairs in zip(SOURCES, alone, strict=True)},
             titles=dict(zip(_text(titles[::2]), _text(titles[1::2]), strict=True)),
+            by_weighting=[_text(ids) for ids in by_weighting],
         )
+
+    async def blend_evidence(self) -> BlendEvidence:
+        """The self-tuning blend's decayed counts of judged lists and of each one's hits."""
+        counts = {field.decode(): float(value)
+                  for field, value in (await self.redis.hgetall(self.keys.blend_evidence)).items()}
+        return BlendEvidence(trials=counts.pop(BLEND_TRIALS_FIELD, 0.0), hits=counts)
 
     async def not_showable(self, items: Sequence[str], user_id: str | None) -> set[str]:
         """Which of `items` are unavailable or, with a `user_id`, already seen by the user."""

@@ -13,6 +13,7 @@ import orjson
 from redis.asyncio import Redis
 
 from streamrec.contract import (
+    BLEND_TRIALS_FIELD,
     EXPERIMENT_FIELD,
     LIST_SEPARATOR,
     RECOMMENDER_FIELD,
@@ -65,7 +66,8 @@ RECORD_FIELDS: dict[str, tuple[str, ...]] = {
     "interaction": (*POSITION, "event_id", "user_id", "item_id", "event_type", "timestamp",
                     "recommendation_id"),
     "impression": (*POSITION, "event_id", "user_id", "item_ids", "timestamp",
-                   "recommendation_id", "recommender", "experiment", "variant", "item_variants"),
+                   "recommendation_id", "recommender", "experiment", "variant", "item_variants",
+                   "weighting_lists"),
     "forget": (*POSITION, "event_id", "user_id", "timestamp", "pseudonym"),
     "item": (*POSITION, "item_id", "categories", "tags", "available", "title"),
     "epoch": (*POSITION, "log_id"),
@@ -126,6 +128,8 @@ class StateWriter:
             "recommendation_ttl_seconds": settings.recommendation_ttl_seconds,
             "shown_lists_kept": settings.shown_lists_kept,
             "shown_ttl_seconds": settings.shown_ttl_seconds,
+            "blend_evidence_horizon": settings.blend_evidence_horizon,
+            "blend_trials_field": BLEND_TRIALS_FIELD,
             "event_id_window_ms": settings.event_id_window_seconds * 1000,
             "event_ids_kept": settings.event_ids_kept_per_user,
             "record_fields": RECORD_FIELDS,

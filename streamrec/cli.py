@@ -235,16 +235,20 @@ def evaluate(
 @app.command()
 def dataset(
     directory: Annotated[Path, typer.Argument(help="Where to write events.csv and items.csv.")],
+    shuffled_sessions: Annotated[bool, typer.Option(
+        help="Each session's items in a random order (each item's funnel kept together): "
+        "the same sessions without their order.")] = False,
 ) -> None:
     """Write the synthetic shop dataset (sessions, funnel, drift) for `evaluate`."""
-    from streamrec.datasets import SHOP_DATASET, write_dataset
+    from streamrec.datasets import SHOP_DATASET, SHUFFLED_SHOP_DATASET, write_dataset
 
+    spec = SHUFFLED_SHOP_DATASET if shuffled_sessions else SHOP_DATASET
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        count = write_dataset(directory / "events.csv", directory / "items.csv")
+        count = write_dataset(directory / "events.csv", directory / "items.csv", spec)
     except OSError as error:
         raise typer.TyperException(f"{error.filename or directory}: {error.strerror}") from None
-    typer.echo(f"wrote {count:,} events and the catalogue to {directory} ({SHOP_DATASET});\n"
+    typer.echo(f"wrote {count:,} events and the catalogue to {directory} ({spec});\n"
                f"evaluate with: streamrec evaluate {directory / 'events.csv'} "
                f"--items {directory / 'items.csv'}")
 

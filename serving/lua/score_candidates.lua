@@ -18,12 +18,15 @@
 -- ARGV[2]: request JSON {user ('' for none), category ('' for any), depth (of the strongest
 --          voter's rows), similarity,
 --          top, per_source (0: none), weights: [cooccurrence, sequence],
+--          weightings: [[cooccurrence, sequence], ...] judged by the self-tuning blend,
+--          weighting_top (how many of each weighting's best to return),
 --          voters: [[item, v, v'], ...] newest first (v' 0 past the sequence voters),
 --          exclude: [item, ...]}
--- Returns {blended, per_source_cooccurrence, per_source_sequence, titles}:
+-- Returns {blended, per_source_cooccurrence, per_source_sequence, titles, weighting_lists}:
 --   blended = {j, score, source index (1 co-occurrence, 2 sequence), voter, ...} best first
 --   per_source_* = {j, score, ...}: the top `per_source` of each source alone, unscaled
 --   titles = {voter, title, ...} for the voters the catalogue has a title for
+--   weighting_lists = {{j, ...}, ...}: per weighting, in order, its best `weighting_top` ids
 
 local request = cjson.decode(ARGV[2])
 local user, category, depth = request.user, request.category, request.depth
@@ -168,20 +171,28 @@ local function best_of(scores, count)
   return chosen
 end
 
-local blended, leading, leading_share = {}, {}, {}
-for index, scores in ipairs(sources) do
-  local weight = request.weights[index]
-  if weight > 0 and scores.top > 0 then
-    local scale = weight / scores.top
-    for item, score in pairs(scores.totals) do
-      local share = score * scale
-      blended[item] = (blended[item] or 0.0) + share
-      if leading[item] == nil or share > leading_share[item] then
-        leading[item], leading_share[item] = index, share
+-- the sources blended with `weights`, each scaled to its best candidate; with `leading`,
+-- also which source gave each candidate its biggest share
+local function blend(weights, leading)
+  local scores, leading_share = {}, {}
+  for index, source_scores in ipairs(sources) do
+    local weight = weights[index]
+    if weight > 0 and source_scores.top > 0 then
+      local scale = weight / source_scores.top
+      for item, score in pairs(source_scores.totals) do
+        local share = score * scale
+        scores[item] = (scores[item] or 0.0) + share
+        if leading and (leading[item] == nil or share > leading_share[item]) then
+          leading[item], leading_share[item] = index, share
+        end
       end
     end
   end
+  return scores
 end
+
+local leading = {}
+local blended = blend(request.weights, leading)
 
 local reply = {}
 for _, item in ipairs(best_of(blended, request.top)) do
@@ -207,4 +218,9 @@ if request.per_source > 0 then
     end
   end
 end
-return {reply, alone[1], alone[2], titles}
+-- the self-tuning blend's shadow lists: what each judged weighting would have served
+local weighting_lists = {}
+for index, weights in ipairs(request.weightings) do
+  weighting_lists[index] = best_of(blend(weights), request.weighting_top)
+end
+return {reply, alone[1], alone[2], titles, weighting_lists}

@@ -287,7 +287,7 @@ local function learn_interaction(user, item, event_type, ts, sign, share)
     end
   end
   -- GT keeps the newest time when events arrive out of order; CH reports a change.
-  return call('ZADD', recent_key, 'GT', 'CH', ts, item) == 1
+  return call('ZADD', recent_key, 'GT', 'CH', ts, item) == 1, first_time
 end
 
 -- What learn_interaction writes for a user: all a scratch copy ever holds.
@@ -295,8 +295,8 @@ local LEARNED_PER_USER = {'user_recent', 'user_affinity', 'user_category_affinit
                           'user_item_types'}
 -- Every key that belongs to one user.
 local PER_USER_STATE = {'user_recent_types', 'user_watermark', unpack(LEARNED_PER_USER)}
-local OTHER_PER_USER = {'user_shown', 'user_event_ids', 'user_preferences',
-                        'user_contributions'}
+local OTHER_PER_USER = {'user_shown', 'user_weighting_lists', 'user_event_ids',
+                        'user_preferences', 'user_contributions'}
 
 local function delete_keys(names, user)
   for _, name in ipairs(names) do call('DEL', key(name, user)) end
@@ -339,12 +339,43 @@ local function start_sharing(user)
   sharing_users[user] = true
 end
 
+-- The self-tuning blend (serving/scoring.py): the lists that the weightings it judges would
+-- have served a user wait in user:{u}:weighting_lists until the user's next item new to
+-- them, which judges them all at once: every count in blend_evidence is first multiplied by
+-- 1 - 1/horizon, then the trials grow by 1 and each weighting whose list held the item by 1.
+-- The lists are consumed (one judgement per list); a constant number of commands.
+local evidence_kept = 1 - 1 / config.blend_evidence_horizon
+local TRIALS = config.blend_trials_field
+local function judge_weightings(user, item)
+  local waiting = key('user_weighting_lists', user)
+  local lists = call('HGETALL', waiting)
+  if #lists == 0 then return end
+  call('DEL', waiting)
+  local stored = call('HGETALL', K.blend_evidence)
+  local counts = {}
+  for f = 1, #stored, 2 do counts[stored[f]] = tonumber(stored[f + 1]) * evidence_kept end
+  counts[TRIALS] = (counts[TRIALS] or 0) + 1
+  local wrapped = UNIT .. item .. UNIT
+  for f = 1, #lists, 2 do
+    local held = string.find(UNIT .. lists[f + 1] .. UNIT, wrapped, 1, true) ~= nil
+    counts[lists[f]] = (counts[lists[f]] or 0) + (held and 1 or 0)
+  end
+  local fields = {}
+  for field, count in pairs(counts) do
+    fields[#fields + 1] = field
+    fields[#fields + 1] = string.format('%.17g', count)
+  end
+  call('HSET', K.blend_evidence, unpack(fields))
+end
+
 local function apply_interaction(e)
   local user, item = e.user_id, e.item_id
   local shared = sharing(user)
-  if learn_interaction(user, item, e.event_type, e.timestamp, 1, shared) then
+  local changed, first_time = learn_interaction(user, item, e.event_type, e.timestamp, 1, shared)
+  if changed then
     call('HSET', key('user_recent_types', user), item, e.event_type)
   end
+  if first_time then judge_weightings(user, item) end
   call('RPUSH', key('user_contributions', user),
        cjson.encode({item, e.event_type, e.timestamp}))
   if not shared then start_sharing(user) end
@@ -357,12 +388,24 @@ end
 
 -- A served list costs a constant number of commands, whatever its length: the user's recent
 -- lists gain one entry, and the list is remembered (never re-mapped) with its items, so the
--- events that come back on it can be checked against it.
+-- events that come back on it can be checked against it; its weightings' lists replace the
+-- user's waiting ones.
 local function apply_impression(e)
   local shown = key('user_shown', e.user_id)
   call('LPUSH', shown, table.concat(e.item_ids, UNIT))
   call('LTRIM', shown, 0, config.shown_lists_kept - 1)
   call('EXPIRE', shown, config.shown_ttl_seconds)
+  if next(e.weighting_lists) then
+    local waiting = key('user_weighting_lists', e.user_id)
+    local fields = {}
+    for label, ids in pairs(e.weighting_lists) do
+      fields[#fields + 1] = label
+      fields[#fields + 1] = table.concat(ids, UNIT)
+    end
+    call('DEL', waiting)
+    call('HSET', waiting, unpack(fields))
+    call('EXPIRE', waiting, config.shown_ttl_seconds)
+  end
   local list = key('recommendation', e.recommendation_id)
   if e.recommendation_id ~= '' and call('EXISTS', list) == 0 then
     local fields = {RECOMMENDER_FIELD, e.recommender}

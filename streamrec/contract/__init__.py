@@ -35,6 +35,7 @@ from .experiments import (
     with_overrides,
 )
 from .keys import (
+    BLEND_TRIALS_FIELD,
     EXPERIMENT_FIELD,
     LIST_SEPARATOR,
     RECOMMENDER_FIELD,
@@ -49,6 +50,7 @@ from .settings import FORGET, IMPRESSION, Settings, Similarity
 from .topics import LOG_ID_HEADER, ensure_topics, produce_records
 
 __all__ = [
+    "BLEND_TRIALS_FIELD",
     "DAY_MS",
     "EXPERIMENT_FIELD",
     "FORGET",

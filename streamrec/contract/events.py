@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from .pseudonyms import pseudonymise
-from .settings import FORGET, IMPRESSION, Settings
+from .settings import FORGET, IMPRESSION, MAX_BLEND_WEIGHTINGS, Settings
 
 #: Characters no id or label may hold. Ids are parts of Redis keys, URL paths, comma-separated
 #: `exclude` lists and log lines: '/' cannot be addressed in a path, ',' cannot be excluded.
@@ -143,6 +143,11 @@ class ImpressionEvent(_UserEvent):
     item_variants: list[Identifier] = Field(
         default_factory=list, max_length=MAX_LIST_LENGTH,
         description="Interleaving: per item, in order, the variant that placed it.")
+    weighting_lists: dict[Identifier, Annotated[list[Identifier], Field(
+        max_length=MAX_LIST_LENGTH)]] = Field(
+        default_factory=dict, max_length=MAX_BLEND_WEIGHTINGS,
+        description="Self-tuning blend: per weighting of the sources, the top items it would "
+        "have served (the user's next new item judges them).")
 
     @model_validator(mode="after")
     def _attributed_once(self) -> "ImpressionEvent":

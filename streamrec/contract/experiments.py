@@ -30,6 +30,7 @@ from .settings import Settings
 RECOMMENDATION_SETTINGS = (
     "similarity", "vote_items", "vote_position_decay", "candidate_row_depth",
     "sequence_votes", "sequence_vote_decay", "cooccurrence_weight", "sequence_weight",
+    "blend_weightings",
     "impressions_before_penalty", "impression_penalty", "max_per_category",
 )
 #: The recommenders a variant of `GET /v1/users/{id}/recommendations` may serve.

@@ -23,6 +23,8 @@ RECOMMENDER_FIELD = SHOWN_SEPARATOR + "recommender"
 #: The field of recommendation:{id} holding, for a list served in an experiment, the JSON
 #: [experiment, variant ('' when interleaved), the user's unit, [the interleaved variants]].
 EXPERIMENT_FIELD = SHOWN_SEPARATOR + "experiment"
+#: The field of blend_evidence counting the judged lists (the others are weightings' labels).
+BLEND_TRIALS_FIELD = SHOWN_SEPARATOR + "trials"
 #: The slot of the id in a per-id key's pattern.
 ID_SLOT = "{}"
 
@@ -53,6 +55,9 @@ KEY_LAYOUT: tuple[KeySpec, ...] = (
             "category -> forward-decayed sum of weights"),
     KeySpec("user_shown", "user:{}:shown", "list",
             "u's newest served lists (item ids joined by \\x1f), capped, expiring"),
+    KeySpec("user_weighting_lists", "user:{}:weighting_lists", "hash",
+            "blend weighting (label) -> the top items it would have served u in u's newest "
+            "list (\\x1f-joined), until u's next new item judges them (expiring)"),
     KeySpec("user_event_ids", "user:{}:event_ids", "zset",
             "event id -> applied at (ms): u's events applied within the dedup window"),
     KeySpec("user_preferences", "user:{}:preferences", "set",
@@ -99,6 +104,9 @@ KEY_LAYOUT: tuple[KeySpec, ...] = (
     KeySpec("experiment_users", "experiment:{}:users", "hash",
             "unit (SHA-1 of the user id) -> variant; unit \\x1f count -> that user's "
             "items_shown, click, purchase"),
+    KeySpec("blend_evidence", "blend_evidence", "hash",
+            "blend weighting (label) -> decayed hits of its judged lists; \\x1ftrials -> "
+            "decayed count of judged lists"),
     KeySpec("applied_offsets", "applied_offsets", "hash",
             "\"topic:partition\" -> highest offset applied (the exactly-once guard)"),
     KeySpec("log_epochs", "log_epochs", "hash",

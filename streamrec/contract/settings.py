@@ -19,6 +19,9 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+#: Weightings the self-tuning blend judges at most, the configured one included.
+MAX_BLEND_WEIGHTINGS = 8
+
 DEFAULT_EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchase": 8.0}
 
 Similarity = Literal["cosine", "jaccard", "count"]
@@ -149,6 +152,24 @@ class Settings(BaseSettings):
     )
     sequence_weight: float = Field(
         1.0, ge=0, description="Weight of the sequence source in the blend."
+    )
+    blend_weightings: list[tuple[NonNegativeFloat, NonNegativeFloat]] = Field(
+        [(1.0, 0.0), (1.0, 0.5), (1.0, 1.0), (0.5, 1.0), (0.0, 1.0)],
+        max_length=MAX_BLEND_WEIGHTINGS - 1,
+        description="Self-tuning blend: (co-occurrence, sequence) weightings judged online "
+        "beside the configured weights, on every personalised list: each one's top items "
+        "ride along with the list's impression, and the user's next new item credits those "
+        "that held it. The service serves the weighting with the most (decayed) hits "
+        "(empty: always the configured weights, e.g. in an experiment's variant that "
+        "compares weights)."
+    )
+    blend_evidence_horizon: PositiveInt = Field(
+        5000, description="Judged lists the blend's hit counts remember: each judgement "
+        "multiplies the earlier ones by 1 - 1/horizon (drift is followed at that pace)."
+    )
+    blend_trials_before_switch: PositiveInt = Field(
+        200, description="Judged lists (decayed) before the service leaves the configured "
+        "weights for a weighting that leads."
     )
     impressions_before_penalty: NonNegativeInt = Field(
         2, description="Times an item may be shown to a user who does not act on it before "
@@ -284,6 +305,13 @@ class Settings(BaseSettings):
     def id_key(self) -> bytes | None:
         """The pseudonyms' HMAC key, as bytes; None when user ids are kept as given."""
         return None if self.id_hmac_key is None else self.id_hmac_key.get_secret_value().encode()
+
+    @property
+    def weightings(self) -> list[tuple[float, float]]:
+        """The blend's (co-occurrence, sequence) weightings judged online: the configured
+        weights first (served until the evidence says otherwise), then `blend_weightings`."""
+        configured = (self.cooccurrence_weight, self.sequence_weight)
+        return list(dict.fromkeys([configured, *self.blend_weightings]))
 
     @property
     def event_types(self) -> frozenset[str]:

@@ -59,10 +59,13 @@ def make_world(users: int = 200, categories: int = 8, items_per_category: int = 
 
 def events(world: World, count: int, *, start_ms: int, step_ms: int = 1000,
            taste: float = 0.9, bundle_follow: float = 0.6, session_length: int = 6,
-           seed: int = 11, drift: float = 0.0, trend_every: int = 0
-           ) -> Iterator[InteractionEvent]:
-    """`count` events, one every `step_ms`, sessions of random users interleaved."""
+           seed: int = 11, drift: float = 0.0, trend_every: int = 0,
+           ordered_sessions: bool = True) -> Iterator[InteractionEvent]:
+    """`count` events, one every `step_ms`, sessions of random users interleaved. Without
+    `ordered_sessions` the items of a session come in a random order (each item's funnel
+    kept together): what a session holds is planted, what follows what is not."""
     rng = random.Random(seed)
+    session_order = random.Random(seed + 1)  # the same sessions as ordered ones, reordered
     ranked = {c: list(i) for c, i in world.items_by_category.items()}  # most popular first
     zipf = [1.0 / (rank + 1) for rank in range(max(map(len, ranked.values())))]
     favourite = dict(world.favourite_category)
@@ -84,18 +87,26 @@ def events(world: World, count: int, *, start_ms: int, step_ms: int = 1000,
                 items[:] = items[shift:] + items[:shift]
         category = favourite[user] if rng.random() < taste else rng.choice(world.categories)
         item = pick(category)
+        visits: list[tuple[str, list[str]]] = []  # (item, its funnel's event types)
         for _ in range(session_length):
+            funnel = []
             for event_type, probability in FUNNEL:
                 if rng.random() >= probability:
                     break
+                funnel.append(event_type)
+            visits.append((item, funnel))
+            follow = rng.random() < bundle_follow
+            item = world.bundle_partner[item] if follow else pick(category)
+        if not ordered_sessions:
+            session_order.shuffle(visits)
+        for visited, funnel in visits:
+            for event_type in funnel:
                 yield InteractionEvent(
-                    event_id=f"synthetic-{seed}-{emitted}", user_id=user, item_id=item,
+                    event_id=f"synthetic-{seed}-{emitted}", user_id=user, item_id=visited,
                     event_type=event_type, timestamp=start_ms + emitted * step_ms)
                 emitted += 1
                 if emitted == count:
                     return
-            follow = rng.random() < bundle_follow
-            item = world.bundle_partner[item] if follow else pick(category)
 
 
 #: The second evaluation dataset (beside MovieLens): sessions, a funnel, drifting tastes and
@@ -103,7 +114,10 @@ def events(world: World, count: int, *, start_ms: int, step_ms: int = 1000,
 SHOP_DATASET = {"users": 2000, "categories": 20, "items_per_category": 200, "events": 100_000,
                 "start_ms": 1_704_067_200_000, "step_ms": 60_000, "taste": 0.8,
                 "bundle_follow": 0.5, "session_length": 8, "drift": 0.05,
-                "trend_every": 5000, "seed": 2026}
+                "trend_every": 5000, "seed": 2026, "ordered_sessions": 1}
+#: The same shop with each session's items in a random order (measured: next-item rules
+#: still beat co-occurrence there, as a session's items still follow each other).
+SHUFFLED_SHOP_DATASET = SHOP_DATASET | {"ordered_sessions": 0}
 
 
 def write_dataset(events_path: Path, items_path: Path,
@@ -121,7 +135,8 @@ def write_dataset(events_path: Path, items_path: Path,
                     step_ms=int(spec["step_ms"]), taste=spec["taste"],
                     bundle_follow=spec["bundle_follow"],
                     session_length=int(spec["session_length"]), seed=int(spec["seed"]),
-                    drift=spec["drift"], trend_every=int(spec["trend_every"]))
+                    drift=spec["drift"], trend_every=int(spec["trend_every"]),
+                    ordered_sessions=bool(spec["ordered_sessions"]))
     written = 0
     with events_path.open("w", newline="") as handle:
         writer = csv.writer(handle)

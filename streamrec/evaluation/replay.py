@@ -11,7 +11,9 @@ the first `train_fraction` of events only train; after that every `every`-th eve
 index k, k % every == 0) is evaluated when its user already has history and the item is new
 to that user: the recommender's top k from the state of all earlier events, the user's items
 excluded, over the full catalogue; a hit if the event's item is in it. Then the event is
-learned.
+learned. The default's list goes back into the stream as its impression, just before the
+event, as the service publishes it: so the impression penalty acts, and the event judges
+the self-tuning blend's weightings (each weighting's own list is scored here too).
 With `batch_size` B > 1 the state is only updated every B events, which shows what a
 worker's batching lag costs.
 """
@@ -30,8 +32,9 @@ from pathlib import Path
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
+from serving.impressions import impression_event
 from serving.recommender import RecommendationList, Recommender
-from serving.scoring import COOCCURRENCE, SEQUENCE
+from serving.scoring import COOCCURRENCE, SEQUENCE, weighting_label
 from serving.state_reader import StateReader
 from stream_app.state_writer import StateWriter, StreamRecord
 from streamrec.contract import (
@@ -241,6 +244,8 @@ def self_information(recommended: Sequence[str], users_of: Counter[str], users: 
 
 
 RECOMMENDERS = ("default", "co-occurrence", "sequence", "trending", "popularity")
+#: The replay's name for the shadow list of a weighting the self-tuning blend judges.
+WEIGHTING_RECOMMENDER = "blend {}"
 
 
 def as_event(index: int, interaction: Interaction) -> InteractionEvent:
@@ -254,10 +259,11 @@ def as_event(index: int, interaction: Interaction) -> InteractionEvent:
 
 
 async def ask_all(recommender: Recommender, user_id: str, k: int, now_ms: int
-                  ) -> dict[str, list[str]]:
+                  ) -> tuple[dict[str, list[str]], RecommendationList]:
     """Top-k item ids of every recommender compared, over the same state: the service's
-    default (the blend, re-ranked and topped up), each learned source alone, and the two
-    popularity baselines."""
+    default (the blend, re-ranked and topped up), each learned source alone, the two
+    popularity baselines and each weighting the self-tuning blend judges (its shadow list);
+    and the default's list as served (its impression goes back into the stream)."""
     def ids(served: RecommendationList) -> list[str]:
         return [item.item_id for item in served.items]
 
@@ -268,10 +274,19 @@ async def ask_all(recommender: Recommender, user_id: str, k: int, now_ms: int
         "sequence": by_source.get(SEQUENCE, []),
         "trending": ids(await recommender.trending(k, user_id=user_id, now_ms=now_ms)),
         "popularity": ids(await recommender.popular(k, user_id=user_id)),
-    }
+    } | {WEIGHTING_RECOMMENDER.format(label): served.weighting_lists.get(label, [])
+         for label in judged_labels(recommender.settings)}, served
+
+
+def judged_labels(settings: Settings) -> list[str]:
+    """The weightings the self-tuning blend judges (none when it has one to choose from)."""
+    weightings = settings.weightings
+    return [weighting_label(w) for w in weightings] if len(weightings) > 1 else []
 
 
 DEFAULT_RECOMMENDER = "default"
+#: The stream position of the impressions the replay publishes, as the service would.
+IMPRESSIONS_SOURCE = "replay-impressions:0"
 
 
 @dataclass
@@ -294,7 +309,10 @@ class Replay:
         writer = StateWriter(self.redis, self.settings)
         recommender = Recommender(
             StateReader(self.redis, RedisKeys(self.settings.key_prefix)), self.settings)
-        boards = {name: Scoreboard() for name in RECOMMENDERS}
+        boards = {name: Scoreboard() for name in [
+            *RECOMMENDERS, *map(WEIGHTING_RECOMMENDER.format, judged_labels(self.settings))]}
+        served_weightings: list[str] = []  # per evaluation, the weighting the default used
+        impressions = 0
         variants = {f"variant {name}": Recommender(recommender.reader, changed)
                     for name, changed in self.variants.items()}
         boards |= {name: Scoreboard() for name in variants}
@@ -320,11 +338,18 @@ class Replay:
                     and event.item_id not in history):
                 if self.batch_size == 1:
                     await flush()  # exact test-then-learn: the state holds every earlier event
-                lists = await ask_all(recommender, event.user_id, self.k, event.timestamp_ms)
+                lists, served = await ask_all(recommender, event.user_id, self.k,
+                                              event.timestamp_ms)
+                served_weightings.append(weighting_label(
+                    await recommender.served_weighting(event.timestamp_ms)))
+                if served.items:  # what the service publishes for a list it serves
+                    pending.append(StreamRecord(IMPRESSIONS_SOURCE, impressions, impression_event(
+                        event.user_id, served, event.timestamp_ms)))
+                    impressions += 1
                 for name, variant in variants.items():
-                    served = await variant.for_user(event.user_id, self.k,
+                    varied = await variant.for_user(event.user_id, self.k,
                                                     now_ms=event.timestamp_ms)
-                    lists[name] = [item.item_id for item in served.items]
+                    lists[name] = [item.item_id for item in varied.items]
                 apart = last_time[event.user_id] != event.timestamp_ms
                 for name, recommended in lists.items():
                     boards[name].add(recommended, event.item_id,
@@ -338,10 +363,21 @@ class Replay:
                 await flush()
             progress(index + 1)
         await flush()
+        evidence = await recommender.reader.blend_evidence()
         return {
             "recommenders": {name: board.summary(users_of.keys(), self.window)
                              for name, board in boards.items()},
             "default": DEFAULT_RECOMMENDER,
+            "blend": {
+                "served_at_end": weighting_label(await recommender.served_weighting(
+                    interactions[-1].timestamp_ms if interactions else None)),
+                "served_by_window": [
+                    {"evaluated_up_to": end, "served": Counter(
+                        served_weightings[end - self.window:end]).most_common(1)[0][0]}
+                    for end in range(self.window, len(served_weightings) + 1, self.window)],
+                "trials": evidence.trials,
+                "hit_rates": evidence.hit_rates(),
+            },
             "events": len(interactions),
             "seconds": time.monotonic() - started,
         }

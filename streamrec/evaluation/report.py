@@ -110,6 +110,12 @@ def show(result: dict) -> None:
     console.print(table)
     console.print(f"same-time events ordered: {described['ties']}{seed}; HR@10 apart: on the "
                   f"{apart:,} evaluated events whose time differs from their user's previous")
+    blend = result["blend"]
+    if blend["hit_rates"]:
+        rates = ", ".join(f"{label} {rate:.4f}" for label, rate in blend["hit_rates"].items())
+        console.print(f"self-tuning blend (co-occurrence:sequence): serves "
+                      f"{blend['served_at_end']} at the end; hit rates over "
+                      f"{blend['trials']:,.0f} decayed trials: {rates}")
 
 
 def write(result: dict, out: Path) -> None:

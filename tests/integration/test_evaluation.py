@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import random
 import subprocess
 import sys
 from collections import Counter
@@ -126,7 +127,8 @@ async def test_replay_evaluates_exactly_the_protocols_events(redis: Redis, serve
     result = await Replay(servers.settings(), redis, window=1).run(events)
     boards = result["recommenders"]
     assert {name: m["evaluated"] for name, m in boards.items()} == {
-        "default": 1, "co-occurrence": 1, "sequence": 1, "trending": 1, "popularity": 1}
+        "default": 1, "co-occurrence": 1, "sequence": 1, "trending": 1, "popularity": 1,
+        "blend 1:1": 1, "blend 1:0": 1, "blend 1:0.5": 1, "blend 0.5:1": 1, "blend 0:1": 1}
     assert boards["default"]["evaluated_apart"] == 0
     # Before k=5, i3 (a purchase, weight 8) leads popularity and trending: a hit at rank 1.
     assert boards["popularity"]["mrr_at_10"] == 1.0
@@ -193,3 +195,34 @@ def test_a_variant_that_cannot_be_compared_is_one_clear_error(given: str, says: 
     assert result.returncode == 2
     assert says in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_the_replays_lists_judge_the_weightings_as_the_scoreboards_do(
+        redis: Redis, servers: Servers) -> None:
+    # Planted order: every user walks forward along a ring of 300 items, 1 to 3 items a step,
+    # so what comes next is known from the last items (sequence rules) and co-occurrence,
+    # which cannot tell forward from back, is weaker. Each served list's impression goes back
+    # into the stream and the evaluated event (the user's next new item) judges it: with no
+    # decay the online hits are the scoreboards' hits exactly (a list with no learned
+    # candidates judges nothing, so there are fewer trials than evaluations).
+    rng = random.Random(7)
+    t = 1_700_000_000_000
+    events = []
+    for user in range(150):
+        position = rng.randrange(300)
+        for step in range(10):
+            events.append(Interaction(f"u{user}", f"i{position % 300}", t + 100 * user + step,
+                                      "click"))
+            position += rng.randint(1, 3)
+    settings = servers.settings(blend_evidence_horizon=10**12, blend_trials_before_switch=20)
+    result = await Replay(settings, redis, every=1).run(events)
+    boards, blend = result["recommenders"], result["blend"]
+    evaluated = boards["default"]["evaluated"]
+    assert evaluated - 50 < blend["trials"] < evaluated
+    for label, rate in blend["hit_rates"].items():
+        assert rate * blend["trials"] == pytest.approx(
+            boards[f"blend {label}"]["hr_at_10"] * evaluated)
+    assert boards["blend 0:1"]["hr_at_10"] > boards["blend 1:0"]["hr_at_10"]
+    assert blend["served_at_end"] == max(blend["hit_rates"], key=blend["hit_rates"].get)
+    assert blend["served_at_end"] == "0:1"
+    assert boards["default"]["hr_at_10"] > boards["blend 1:1"]["hr_at_10"]

@@ -5,6 +5,7 @@ import math
 import pytest
 from redis.asyncio import Redis
 
+from serving.impressions import impression_event
 from serving.profiles import Preferences, Profiles
 from serving.recommender import Recommender
 from serving.state_reader import StateReader
@@ -248,3 +249,24 @@ async def test_the_category_cap_holds_over_the_top_up(redis: Redis, servers: Ser
     assert listed(capped.items) == [("a", "trending"), ("c", "trending")]
     assert listed((await rec.for_user("u5", 4, now_ms=NOW, max_per_category=2)).items) == [
         ("a", "trending"), ("b", "trending"), ("c", "trending"), ("d", "trending")]
+
+
+async def test_the_service_serves_the_weighting_the_stream_judged_best(
+        redis: Redis, servers: Servers) -> None:
+    # As in test_blend: co-occurrence c 8*2/sqrt(8) (its best), d 0.5/sqrt(3); sequence c 16, d 0.5.
+    rec = await recommender(redis, servers, blend_weightings=[(0.0, 1.0)],
+                            blend_trials_before_switch=10)
+    served = await rec.for_user("me", 2, now_ms=NOW, fallback=False)
+    assert served.weighting_lists == {"1:0": ["c", "d"], "0:1": ["c", "d"]}
+    assert impression_event("me", served).weighting_lists == served.weighting_lists
+    cooc_d = (0.5 / math.sqrt(3)) / (16 / math.sqrt(8))
+    assert [i.score for i in served.items] == pytest.approx([1, cooc_d])  # nothing judged yet
+
+    keys = RedisKeys(rec.settings.key_prefix)
+    await redis.hset(keys.blend_evidence, mapping={"\x1ftrials": 10, "1:0": 2, "0:1": 3})
+    later = await rec.for_user("me", 2, now_ms=NOW + 999, fallback=False)
+    assert [i.score for i in later.items] == pytest.approx([1, cooc_d])  # the choice is kept 1 s
+    assert await rec.served_weighting(NOW + 1000) == (0.0, 1.0)
+    switched = await rec.for_user("me", 2, now_ms=NOW + 1000, fallback=False)
+    assert [(i.item_id, i.source) for i in switched.items] == [("c", "sequence"), ("d", "sequence")]
+    assert [i.score for i in switched.items] == pytest.approx([1, 0.5 / 16])

@@ -111,3 +111,21 @@ async def test_rows_are_read_only_depth_deep_and_titles_come_with_the_voters(
                                  weights=(1.0, 0.0), top=5)
     assert [s.item_id for s in scored.blended] == ["x", "y"]
     assert scored.titles == {"a": "Heat"}
+
+
+async def test_each_judged_weighting_gets_its_own_best_from_the_same_sums(
+        redis: Redis, settings: Settings) -> None:
+    reader = await reader_with(redis, settings, {"a": {"x": 2, "y": 1}},
+                               {"a": {"y": 1, "z": 3}})
+    weightings = [(1.0, 0.0), (0.0, 1.0), (1.0, 1.0), (1.0, 0.5)]
+
+    async def lists(exclude: list[str]) -> list[list[str]]:
+        return (await reader.scored([("a", 1.0, 1.0)], depth=10, similarity="count",
+                                    weights=(1.0, 1.0), top=1, weightings=weightings,
+                                    per_weighting=3, exclude=exclude)).by_weighting
+
+    # scaled: co-occurrence x 2/2, y 1/2; sequence y 1/3, z 3/3
+    # 1:1 -> x 1, z 1 (tie: smaller id first), y 0.5 + 1/3; 1:0.5 -> x 1, y 0.5 + 1/6, z 0.5
+    assert await lists([]) == [["x", "y"], ["z", "y"], ["x", "z", "y"], ["x", "y", "z"]]
+    # an excluded item is never chosen, but still sets its source's scale
+    assert await lists(["x"]) == [["y"], ["z", "y"], ["z", "y"], ["y", "z"]]

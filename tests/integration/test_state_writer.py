@@ -459,3 +459,33 @@ async def test_after_an_erasure_old_events_are_dropped_and_new_ones_start_afresh
     again = await writer.apply([forget("b", 103, second=70)])  # idempotent: nothing left
     assert not await redis.exists(k.user_recent("b"))
     assert again.applied == 0
+
+
+async def test_a_users_next_new_item_judges_the_weightings_lists_once(
+        redis: Redis, servers: Servers) -> None:
+    settings = servers.settings(blend_evidence_horizon=4)  # earlier counts kept at 3/4
+    writer = StateWriter(redis, settings)
+    k = RedisKeys(settings.key_prefix)
+
+    def shown(event_id: str, weighting_lists: dict[str, list[str]]) -> ImpressionEvent:
+        return ImpressionEvent(event_id=event_id, user_id="u", event_type="impression",
+                               item_ids=["x"], timestamp=t(1), recommender="personalised",
+                               weighting_lists=weighting_lists)
+
+    stream = [
+        view("v1", "u", "a"),               # nothing waits: no trial
+        shown("s1", {"1:0": ["b", "c"], "0:1": ["d"], "1:1": ["d", "b"]}),
+        view("v2", "u", "a"),               # not new to u: the lists keep waiting
+        view("v3", "u", "d"),               # judges: 0:1 and 1:1 held d
+        view("v4", "u", "b"),               # the lists were used up: no trial
+        shown("s2", {"1:0": ["c"], "0:1": ["e"]}),
+        shown("s3", {"1:0": ["b", "e"], "0:1": ["f"]}),  # the newest list replaces s2's
+        view("v5", "u", "e"),               # judges s3's: 1:0 held e
+    ]
+    records = [StreamRecord("e:0", offset, event) for offset, event in enumerate(stream)]
+    await writer.apply(records)
+    await writer.apply(records)  # redelivered: judged once
+    assert {f.decode(): float(v) for f, v in (await redis.hgetall(k.blend_evidence)).items()
+            } == {"\x1ftrials": 1 * 0.75 + 1, "1:0": 0 * 0.75 + 1, "0:1": 1 * 0.75 + 0,
+                  "1:1": 1 * 0.75}
+    assert not await redis.exists(k.user_weighting_lists("u"))

@@ -156,6 +156,34 @@ def test_served_lists_come_back_as_impressions_and_clicks_count(system: System) 
         "impression": 1, "items_shown": 3, "click": 1}
 
 
+def test_a_served_lists_weightings_are_judged_by_the_users_next_new_item(system: System
+                                                                       ) -> None:
+    tag = uuid.uuid4().hex[:6]
+    shoes, laces, user = f"shoes-{tag}", f"laces-{tag}", f"{tag}-shopper"
+    shoppers = [event(f"{tag}-buyer{k}", item) for k in range(3) for item in (shoes, laces)]
+    assert post(system, "/v1/events", [*shoppers, event(user, shoes)]).status_code == 202
+    wait_for(lambda: item_ids(system.recommendations(user, n=3))[:1] == [laces],
+             "laces to be recommended after shoes", 10)
+    waiting_key = RedisKeys(system.settings.key_prefix).user_weighting_lists(user)
+    waiting = wait_for(lambda: system.redis.hgetall(waiting_key), "the list's impression", 10)
+    before = system.http.get(f"{system.base}/v1/metrics").json()["blend"]
+
+    assert post(system, "/v1/events", event(user, laces)).status_code == 202
+    def judged() -> dict | None:
+        blend = system.http.get(f"{system.base}/v1/metrics").json()["blend"]
+        return blend if blend["trials"] != before["trials"] else None
+
+    after = wait_for(judged, "the judgement", 10)
+    kept = 1 - 1 / system.settings.blend_evidence_horizon
+    assert after["trials"] == pytest.approx(before["trials"] * kept + 1)
+    assert laces in waiting[b"1:1"].decode().split("\x1f")  # the served weighting's list
+    for label, ids in waiting.items():
+        held = laces in ids.decode().split("\x1f")
+        assert after["hit_rates"][label.decode()] * after["trials"] == pytest.approx(
+            before["hit_rates"].get(label.decode(), 0) * before["trials"] * kept + held)
+    assert not system.redis.exists(waiting_key)
+
+
 def test_bad_records_go_to_dead_letter_and_the_good_ones_around_them_apply(system: System
                                                                           ) -> None:
     tag = uuid.uuid4().hex[:6]

@@ -3,8 +3,14 @@ themselves are summed in Redis: tests/integration/test_scoring.py)."""
 
 import pytest
 
-from serving.scoring import because_you, recency_votes
-from streamrec.contract import DAY_MS, forward_decayed, half_life_ms, value_at
+from serving.scoring import (
+    BlendEvidence,
+    because_you,
+    leading_weighting,
+    recency_votes,
+    weighting_label,
+)
+from streamrec.contract import DAY_MS, Settings, forward_decayed, half_life_ms, value_at
 
 ANCHOR = 1_704_067_200_000
 HALF_LIFE = half_life_ms(30)
@@ -33,3 +39,24 @@ def test_reasons_read_naturally() -> None:
     assert because_you("add_to_cart", "Red shoes") == "because you added Red shoes to your cart"
     assert because_you("play", "Song") == "because you interacted with Song"
     assert because_you("view", "Heat", "sequence") == "often next after Heat"
+
+
+def test_the_configured_weighting_serves_until_enough_lists_are_judged() -> None:
+    weightings = [(1.0, 1.0), (1.0, 0.0), (0.0, 1.0)]
+    evidence = BlendEvidence(trials=199.9, hits={"1:1": 10.0, "1:0": 30.0})
+    assert leading_weighting(weightings, evidence, trials_before_switch=200) == (1.0, 1.0)
+    evidence = BlendEvidence(trials=200.0, hits={"1:1": 10.0, "1:0": 30.0})
+    assert leading_weighting(weightings, evidence, trials_before_switch=200) == (1.0, 0.0)
+
+
+def test_a_tie_keeps_the_earlier_weighting_and_a_never_judged_one_has_no_hits() -> None:
+    weightings = [(1.0, 1.0), (1.0, 0.5), (0.0, 1.0)]
+    evidence = BlendEvidence(trials=500.0, hits={"1:1": 30.0, "1:0.5": 30.0})
+    assert leading_weighting(weightings, evidence, trials_before_switch=200) == (1.0, 1.0)
+    assert weighting_label((1.0, 0.5)) == "1:0.5"
+
+
+def test_the_configured_weights_are_judged_first_and_once() -> None:
+    assert Settings(cooccurrence_weight=1, sequence_weight=0.5).weightings == [
+        (1.0, 0.5), (1.0, 0.0), (1.0, 1.0), (0.5, 1.0), (0.0, 1.0)]
+    assert Settings(sequence_weight=2, blend_weightings=[]).weightings == [(1.0, 2.0)]
