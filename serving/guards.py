@@ -43,15 +43,26 @@ BODY_COST_UNIT = 64 * 1024
 MAX_COSTED_BODY_BYTES = 1024 * 1024
 
 
-async def send_error(send: Send, status: int, message: str,
-                     headers: dict[str, str] | None = None) -> None:
-    """The service's one error shape, from outside any route."""
+async def refuse(send: Send, receive: Receive, status: int, message: str,
+                 headers: dict[str, str] | None = None) -> None:
+    """Answer in the service's one error shape from outside any route, then read (bounded)
+    what the client is still sending, so that it gets to read the answer."""
     body = orjson.dumps(error_body(message))
     raw_headers = [(b"content-type", b"application/json"),
                    (b"content-length", str(len(body)).encode())]
     raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})
     await send({"type": "http.response.body", "body": body})
+    deadline, drained = time.monotonic() + DRAIN_SECONDS, 0
+    with contextlib.suppress(TimeoutError):
+        while drained < DRAIN_BYTES:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            message_in = await asyncio.wait_for(receive(), left)
+            if message_in["type"] != "http.request" or not message_in.get("more_body"):
+                return
+            drained += len(message_in.get("body", b""))
 
 
 def header(scope: Scope, name: bytes) -> str | None:
@@ -82,14 +93,12 @@ class BodyGuard:
         if not content_type and _bodyless(scope):  # e.g. POST /v1/experiments/{name}/stop
             return await self.app(scope, receive, send)
         if content_type != "application/json":
-            await send_error(send, 415, "send the body as application/json")
-            return await self.drain(receive)
+            return await refuse(send, receive, 415, "send the body as application/json")
         declared = header(scope, b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            await send_error(send, 413 if declared.isdigit() else 400,
-                             f"request body is {declared} bytes; the limit is {limit}"
-                             if declared.isdigit() else "Content-Length must be a number")
-            return await self.drain(receive)
+            return await refuse(send, receive, 413 if declared.isdigit() else 400,
+                                f"request body is {declared} bytes; the limit is {limit}"
+                                if declared.isdigit() else "Content-Length must be a number")
         received, deadline = 0, time.monotonic() + self.timeout
 
         async def bounded_receive() -> Message:
@@ -106,20 +115,6 @@ class BodyGuard:
             return message
 
         await self.app(scope, bounded_receive, send)
-
-    @staticmethod
-    async def drain(receive: Receive) -> None:
-        """Read what the client is still sending (bounded), so it gets to read our answer."""
-        deadline, drained = time.monotonic() + DRAIN_SECONDS, 0
-        with contextlib.suppress(TimeoutError):
-            while drained < DRAIN_BYTES:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return
-                message = await asyncio.wait_for(receive(), left)
-                if message["type"] != "http.request" or not message.get("more_body"):
-                    return
-                drained += len(message.get("body", b""))
 
 
 def request_cost(scope: Scope) -> int:
@@ -188,20 +183,20 @@ class Gate:
                 if refused.status == 429:
                     await self.hold_back(f"key {presented}",
                                          float(refused.headers["Retry-After"]))
-                await send_error(send, refused.status, refused.message, refused.headers)
-                return await BodyGuard.drain(receive)
+                return await refuse(send, receive, refused.status, refused.message,
+                                    refused.headers)
             holder = caller.name
         scope.setdefault("state", {})["caller"] = caller
         held = self.in_flight_by.get(holder, 0)
         if held + cost > self.share:
             await self.hold_back(holder, float(RETRY_AFTER_SECONDS))
-            await send_error(send, 429, "too much work in flight for this caller; retry",
-                             {"Retry-After": RETRY_AFTER_SECONDS})
-            return await BodyGuard.drain(receive)
+            return await refuse(send, receive, 429,
+                                "too much work in flight for this caller; retry",
+                                {"Retry-After": RETRY_AFTER_SECONDS})
         if self.in_flight + cost > self.capacity and held + cost > self.fair_part(holder):
-            await send_error(send, 503, "overloaded: too much work in flight; retry",
-                             {"Retry-After": RETRY_AFTER_SECONDS})
-            return await BodyGuard.drain(receive)
+            return await refuse(send, receive, 503,
+                                "overloaded: too much work in flight; retry",
+                                {"Retry-After": RETRY_AFTER_SECONDS})
         self.in_flight += cost
         self.in_flight_by[holder] = held + cost
         try:
