@@ -7,14 +7,18 @@ machines: compare the ratios measured in one run, not absolute numbers across ru
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
 import random
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -219,19 +223,31 @@ async def seed_state(settings: Settings, events: list[InteractionEvent]) -> None
     await redis.aclose()
 
 
+@contextlib.contextmanager
+def running_service(servers: object, workdir: Path, prefix: str, **overrides: object
+                    ) -> Iterator[str]:
+    """A service process over the state under `prefix`; yields its base URL."""
+    settings = Settings(kafka_bootstrap_servers=servers.broker.bootstrap_servers,
+                        redis_url=servers.redis.url, key_prefix=prefix, http_port=free_port(),
+                        auth="disabled",  # the cost of serving, not of key checks
+                        max_inflight_cost_per_caller=Settings().max_inflight_cost,  # one client
+                        **overrides)
+    name = "-".join([prefix, "service", *(f"{k}-{v}" for k, v in overrides.items())])
+    service = start_child([sys.executable, "-m", "streamrec", "serve", "--log-level", "warning"],
+                          workdir / f"{name}.log", child_environment(settings))
+    base = f"http://127.0.0.1:{settings.http_port}"
+    try:
+        wait_until_healthy(base, service)
+        yield base
+    finally:
+        stop_child(service)
+
+
 def bench_serving(servers: object, workdir: Path, prefix: str, rates: list[float],
                   concurrency: int, seconds: float) -> dict:
     """Each endpoint at `rates` and at saturation; personalised n=10 also offered 2x and 3x
     its saturation (goodput, and how fast the excess is refused)."""
-    settings = Settings(kafka_bootstrap_servers=servers.broker.bootstrap_servers,
-                        redis_url=servers.redis.url, key_prefix=prefix, http_port=free_port(),
-                        auth="disabled",  # the cost of serving, not of key checks
-                        max_inflight_cost_per_caller=Settings().max_inflight_cost)  # one client
-    service = start_child([sys.executable, "-m", "streamrec", "serve", "--log-level", "warning"],
-                          workdir / f"{prefix}-service.log", child_environment(settings))
-    base = f"http://127.0.0.1:{settings.http_port}"
-    try:
-        wait_until_healthy(base, service)
+    with running_service(servers, workdir, prefix) as base:
         results: dict = {"endpoints": {}}
         for label, path in ENDPOINTS.items():
             levels = []
@@ -258,8 +274,47 @@ def bench_serving(servers: object, workdir: Path, prefix: str, rates: list[float
         results["personalised_over_floor"] = saturation / floor
         console.print(f"  personalised n=10 / floor = {results['personalised_over_floor']:.2f}")
         return results
-    finally:
-        stop_child(service)
+
+
+#: The load the metrics' cost is measured at: dense personalised n=10, sustained.
+METRICS_COST_ENDPOINT, METRICS_COST_RATE = "personalised n=10", 100
+#: Turns of (with metrics, without) per run, alternated so drift hits both alike.
+METRICS_COST_TURNS = 2
+
+
+def bench_metrics_cost(servers: object, workdir: Path, seconds: float) -> dict:
+    """The same load on two service processes over the same dense state, one with the
+    metrics and one without (STREAMREC_METRICS=disabled), in alternating turns: the p99 of
+    each and their ratio; and the instrumentation's own time per request, timed alone."""
+    path = ENDPOINTS[METRICS_COST_ENDPOINT]
+    p99s: dict[str, list[float]] = {"enabled": [], "disabled": []}
+    with (running_service(servers, workdir, "dense", metrics="enabled") as with_metrics,
+          running_service(servers, workdir, "dense", metrics="disabled") as without):
+        for _ in range(METRICS_COST_TURNS):
+            for metrics, base in (("enabled", with_metrics), ("disabled", without)):
+                level = load(base + path, "--rate", str(METRICS_COST_RATE), seconds=seconds)
+                p99s[metrics].append(level["p99_ms"])
+                drained(base)
+    with_p99, without_p99 = (statistics.median(p99s[k]) for k in ("enabled", "disabled"))
+    return {"rate": METRICS_COST_RATE, "p99_ms_with_metrics": with_p99,
+            "p99_ms_without_metrics": without_p99,
+            "p99_with_over_without": with_p99 / without_p99,
+            "instrumentation_us_per_request": instrumentation_seconds() * 1e6}
+
+
+def instrumentation_seconds(calls: int = 100_000) -> float:
+    """What the service's metrics add to one request that serves a list: the request's
+    duration observed and its list counted, as the middleware does."""
+    from serving.telemetry import RequestTelemetry, record_list
+
+    telemetry = RequestTelemetry(app=None)
+    scope = {"route": SimpleNamespace(path="/v1/users/{user_id}/recommendations"),
+             "method": "GET"}
+    started = time.perf_counter()
+    for _ in range(calls):
+        record_list("personalised", "bench", 10)
+        telemetry.count(scope, 200, 0.005)
+    return (time.perf_counter() - started) / calls
 
 
 class AiokafkaSender:
@@ -436,13 +491,19 @@ def main() -> None:
             console.print("serving, dense (rows at their cap)")
             serving["dense"] = bench_serving(servers, servers.workdir, "dense", rates,
                                              args.concurrency, args.seconds)
+            console.print("what the metrics cost (dense, with and without, alternated)")
+            cost = bench_metrics_cost(servers, servers.workdir, args.seconds)
+            console.print(f"  p99 {cost['p99_ms_with_metrics']:.1f} ms with, "
+                          f"{cost['p99_ms_without_metrics']:.1f} ms without "
+                          f"({cost['p99_with_over_without']:.2f}x); instrumentation "
+                          f"{cost['instrumentation_us_per_request']:.1f} µs per request")
             console.print("freshness")
             freshness = bench_freshness(servers, servers.workdir, run, args.samples)
             for name, figure in freshness.items():
                 console.print(f"  {name}: p50 {figure['p50_ms']:.0f} ms, "
                               f"p99 {figure['p99_ms']:.0f} ms")
             results["runs"].append({"ingest": ingest, "serving": serving,
-                                    "freshness": freshness})
+                                    "metrics_cost": cost, "freshness": freshness})
         console.rule("memory")
         results["memory"] = asyncio.run(bench_memory(
             servers.redis.url, [int(c) for c in args.memory.split(",")]))

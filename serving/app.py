@@ -81,8 +81,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app)
     for router in (routes.users, routes.sessions, routes.items, routes.trending, routes.events,
                    routes.metrics, routes.experiments, routes.erasures, routes.health,
-                   routes.prometheus, routes.dashboard):
+                   routes.dashboard):
         app.include_router(router)
+    if settings.metrics == "enabled":
+        app.include_router(routes.prometheus)
     # Added last runs first: timing and request ids around everything, then CORS, then the
     # body's size and type, then who and how much.
     app.add_middleware(Gate, capacity=settings.max_inflight_cost,
@@ -94,7 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_allowed_origins,
                            allow_methods=["GET", "POST", "PUT"],
                            allow_headers=["Content-Type", "Authorization"])
-    app.add_middleware(RequestTelemetry)
+    app.add_middleware(RequestTelemetry, observe=settings.metrics == "enabled")
     return app
 
 

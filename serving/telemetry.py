@@ -72,19 +72,14 @@ request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 recommendation_id: ContextVar[str | None] = ContextVar("recommendation_id", default=None)
 
 
-#: Each recommender's (lists served, items per list), looked up once.
-_list_metrics: dict[str, tuple[Counter, Histogram]] = {}
+#: The list this request served, if any: (recommender, items), counted when the response ends.
+served_list: ContextVar[tuple[str, int] | None] = ContextVar("served_list", default=None)
 
 
 def record_list(recommender: str, list_id: str, length: int) -> None:
-    """A list was served: count it and name it in the request's log context."""
-    metrics = _list_metrics.get(recommender)
-    if metrics is None:
-        metrics = _list_metrics[recommender] = (LISTS_SERVED.labels(recommender),
-                                                LIST_ITEMS.labels(recommender))
-    metrics[0].inc()
-    metrics[1].observe(length)
+    """A list was served: name it in the request's log context, for the metrics to count."""
     recommendation_id.set(list_id)
+    served_list.set((recommender, length))
 
 
 class RequestContext(logging.Filter):
@@ -115,9 +110,15 @@ def path_templates(app: FastAPI) -> list[tuple[re.Pattern[str], str]]:
 
 
 class RequestTelemetry:
-    def __init__(self, app: ASGIApp) -> None:
+    """Request ids for every request; with `observe`, its duration and the list it served
+    in the metrics (off only to measure what they cost)."""
+
+    def __init__(self, app: ASGIApp, observe: bool = True) -> None:
         self.app = app
+        self.observe = observe
         self.durations: dict[tuple[str, str, int], Histogram] = {}
+        #: Each recommender's (lists served, items per list), looked up once.
+        self.list_metrics: dict[str, tuple[Counter, Histogram]] = {}
         self.templates: list[tuple[re.Pattern[str], str]] | None = None
 
     def route_template(self, scope: Scope) -> str:
@@ -138,6 +139,7 @@ class RequestTelemetry:
         started = time.perf_counter()
         given_id = accepted_request_id(scope)
         request_id.set(given_id)
+        served_list.set(None)
         header = (b"x-request-id", given_id.encode())
         status = 500  # when the app fails before it answers, the server answers 500
 
@@ -151,11 +153,23 @@ class RequestTelemetry:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            labels = (self.route_template(scope), scope["method"], status)
-            duration = self.durations.get(labels)
-            if duration is None:
-                duration = self.durations[labels] = REQUEST_DURATION.labels(*labels)
-            duration.observe(time.perf_counter() - started)
+            if self.observe:
+                self.count(scope, status, time.perf_counter() - started)
+
+    def count(self, scope: Scope, status: int, seconds: float) -> None:
+        labels = (self.route_template(scope), scope["method"], status)
+        duration = self.durations.get(labels)
+        if duration is None:
+            duration = self.durations[labels] = REQUEST_DURATION.labels(*labels)
+        duration.observe(seconds)
+        if (served := served_list.get()) is not None:
+            recommender, length = served
+            metrics = self.list_metrics.get(recommender)
+            if metrics is None:
+                metrics = self.list_metrics[recommender] = (LISTS_SERVED.labels(recommender),
+                                                            LIST_ITEMS.labels(recommender))
+            metrics[0].inc()
+            metrics[1].observe(length)
 
 
 def service_metrics() -> CollectorRegistry:

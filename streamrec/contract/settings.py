@@ -205,6 +205,11 @@ class Settings(BaseSettings):
         "text", description="'text': readable lines; 'json': one JSON object per line (time, "
         "level, logger, message, and request_id / recommendation_id where there is one)."
     )
+    metrics: Literal["enabled", "disabled"] = Field(
+        "enabled", description="'disabled': the service neither times requests nor counts "
+        "lists, and /metrics answers 404 (the benchmark measures what metrics cost with it; "
+        "the dashboard's serving figures need them)."
+    )
     dashboard_sample_seconds: PositiveFloat = Field(
         5.0, description="How often the service keeps a snapshot of its and the worker's "
         "counters in Redis for the /dashboard page (one service process takes each)."
