@@ -56,7 +56,7 @@ RESULTS = ROOT / "results"
 console = output.console()
 
 #: API keys: the honest client, an admin for /v1/metrics, and one per hostile client.
-KEYS = {"honest": ["read", "write"], "admin": ["admin"], "flood": ["read"],
+KEYS = {"honest": ["read", "write"], "admin": ["admin"], "flood": ["read"], "heavy": ["read"],
         "oversized": ["read", "write"], "slowloris": ["read", "write"],
         "impressions": ["read", "write"], "bad": ["read", "write"]}
 #: The honest client's request mix, in turn: 4 personalised, 3 similar, 1 trending and
@@ -67,7 +67,7 @@ EVENTS_PER_POST = 5
 HONEST_USERS_PER_PHASE = 40
 HONEST_TIMEOUT = 5.0  # seconds; a slower answer is an error (and counts 5 s)
 BIG_BODY = 5 * 1024 * 1024
-HOSTILE = ["flood", "oversized", "slowloris", "impressions", "bad"]
+HOSTILE = ["flood", "heavy", "oversized", "slowloris", "impressions", "bad"]
 
 
 def quantile(sorted_values: list[float], q: float) -> float:
@@ -372,6 +372,8 @@ async def hostile(config: dict) -> dict:
     deadline = time.time() + seconds
     attacks = {
         "flood": lambda: flood(base, keys["flood"], deadline),
+        # one request at a time stays within its share: only its rate limit holds it back
+        "heavy": lambda: flood(base, keys["heavy"], deadline, concurrency=1),
         "oversized": lambda: asyncio.gather(
             oversized(base, keys["oversized"], deadline, chunked=False),
             oversized(base, keys["oversized"], deadline, chunked=True)),
