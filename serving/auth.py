@@ -77,23 +77,26 @@ class KeyRing:
 class RateLimiter:
     """A token bucket per key: `rate` units of work a second on average (a light request is
     one; see `guards.request_cost`), bursts up to `burst`: a key asking for long lists
-    reaches its limit sooner than one asking for short ones."""
+    reaches its limit sooner than one asking for short ones. A key with its own rate bursts
+    as many seconds of it as the default does of `rate`."""
 
     rate: float
     burst: int
     _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
 
-    def wait_for(self, name: str, cost: int = 1) -> float:
+    def wait_for(self, name: str, cost: int = 1, rate: float | None = None) -> float:
         """0 and `cost` tokens taken, or the seconds until there are enough."""
+        rate = rate or self.rate
+        burst = self.burst * rate / self.rate
         now = time.monotonic()
-        wanted = float(min(cost, self.burst))
-        tokens, then = self._buckets.get(name, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - then) * self.rate)
+        wanted = min(float(cost), burst)
+        tokens, then = self._buckets.get(name, (burst, now))
+        tokens = min(burst, tokens + (now - then) * rate)
         if tokens >= wanted:
             self._buckets[name] = (tokens - wanted, now)
             return 0.0
         self._buckets[name] = (tokens, now)
-        return (wanted - tokens) / self.rate
+        return (wanted - tokens) / rate
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,7 @@ class Auth:
         entry = self.keys.find(presented)
         if entry is None:
             raise ApiError(401, "unknown API key", headers={"WWW-Authenticate": "Bearer"})
-        wait = self.limiter.wait_for(entry.name, cost)
+        wait = self.limiter.wait_for(entry.name, cost, entry.rate_per_second)
         if wait:
             raise ApiError(429, f"rate limit of the key {entry.name!r} reached; retry",
                            headers={"Retry-After": str(max(1, round(wait + 0.5)))})

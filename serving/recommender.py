@@ -359,21 +359,11 @@ class Recommender:
                       ) -> list[RecommendedItem]:
         """The ranking's top items, skipping excluded, seen (by `user_id`) and unavailable ones."""
         now_ms = int(time.time() * 1000) if request.now_ms is None else request.now_ms
-        n, picked = request.n, []
-        start, page = 0, max(2 * n, 50)
-        while start < RANKING_SCAN_LIMIT:
-            entries = await self.reader.ranking_page(ranking.key, start, page)
-            hidden = await self.reader.not_showable([i for i, _ in entries], user_id)
-            for item, stored in entries:
-                if item in request.exclude or item in hidden:
-                    continue
-                score = stored if ranking.half_life_ms is None else value_at(
-                    stored, now_ms, self.settings.decay_anchor_ms, ranking.half_life_ms)
-                picked.append(RecommendedItem(item_id=item, score=score, source=ranking.source,
-                                              reason=ranking.reason))
-                if len(picked) == n:
-                    return picked
-            if len(entries) < page:
-                break
-            start, page = start + page, page * 2  # users who saw much skip many: grow the pages
-        return picked
+        top = await self.reader.top_of_ranking(ranking.key, request.n, user_id=user_id,
+                                               exclude=request.exclude,
+                                               scan_limit=RANKING_SCAN_LIMIT)
+        return [RecommendedItem(item_id=item, score=stored if ranking.half_life_ms is None
+                                else value_at(stored, now_ms, self.settings.decay_anchor_ms,
+                                              ranking.half_life_ms),
+                                source=ranking.source, reason=ranking.reason)
+                for item, stored in top]

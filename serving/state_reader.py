@@ -53,7 +53,7 @@ LUA = files("serving").joinpath("lua")
 HIDDEN_ITEMS_LUA = LUA.joinpath("hidden_items.lua").read_text()
 SCORE_CANDIDATES_LUA = lua_script(HIDDEN_ITEMS_LUA,
                                   LUA.joinpath("score_candidates.lua").read_text())
-NOT_SHOWABLE_LUA = lua_script(HIDDEN_ITEMS_LUA, LUA.joinpath("not_showable.lua").read_text())
+TOP_OF_RANKING_LUA = lua_script(HIDDEN_ITEMS_LUA, LUA.joinpath("top_of_ranking.lua").read_text())
 
 
 def _watermark(fields: dict[bytes, bytes]) -> Watermark:
@@ -72,7 +72,7 @@ class StateReader:
         self.redis = redis
         self.keys = keys
         self._score_candidates = redis.register_script(SCORE_CANDIDATES_LUA)
-        self._not_showable = redis.register_script(NOT_SHOWABLE_LUA)
+        self._top_of_ranking = redis.register_script(TOP_OF_RANKING_LUA)
         self._script_config = orjson.dumps({"keys": keys.templates()})
 
     async def user_history(self, user_id: str, length: int) -> UserHistory:
@@ -132,16 +132,16 @@ class StateReader:
                   for field, value in (await self.redis.hgetall(self.keys.blend_evidence)).items()}
         return BlendEvidence(trials=counts.pop(BLEND_TRIALS_FIELD, 0.0), hits=counts)
 
-    async def not_showable(self, items: Sequence[str], user_id: str | None) -> set[str]:
-        """Which of `items` are unavailable or, with a `user_id`, already seen by the user."""
-        if not items:
-            return set()
-        hidden = await self._not_showable(args=[self._script_config, user_id or "", *items])
-        return {item.decode() for item in hidden}
-
-    async def ranking_page(self, key: str, start: int, count: int) -> list[tuple[str, float]]:
-        page = await self.redis.zrevrange(key, start, start + count - 1, withscores=True)
-        return [(item.decode(), score) for item, score in page]
+    async def top_of_ranking(self, key: str, n: int, *, user_id: str | None,
+                             exclude: Collection[str], scan_limit: int
+                             ) -> list[tuple[str, float]]:
+        """The ranking's best `n` (item, stored score) that may be shown: not unavailable,
+        not seen by `user_id`, not in `exclude`; at most `scan_limit` entries read."""
+        flat = await self._top_of_ranking(keys=[key], args=[self._script_config, orjson.dumps(
+            {"user": user_id or "", "n": n, "scan_limit": scan_limit,
+             "exclude": list(exclude)})])
+        return [(item.decode(), float(score)) for item, score in zip(flat[::2], flat[1::2],
+                                                                     strict=True)]
 
     async def shown_counts(self, user_id: str, items: Sequence[str]) -> dict[str, int]:
         """How often each of `items` was in the user's newest shown lists (impressions)."""

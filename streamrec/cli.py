@@ -282,6 +282,9 @@ def _keys_file(file: Path | None) -> Path:
 def create_key_command(
     name: Annotated[str, typer.Option(help="Who holds the key (letters, digits, . _ -).")],
     scopes: Annotated[str, typer.Option(help="Comma-separated: read, write, catalogue, admin.")],
+    rate_limit: Annotated[float | None, typer.Option(
+        min=0.001, help="This key's units of work a second (default: "
+        "STREAMREC_RATE_LIMIT_PER_SECOND), e.g. for a backend serving a whole site.")] = None,
     file: KeysFile = None,
 ) -> None:
     """Add a key; it is printed once, alone on the last line (the file keeps its SHA-256)."""
@@ -291,7 +294,8 @@ def create_key_command(
 
     path = _keys_file(file)
     try:
-        key = create_key(path, name, [s.strip() for s in scopes.split(",") if s.strip()])
+        key = create_key(path, name, [s.strip() for s in scopes.split(",") if s.strip()],
+                         rate_limit)
     except (ValueError, ValidationError) as error:
         raise typer.BadParameter(str(error).splitlines()[0]) from None
     typer.echo(f"created the key {name!r} in {path} (shown once, keep it secret):")
@@ -300,11 +304,12 @@ def create_key_command(
 
 @keys.command("list")
 def list_keys_command(file: KeysFile = None) -> None:
-    """Names and scopes of the keys (the keys themselves are not stored)."""
+    """Names, scopes and own rates of the keys (the keys themselves are not stored)."""
     from streamrec.contract import load_keys
 
     for entry in load_keys(_keys_file(file)).keys:
-        typer.echo(f"{entry.name}\t{','.join(entry.scopes)}")
+        rate = "default rate" if entry.rate_per_second is None else f"{entry.rate_per_second:g}/s"
+        typer.echo(f"{entry.name}\t{','.join(entry.scopes)}\t{rate}")
 
 
 @keys.command("revoke")

@@ -1,6 +1,6 @@
 -- Which candidates must not be shown: unavailable items and, for a user, items they already
 -- interacted with. The one definition of that filter (score_candidates.lua and
--- not_showable.lua use it).
+-- top_of_ranking.lua use it).
 
 -- Membership tests against a set that is smaller than the candidate list are cheaper as one
 -- read of the whole set than as one command per candidate.

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PositiveFloat
 
 Scope = Literal["read", "write", "catalogue", "admin"]
 SCOPES: tuple[Scope, ...] = ("read", "write", "catalogue", "admin")
@@ -27,6 +27,9 @@ class ApiKey(BaseModel):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     scopes: list[Scope] = Field(min_length=1)
+    #: Units of work a second for this key (None: STREAMREC_RATE_LIMIT_PER_SECOND), e.g. a
+    #: backend that asks for every visitor of a site.
+    rate_per_second: PositiveFloat | None = None
 
 
 class ApiKeys(BaseModel):
@@ -54,7 +57,8 @@ def save_keys(path: Path, keys: ApiKeys) -> None:
     os.replace(temporary, path)
 
 
-def create_key(path: Path, name: str, scopes: list[Scope]) -> str:
+def create_key(path: Path, name: str, scopes: list[Scope],
+               rate_per_second: float | None = None) -> str:
     """Add a new key named `name` to the file and return it (it is stored only hashed)."""
     unknown = sorted(set(scopes) - set(SCOPES))
     if unknown or not scopes:
@@ -64,7 +68,8 @@ def create_key(path: Path, name: str, scopes: list[Scope]) -> str:
         raise ValueError(f"a key named {name!r} exists; revoke it first or pick another name")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     keys.keys.append(ApiKey(name=name, sha256=key_digest(key),
-                            scopes=sorted(set(scopes), key=SCOPES.index)))
+                            scopes=sorted(set(scopes), key=SCOPES.index),
+                            rate_per_second=rate_per_second))
     save_keys(path, keys)
     return key
 

@@ -234,10 +234,12 @@ class Settings(BaseSettings):
         "changing it orphans what was learned under the old key."
     )
     rate_limit_per_second: PositiveFloat = Field(
-        200.0, description="Units of work a second per API key on average, per service "
-        "process: a light request is 1, a list 1 more per 50 items, a body 1 more per 64 KiB."
+        100.0, description="Units of work a second per API key on average, per service "
+        "process: a light request is 1, a list 1 more per 50 items, a body 1 more per 64 KiB. "
+        "About a third of a process on personalised lists, so one key cannot slow the others "
+        "much; a key that needs more gets its own rate (`streamrec keys create --rate-limit`)."
     )
-    rate_limit_burst: PositiveInt = Field(400, description="Units of work one key may burst.")
+    rate_limit_burst: PositiveInt = Field(200, description="Units of work one key may burst.")
     over_limit_delay_seconds: NonNegativeFloat = Field(
         1.0, description="A caller refused (429: past its rate or its share of work in flight) "
         "again within this time gets that answer this long after asking (at most its "

@@ -270,3 +270,21 @@ async def test_the_service_serves_the_weighting_the_stream_judged_best(
     switched = await rec.for_user("me", 2, now_ms=NOW + 1000, fallback=False)
     assert [(i.item_id, i.source) for i in switched.items] == [("c", "sequence"), ("d", "sequence")]
     assert [i.score for i in switched.items] == pytest.approx([1, 0.5 / 16])
+
+
+async def test_a_ranking_is_read_past_what_the_user_may_not_see(redis: Redis, servers: Servers
+                                                               ) -> None:
+    """Pages grow (50, then 100, ...) until `n` showable items are found or `scan_limit`
+    entries are read: here the first 120 were seen, two are unavailable, one excluded."""
+    keys = RedisKeys(servers.settings().key_prefix)
+    reader = StateReader(redis, keys)
+    await redis.zadd("ranking", {f"i{k:03}": 300 - k for k in range(300)})
+    await redis.zadd(keys.user_affinity("reader"), {f"i{k:03}": 1 for k in range(120)})
+    await redis.sadd(keys.unavailable_items, "i120", "i122")
+    top = await reader.top_of_ranking("ranking", 5, user_id="reader", exclude={"i121"},
+                                      scan_limit=100)
+    assert top == [(f"i{k}", 300.0 - k) for k in range(123, 128)]
+    assert await reader.top_of_ranking("ranking", 5, user_id="reader", exclude=(),
+                                       scan_limit=50) == []
+    assert [item for item, _ in await reader.top_of_ranking(
+        "ranking", 3, user_id=None, exclude=(), scan_limit=50)] == ["i000", "i001", "i002"]

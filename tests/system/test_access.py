@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from streamrec.contract import RedisKeys, revoke_key
+from streamrec.contract import RedisKeys, create_key, revoke_key
 from streamrec.servers import child_environment
 from tests.support.processes import wait_for
 from tests.support.servers import Secured, Servers
@@ -103,6 +103,24 @@ def test_long_lists_spend_a_keys_rate_faster(secured: Secured) -> None:
     statuses = [secured.call("GET", "/v1/trending", "greedy", params={"n": 500}).status_code
                 for _ in range(2)]
     assert statuses == [200, 429]
+
+
+def test_a_key_with_its_own_rate_is_held_to_it(secured: Secured) -> None:
+    """`streamrec keys create --rate-limit`: a key bursts as many seconds of its own rate as
+    the default key does of the default (here 4 s: 20 units at 5/s, 200 at 50/s)."""
+    own_rate = 10 * RATE
+    secured.keys["backend"] = create_key(secured.settings.api_keys_file, "backend", ["read"],
+                                         rate_per_second=own_rate)
+    wait_for(lambda: secured.call("GET", "/v1/trending", "backend").status_code == 200,
+             "the new key accepted", 10)
+    own_burst = BURST * own_rate / RATE
+    started, answered = time.monotonic(), 0
+    while answered < 10 * own_burst:
+        if secured.call("GET", "/v1/trending", "backend").status_code == 429:
+            break
+        answered += 1
+    seconds = time.monotonic() - started
+    assert own_burst - 1 <= answered <= own_burst + own_rate * seconds + 1
 
 
 def test_only_a_caller_who_may_write_records_impressions(secured: Secured) -> None:
