@@ -1,4 +1,7 @@
-"""What routes receive by injection; built once per process in `serving.app.lifespan`."""
+"""What routes receive by injection; built once per process in `serving.app.lifespan`.
+
+Every dependency is a coroutine function: FastAPI runs a plain function (or a class) in a
+thread pool, a thread hop per dependency per request."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,25 +22,25 @@ from .publisher import EventPublisher
 from .recommender import RecommendationList, Recommender
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def _recommender(request: Request) -> Recommender:
+async def _recommender(request: Request) -> Recommender:
     return request.app.state.recommender
 
 
-def _publisher(request: Request) -> EventPublisher:
+async def _publisher(request: Request) -> EventPublisher:
     return request.app.state.publisher
 
 
-def _profiles(request: Request) -> Profiles:
+async def _profiles(request: Request) -> Profiles:
     return request.app.state.profiles
 
 
-def _dashboard(request: Request) -> DashboardSeries:
+async def _dashboard(request: Request) -> DashboardSeries:
     return request.app.state.dashboard
-def _experiments(request: Request) -> Experiments:
+async def _experiments(request: Request) -> Experiments:
     return request.app.state.experiments
 
 
@@ -48,12 +51,12 @@ ProfilesDep = Annotated[Profiles, Depends(_profiles)]
 DashboardDep = Annotated[DashboardSeries, Depends(_dashboard)]
 ExperimentsDep = Annotated[Experiments, Depends(_experiments)]
 
-def _user_id(request: Request, user_id: Annotated[Identifier, Path(
+async def _user_id(request: Request, user_id: Annotated[Identifier, Path(
         openapi_examples=example("a demo shopper", "user-7"))]) -> str:
     return pseudonymise(user_id, request.app.state.settings.id_key)
 
 
-def _optional_user(request: Request, user_id: Annotated[Identifier | None, Query(
+async def _optional_user(request: Request, user_id: Annotated[Identifier | None, Query(
         description="Who is shown the list: filters their seen items, records impressions "
         "(with the write scope).", openapi_examples=example("a demo shopper", "user-7"))
         ] = None) -> str | None:
@@ -71,33 +74,37 @@ ItemId = Annotated[Identifier, Path(openapi_examples=example("a demo item", "ite
 MAX_EXCLUDE_VALUES = 1000
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class ListOptions:
     """Query parameters every list endpoint takes."""
 
+    n: int
+    category: str | None
+    excluded: frozenset[str]
+
+
+async def _list_options(
     n: Annotated[int, Query(ge=1, le=MAX_LIST_LENGTH, description="How many items to return.",
-                            openapi_examples=example("two items", 2))] = 10
+                            openapi_examples=example("two items", 2))] = 10,
     category: Annotated[Label | None, Query(
         description="Only this category.", openapi_examples=example("a demo category", "c3"))
-    ] = None
+    ] = None,
     exclude: Annotated[
         list[Annotated[str, StringConstraints(max_length=65536)]] | None,
         Query(max_length=MAX_EXCLUDE_VALUES, description="Item ids never to return: repeat "
               "the parameter (`exclude=a&exclude=b`), separate ids with commas "
               "(`exclude=a,b`), or both.",
               openapi_examples=example("two demo items", ["item-c3-0", "item-c3-2"])),
-    ] = None
-
-    @property
-    def excluded(self) -> set[str]:
-        return {item.strip() for value in self.exclude or () for item in value.split(",")
-                if item.strip()}
+    ] = None,
+) -> ListOptions:
+    return ListOptions(n, category, frozenset(
+        item.strip() for value in exclude or () for item in value.split(",") if item.strip()))
 
 
-ListQuery = Annotated[ListOptions, Depends()]
+ListQuery = Annotated[ListOptions, Depends(_list_options)]
 
 
-def _impressions(request: Request) -> Callable[[str | None, RecommendationList],
+async def _impressions(request: Request) -> Callable[[str | None, RecommendationList],
                                                RecommendationList]:
     def shown(user_id: str | None, served: RecommendationList) -> RecommendationList:
         # Only a caller who may write events for the user records what the user was shown:
