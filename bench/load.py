@@ -72,7 +72,8 @@ async def run(url: str, rate: float | None, concurrency: int | None, seconds: fl
     return {"offered": rate, "concurrency": concurrency, "requests": len(latencies),
             # goodput: answers refused (429/503) or too slow are not achieved
             "achieved": (len(latencies) - errors) / elapsed, "errors": errors,
-            "p50_ms": quantile(latencies, 0.50), "p95_ms": quantile(latencies, 0.95),
+            "mean_ms": sum(latencies) / len(latencies), "p50_ms": quantile(latencies, 0.50),
+            "p95_ms": quantile(latencies, 0.95),
             "p99_ms": quantile(latencies, 0.99),
             "answered_p99_ms": quantile(answered, 0.99) if answered else None,
             "refused": len(refused),
