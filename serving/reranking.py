@@ -26,7 +26,8 @@ def penalise_shown(ranked: Sequence[ScoredItem], shown: Mapping[str, int], free:
     the list is re-sorted. Items the user acted on are seen, hence never candidates: every
     showing counted here is one the user passed over."""
     penalised = [
-        replace(item, score=item.score * penalty ** max(0, shown.get(item.item_id, 0) - free))
+        item if (extra := shown.get(item.item_id, 0) - free) <= 0
+        else replace(item, score=item.score * penalty ** extra)
         for item in ranked
     ]
     return sorted(penalised, key=lambda s: (-s.score, s.item_id))
