@@ -48,8 +48,8 @@ ERRORS: dict[int, tuple[str, str, list[str], dict[str, Any]]] = {
     422: ("A parameter or the body is invalid: each detail names the field (or record) and "
           "why. A POST of records is all-or-nothing: nothing was accepted.",
           "invalid request", ["query.n: Input should be less than or equal to 500"], {}),
-    429: ("The key is past its rate (STREAMREC_RATE_LIMIT_PER_SECOND) or holds its share of "
-          "the work in flight (STREAMREC_MAX_INFLIGHT_COST_PER_CALLER); retry after "
+    429: ("The key is past its rate (its own, or STREAMREC_RATE_LIMIT_PER_SECOND) or holds "
+          "its share of the work in flight (STREAMREC_MAX_INFLIGHT_COST_PER_CALLER); retry after "
           "Retry-After.", "rate limit of the key 'web' reached; retry", [], RETRY_AFTER),
     503: ("The process is overloaded (more work in flight than STREAMREC_MAX_INFLIGHT_COST; "
           "refused at once, not queued), or Redis or Kafka is unreachable; retry after "
