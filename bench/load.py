@@ -7,10 +7,16 @@ Closed loop (`--concurrency`): that many requests always in flight: the saturati
 
 `{user}` and `{item}` in the URL are replaced by u0..u999 and i0..i999 in turn (warm ids of
 the benchmark's synthetic stream).
+
+The requests come from `--clients` client addresses in turn (127.0.0.2, 127.0.0.3, ...: all
+of 127.0.0.0/8 is loopback), as many people's would: the service bounds each client's share
+of its work, so one address would be one client holding the whole process, and its refusals
+would be the retry-loop kind (429, answered late), not overload (503, at once).
 """
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import time
@@ -23,18 +29,24 @@ def quantile(sorted_values: list[float], q: float) -> float:
 
 
 async def run(url: str, rate: float | None, concurrency: int | None, seconds: float,
-              timeout: float) -> dict:
+              timeout: float, clients: int) -> dict:
     latencies: list[float] = []
     answered: list[float] = []  # 200s
     refused: list[float] = []  # 429/503: the service said no, quickly or not
     errors = 0
     ids = itertools.cycle(range(1000))
-    connector = aiohttp.TCPConnector(limit=512)
     client_timeout = aiohttp.ClientTimeout(total=timeout)
-    async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:
+    sessions = [aiohttp.ClientSession(timeout=client_timeout, connector=aiohttp.TCPConnector(
+        limit=max(1, 512 // clients), local_addr=(f"127.0.0.{2 + k}", 0)))
+        for k in range(clients)]
+    by_turn = itertools.cycle(sessions)
+    async with contextlib.AsyncExitStack() as stack:
+        for session in sessions:
+            await stack.enter_async_context(session)
+
         async def one() -> None:
             nonlocal errors
-            k = next(ids)
+            k, session = next(ids), next(by_turn)
             started = time.perf_counter()
             try:
                 async with session.get(url.format(user=f"u{k}", item=f"i{k}")) as response:
@@ -88,9 +100,11 @@ def main() -> None:
     mode.add_argument("--concurrency", type=int, help="requests in flight (closed loop)")
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--timeout", type=float, default=2.0, help="a slower answer is an error")
+    parser.add_argument("--clients", type=int, default=32, choices=range(1, 250),
+                        metavar="1..249", help="client addresses the requests come from")
     args = parser.parse_args()
     print(json.dumps(asyncio.run(run(args.url, args.rate, args.concurrency, args.seconds,
-                                     args.timeout))))
+                                     args.timeout, args.clients))))
 
 
 if __name__ == "__main__":

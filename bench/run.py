@@ -230,7 +230,6 @@ def running_service(servers: object, workdir: Path, prefix: str, **overrides: ob
     settings = Settings(kafka_bootstrap_servers=servers.broker.bootstrap_servers,
                         redis_url=servers.redis.url, key_prefix=prefix, http_port=free_port(),
                         auth="disabled",  # the cost of serving, not of key checks
-                        max_inflight_cost_per_caller=Settings().max_inflight_cost,  # one client
                         **overrides)
     name = "-".join([prefix, "service", *(f"{k}-{v}" for k, v in overrides.items())])
     service = start_child([sys.executable, "-m", "streamrec", "serve", "--log-level", "warning"],
