@@ -235,9 +235,10 @@ class Settings(BaseSettings):
     )
     rate_limit_per_second: PositiveFloat = Field(
         100.0, description="Units of work a second per API key on average, per service "
-        "process: a light request is 1, a list 1 more per 50 items, a body 1 more per 64 KiB. "
-        "About a third of a process on personalised lists, so one key cannot slow the others "
-        "much; a key that needs more gets its own rate (`streamrec keys create --rate-limit`)."
+        "process: a light request is 1, a personalised list 2 more, a list 1 more per 50 "
+        "items, a body 1 more per 64 KiB. A process does about 1,000 (personalised lists) to "
+        "1,800 (rankings) units a second, so one key cannot slow the others much; a key that "
+        "needs more gets its own rate (`streamrec keys create --rate-limit`)."
     )
     rate_limit_burst: PositiveInt = Field(200, description="Units of work one key may burst.")
     over_limit_delay_seconds: NonNegativeFloat = Field(
