@@ -27,7 +27,7 @@ from .auth import Auth, KeyRing, RateLimiter
 from .dashboard import DashboardSeries
 from .errors import install_error_handlers
 from .experiments import Experiments
-from .guards import BodyGuard, Gate
+from .guards import MAX_REQUEST_COST, BodyGuard, Gate
 from .header_deadline import PROTOCOL, set_header_deadline
 from .openapi import install_openapi
 from .profiles import Profiles
@@ -70,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # heap, and it lives as long as the process) leaves the collector's reach: a full
         # collection then scans only what requests left. Before, each one paused the
         # process for ~50 ms, and a caller asking for long lists made them frequent.
+        gc.collect()
         gc.freeze()
         try:
             yield
@@ -151,7 +152,8 @@ def auth_from(settings: Settings) -> Auth | None:
         return None
     keys = KeyRing(settings.api_keys_file)
     keys.reload()
-    return Auth(keys, RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst))
+    return Auth(keys, RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst,
+                                  least_burst=MAX_REQUEST_COST))
 
 
 def refusal(settings: Settings) -> str | None:

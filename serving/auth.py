@@ -78,16 +78,22 @@ class RateLimiter:
     """A token bucket per key: `rate` units of work a second on average (a light request is
     one; see `guards.request_cost`), bursts up to `burst`: a key asking for long lists
     reaches its limit sooner than one asking for short ones. A key with its own rate bursts
-    as many seconds of it as the default does of `rate`."""
+    as many seconds of it as the default does of `rate` (at least `least_burst`)."""
 
     rate: float
     burst: int
+    #: A key's own burst holds at least this (the most one request can cost), so a key with
+    #: a small rate of its own still pays a request's full cost.
+    least_burst: float = 0.0
     _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
 
-    def wait_for(self, name: str, cost: int = 1, rate: float | None = None) -> float:
+    def wait_for(self, name: str, cost: int = 1, *, rate: float | None = None) -> float:
         """0 and `cost` tokens taken, or the seconds until there are enough."""
-        rate = rate or self.rate
-        burst = self.burst * rate / self.rate
+        burst: float = self.burst
+        if rate is None:
+            rate = self.rate
+        else:
+            burst = max(self.burst * rate / self.rate, self.least_burst)
         now = time.monotonic()
         wanted = min(float(cost), burst)
         tokens, then = self._buckets.get(name, (burst, now))
@@ -123,7 +129,7 @@ class Auth:
         entry = self.keys.find(presented)
         if entry is None:
             raise ApiError(401, "unknown API key", headers={"WWW-Authenticate": "Bearer"})
-        wait = self.limiter.wait_for(entry.name, cost, entry.rate_per_second)
+        wait = self.limiter.wait_for(entry.name, cost, rate=entry.rate_per_second)
         if wait:
             raise ApiError(429, f"rate limit of the key {entry.name!r} reached; retry",
                            headers={"Retry-After": str(max(1, round(wait + 0.5)))})

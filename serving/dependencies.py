@@ -14,6 +14,7 @@ from streamrec.contract import MAX_LIST_LENGTH, Identifier, Label, Settings, pse
 
 from .auth import require
 from .dashboard import DashboardSeries
+from .errors import ApiError
 from .experiments import Experiments
 from .impressions import publish_impressions
 from .openapi import example
@@ -70,8 +71,10 @@ OptionalUser = Annotated[str | None, Depends(_optional_user)]
 ItemId = Annotated[Identifier, Path(openapi_examples=example("a demo item", "item-c3-1"))]
 
 
-#: `exclude` parameters one request may repeat (each may hold many comma-separated ids).
+#: `exclude` parameters one request may repeat (each may hold many comma-separated ids), and
+#: the ids they may hold in all (each is sent to the ranking script and looked up there).
 MAX_EXCLUDE_VALUES = 1000
+MAX_EXCLUDED_IDS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,12 +96,16 @@ async def _list_options(
         list[Annotated[str, StringConstraints(max_length=65536)]] | None,
         Query(max_length=MAX_EXCLUDE_VALUES, description="Item ids never to return: repeat "
               "the parameter (`exclude=a&exclude=b`), separate ids with commas "
-              "(`exclude=a,b`), or both.",
+              f"(`exclude=a,b`), or both; at most {MAX_EXCLUDED_IDS} ids.",
               openapi_examples=example("two demo items", ["item-c3-0", "item-c3-2"])),
     ] = None,
 ) -> ListOptions:
-    return ListOptions(n, category, frozenset(
-        item.strip() for value in exclude or () for item in value.split(",") if item.strip()))
+    excluded = frozenset(
+        item.strip() for value in exclude or () for item in value.split(",") if item.strip())
+    if len(excluded) > MAX_EXCLUDED_IDS:
+        raise ApiError(422, "invalid request",
+                       [f"query.exclude: at most {MAX_EXCLUDED_IDS} ids, not {len(excluded)}"])
+    return ListOptions(n, category, excluded)
 
 
 ListQuery = Annotated[ListOptions, Depends(_list_options)]

@@ -28,6 +28,7 @@ from streamrec.contract import (
 from .errors import ApiError
 from .experiment_results import ExperimentResults, VariantCounts, analyse
 from .recommender import RecommendationList, Recommender
+from .telemetry import record_list
 
 #: How long a service process trusts its copy of the running experiment.
 CACHE_SECONDS = 1.0
@@ -154,6 +155,8 @@ class Experiments:
         by_team = [{item.item_id: item for item in served.items} for served in lists]
         merged = team_draft([list(items) for items in by_team], n,
                             random.Random(lists[0].recommendation_id))
+        # one list is served (the first's id, the merged items): counted once, as that
+        record_list(lists[0].recommender, lists[0].recommendation_id, len(merged))
         return lists[0].model_copy(update={
             "items": [by_team[team][item] for item, team in merged],
             "experiment": ServedExperiment(name=experiment.name, variant=None, placed_by={

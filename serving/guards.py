@@ -58,7 +58,7 @@ async def refuse(send: Send, receive: Receive, status: int, message: str,
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})
     await send({"type": "http.response.body", "body": body})
     deadline, drained = time.monotonic() + DRAIN_SECONDS, 0
-    with contextlib.suppress(TimeoutError):
+    with contextlib.suppress(TimeoutError, HTTPException):  # HTTPException: BodyGuard gave up
         while drained < DRAIN_BYTES:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -121,18 +121,68 @@ class BodyGuard:
         await self.app(scope, bounded_receive, send)
 
 
-def request_cost(scope: Scope) -> int:
+#: The longest query string accepted (414 past it): room for the most ids a list may
+#: exclude, not for a megabyte of them to parse.
+MAX_QUERY_BYTES = 60 * 1024
+#: Where a list's n comes in the JSON body, not the query.
+LIST_IN_BODY_PATHS = frozenset({"/v1/sessions/recommendations"})
+#: The most a request can cost: the rate limiter lets a key's burst hold at least that.
+MAX_REQUEST_COST = (1 + PERSONALISED_COST + MAX_LIST_LENGTH // LIST_COST_UNIT
+                    + MAX_COSTED_BODY_BYTES // BODY_COST_UNIT)
+
+
+def _asked_n(values: list[object]) -> int:
+    """The longest list asked for among `values` (a repeated parameter counts at its
+    largest), within what the service accepts."""
+    asked = [value for value in values if isinstance(value, int) and not isinstance(value, bool)]
+    for value in values:
+        if isinstance(value, str) and value.strip().isdigit():
+            asked.append(int(value))
+    return min(max(asked, default=0), MAX_LIST_LENGTH)
+
+
+def request_cost(scope: Scope, body_n: object = None) -> int:
     """How much of the process a request may take, in units of one light request (n and the
     body are counted up to what the service would accept, so an absurd request is refused
-    for what it is, 422 or 413, not as overload)."""
+    for what it is, 422 or 413, not as overload). `body_n`: the n of a list asked for in
+    the body."""
     cost = 1 + PERSONALISED_COST * scope["path"].endswith("/recommendations")
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    with contextlib.suppress(ValueError, IndexError):
-        cost += min(max(int(query.get("n", ["0"])[0]), 0), MAX_LIST_LENGTH) // LIST_COST_UNIT
+    cost += _asked_n([*query.get("n", []), body_n]) // LIST_COST_UNIT
     declared = header(scope, b"content-length")
     if declared and declared.isdigit():
         cost += min(int(declared), MAX_COSTED_BODY_BYTES) // BODY_COST_UNIT
     return cost
+
+
+async def buffered(receive: Receive) -> tuple[bytes, Receive]:
+    """The whole body, and a `receive` that hands it to the app again as one message."""
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if message["type"] != "http.request" or not message.get("more_body"):
+            break
+    body = b"".join(chunks)
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return body, replay
+
+
+def listed_n_in(body: bytes) -> object:
+    """The `n` a JSON body asks for (None when it is not a JSON object: the route says why)."""
+    with contextlib.suppress(orjson.JSONDecodeError):
+        parsed = orjson.loads(body)
+        if isinstance(parsed, dict):
+            return parsed.get("n")
+    return None
 
 
 def presented_key(scope: Scope) -> str | None:
@@ -175,8 +225,18 @@ class Gate:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.is_open(scope["path"]):
             return await self.app(scope, receive, send)
+        if len(scope.get("query_string", b"")) > MAX_QUERY_BYTES:
+            return await refuse(send, receive, 414, f"the query is longer than "
+                                f"{MAX_QUERY_BYTES} bytes")
         auth = scope["app"].state.auth
-        cost = min(request_cost(scope), self.share)
+        body_n = None
+        if scope["path"] in LIST_IN_BODY_PATHS and scope["method"] == "POST":
+            try:  # bounded by BodyGuard: the path's size limit and the body timeout
+                body, receive = await buffered(receive)
+            except HTTPException as refused:
+                return await refuse(send, receive, refused.status_code, str(refused.detail))
+            body_n = listed_n_in(body)
+        cost = min(request_cost(scope, body_n), self.share)
         if auth is None:  # STREAMREC_AUTH=disabled: one share per client address
             caller, holder = EVERYONE, f"address {(scope.get('client') or ('?',))[0]}"
         else:

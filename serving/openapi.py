@@ -43,6 +43,8 @@ ERRORS: dict[int, tuple[str, str, list[str], dict[str, Any]]] = {
           "events and items, STREAMREC_MAX_SMALL_REQUEST_BYTES otherwise), or holds more than "
           "STREAMREC_MAX_EVENTS_PER_REQUEST records.",
           "request body is 2000000 bytes; the limit is 1048576", [], {}),
+    414: ("The query string is longer than the service reads (60 KiB: a thousand excluded "
+          "ids of 60 characters).", "the query is longer than 61440 bytes", [], {}),
     415: ("The body is not sent as application/json.", "send the body as application/json",
           [], {}),
     422: ("A parameter or the body is invalid: each detail names the field (or record) and "
@@ -60,11 +62,12 @@ ERRORS: dict[int, tuple[str, str, list[str], dict[str, Any]]] = {
 
 
 def statuses_of(operation: dict[str, Any]) -> list[int]:
-    """The errors an operation can answer: a key, its scope, its rate and the shared
-    capacity for a protected one; type, size and time for a body; validation for input."""
+    """The errors an operation can answer: a key, its scope, the query's size, its rate and
+    the shared capacity for a protected one; type, size and time for a body; validation for
+    input."""
     statuses = []
     if operation.get("security"):
-        statuses += [401, 403, 429, 503]
+        statuses += [401, 403, 414, 429, 503]
     if "requestBody" in operation:
         statuses += [408, 413, 415, 422]
     elif operation.get("parameters"):

@@ -40,8 +40,10 @@ SESSION_EVENT_TYPE = "view"
 #: How long a service process keeps the self-tuning blend's choice before reading again.
 WEIGHTING_CHOICE_MS = 1000
 
-#: Ranked items inspected at most when filters reject many (keeps a request bounded).
-RANKING_SCAN_LIMIT = 20_000
+#: Ranked items inspected at most when filters reject many: one script call reads them
+#: while Redis waits for it, so this bounds how long a request can hold Redis (a user who
+#: saw more of a ranking's head than this gets a shorter top-up from it).
+RANKING_SCAN_LIMIT = 5_000
 
 
 class RecommendedItem(BaseModel):

@@ -295,7 +295,7 @@ def create_key_command(
     path = _keys_file(file)
     try:
         key = create_key(path, name, [s.strip() for s in scopes.split(",") if s.strip()],
-                         rate_limit)
+                         rate_per_second=rate_limit)
     except (ValueError, ValidationError) as error:
         raise typer.BadParameter(str(error).splitlines()[0]) from None
     typer.echo(f"created the key {name!r} in {path} (shown once, keep it secret):")

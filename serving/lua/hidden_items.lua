@@ -3,15 +3,19 @@
 -- top_of_ranking.lua use it).
 
 -- Membership tests against a set that is smaller than the candidate list are cheaper as one
--- read of the whole set than as one command per candidate.
-local function membership(size, read_all, test_one)
+-- read of the whole set; else one batched test (SMISMEMBER / ZMSCORE, Redis 6.2+) per 4,000
+-- candidates (unpack() has a limit on its arguments).
+local function membership(size, read_all, test_many)
   return function(candidates)
     local found = {}
     if size() <= #candidates then
       for _, member in ipairs(read_all()) do found[member] = true end
     else
-      for _, candidate in ipairs(candidates) do
-        if test_one(candidate) then found[candidate] = true end
+      for start = 1, #candidates, 4000 do
+        local chunk = {unpack(candidates, start, math.min(start + 3999, #candidates))}
+        for k, answer in ipairs(test_many(chunk)) do
+          if answer and answer ~= 0 then found[chunk[k]] = true end
+        end
       end
     end
     return found
@@ -22,13 +26,14 @@ local function hidden_items(user, candidates)
   local hidden = membership(
     function() return redis.call('SCARD', K.unavailable_items) end,
     function() return redis.call('SMEMBERS', K.unavailable_items) end,
-    function(c) return redis.call('SISMEMBER', K.unavailable_items, c) == 1 end)(candidates)
+    function(chunk) return redis.call('SMISMEMBER', K.unavailable_items, unpack(chunk)) end
+  )(candidates)
   if user ~= '' then
     local affinity = key('user_affinity', user)
     local seen = membership(
       function() return redis.call('ZCARD', affinity) end,
       function() return redis.call('ZRANGE', affinity, 0, -1) end,
-      function(c) return redis.call('ZSCORE', affinity, c) end)(candidates)
+      function(chunk) return redis.call('ZMSCORE', affinity, unpack(chunk)) end)(candidates)
     for item in pairs(seen) do hidden[item] = true end
   end
   return hidden

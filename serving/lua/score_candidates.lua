@@ -74,7 +74,7 @@ if category ~= '' then
   local inside = membership(
     function() return redis.call('SCARD', members) end,
     function() return redis.call('SMEMBERS', members) end,
-    function(c) return redis.call('SISMEMBER', members, c) == 1 end)(order)
+    function(chunk) return redis.call('SMISMEMBER', members, unpack(chunk)) end)(order)
   for _, item in ipairs(order) do
     if not inside[item] then dropped[item] = true end
   end

@@ -57,7 +57,7 @@ def save_keys(path: Path, keys: ApiKeys) -> None:
     os.replace(temporary, path)
 
 
-def create_key(path: Path, name: str, scopes: list[Scope],
+def create_key(path: Path, name: str, scopes: list[Scope], *,
                rate_per_second: float | None = None) -> str:
     """Add a new key named `name` to the file and return it (it is stored only hashed)."""
     unknown = sorted(set(scopes) - set(SCOPES))

@@ -34,7 +34,8 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str = Field(
         "localhost:9092", description="Comma-separated Kafka bootstrap servers."
     )
-    redis_url: str = Field("redis://localhost:6379/0", description="Redis (or Valkey) URL.")
+    redis_url: str = Field("redis://localhost:6379/0",
+                           description="Redis (6.2 or later) or Valkey URL.")
     redis_timeout_seconds: PositiveFloat = Field(
         0.5, description="Socket timeout of the service's Redis calls; past it: HTTP 503."
     )

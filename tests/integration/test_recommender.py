@@ -275,16 +275,19 @@ async def test_the_service_serves_the_weighting_the_stream_judged_best(
 async def test_a_ranking_is_read_past_what_the_user_may_not_see(redis: Redis, servers: Servers
                                                                ) -> None:
     """Pages grow (50, then 100, ...) until `n` showable items are found or `scan_limit`
-    entries are read: here the first 120 were seen, two are unavailable, one excluded."""
+    entries are read (the last page cut to it): here the first 120 were seen, two are
+    unavailable, one excluded."""
     keys = RedisKeys(servers.settings().key_prefix)
     reader = StateReader(redis, keys)
     await redis.zadd("ranking", {f"i{k:03}": 300 - k for k in range(300)})
     await redis.zadd(keys.user_affinity("reader"), {f"i{k:03}": 1 for k in range(120)})
     await redis.sadd(keys.unavailable_items, "i120", "i122")
     top = await reader.top_of_ranking("ranking", 5, user_id="reader", exclude={"i121"},
-                                      scan_limit=100)
+                                      scan_limit=150)
     assert top == [(f"i{k}", 300.0 - k) for k in range(123, 128)]
     assert await reader.top_of_ranking("ranking", 5, user_id="reader", exclude=(),
-                                       scan_limit=50) == []
+                                       scan_limit=120) == []
+    assert await reader.top_of_ranking("ranking", 5, user_id="reader", exclude=(),
+                                       scan_limit=124) == [("i121", 179.0), ("i123", 177.0)]
     assert [item for item, _ in await reader.top_of_ranking(
         "ranking", 3, user_id=None, exclude=(), scan_limit=50)] == ["i000", "i001", "i002"]

@@ -11,6 +11,8 @@ import httpx
 import pytest
 
 from serving.app import create_app
+from serving.dependencies import MAX_EXCLUDED_IDS
+from serving.guards import MAX_QUERY_BYTES
 from serving.openapi import ERROR_SCHEMA
 from streamrec.contract.api_keys import SCOPES
 from tests.support.processes import wait_for
@@ -108,6 +110,9 @@ def provocations(path: str, operation: dict[str, Any], request: dict[str, Any],
     if 413 in errors:
         yield 413, "all", {**body_request, "content": b" " * (limit + 1),
                            "headers": {"content-type": "application/json"}}
+    if 414 in errors:
+        yield 414, "all", {**request, "params": [*request["params"],
+                                                 ("padding", "x" * (MAX_QUERY_BYTES + 1))]}
     if 422 in errors:
         if "requestBody" in operation:
             yield 422, "all", {**request, "json": {"unexpected": True}}
@@ -152,6 +157,10 @@ def test_exclude_takes_repeated_parameters_and_comma_separated_ids(service: Secu
     assert answer.status_code == 200, answer.text
     listed = {item["item_id"] for item in answer.json()["items"]}
     assert listed & set(items) == {"x4", "x5"}
+    too_many = ",".join(f"z{k}" for k in range(MAX_EXCLUDED_IDS + 1))
+    answer = call(service, "all", method="GET", url="/v1/trending",
+                  params=[("exclude", too_many)])
+    assert answer.status_code == 422 and "at most 1000 ids" in answer.text, answer.text
 
 
 def chromium_and_driver() -> tuple[str, str]:

@@ -149,7 +149,7 @@ def test_unknown_paths_and_methods_answer_in_the_one_error_shape(base: str) -> N
 
 def test_each_caller_holds_at_most_its_share_and_all_at_most_the_capacity(base: str
                                                                          ) -> None:
-    held = [stalled_body(base, "/v1/sessions/recommendations", caller) for caller in "ab"]
+    held = [stalled_body(base, "/v1/events", caller) for caller in "ab"]
     try:
         time.sleep(0.2)  # both are admitted and waiting for their bodies
         own_share = httpx.get(f"{base}/v1/trending", headers=as_caller("a"), timeout=5)
@@ -166,6 +166,22 @@ def test_each_caller_holds_at_most_its_share_and_all_at_most_the_capacity(base: 
             sock.close()
     time.sleep(BODY_TIMEOUT + 0.5)
     assert httpx.get(f"{base}/v1/trending", headers=as_caller("c")).status_code == 200
+
+
+def test_a_session_body_is_read_before_it_holds_any_work(base: str) -> None:
+    """A session list's n is in its body, so the gate reads the body (bounded by size and
+    time) before costing it: a stalled one holds no share of the work meanwhile."""
+    held = [stalled_body(base, "/v1/sessions/recommendations", caller) for caller in "ab"]
+    try:
+        time.sleep(0.2)
+        assert httpx.get(f"{base}/v1/trending", headers=as_caller("a"),
+                         timeout=5).status_code == 200
+        assert httpx.get(f"{base}/v1/trending", headers=as_caller("c"),
+                         timeout=5).status_code == 200
+        assert answer(held[0])[0] == 408  # and the stalled body still times out
+    finally:
+        for sock in held:
+            sock.close()
 
 
 def test_an_absurd_request_is_refused_for_what_it_is_not_as_overload(base: str) -> None:
