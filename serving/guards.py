@@ -230,8 +230,12 @@ class Gate:
                                 f"{MAX_QUERY_BYTES} bytes")
         auth = scope["app"].state.auth
         body_n = None
-        if scope["path"] in LIST_IN_BODY_PATHS and scope["method"] == "POST":
-            try:  # bounded by BodyGuard: the path's size limit and the body timeout
+        presented = presented_key(scope)
+        if (scope["path"] in LIST_IN_BODY_PATHS and scope["method"] == "POST"
+                and (auth is None or (presented and auth.keys.find(presented)))):
+            # read only for a known key (an unknown one gets its 401 unread, as elsewhere),
+            # bounded by BodyGuard: the path's size limit and the body timeout
+            try:
                 body, receive = await buffered(receive)
             except HTTPException as refused:
                 return await refuse(send, receive, refused.status_code, str(refused.detail))
@@ -240,7 +244,6 @@ class Gate:
         if auth is None:  # STREAMREC_AUTH=disabled: one share per client address
             caller, holder = EVERYONE, f"address {(scope.get('client') or ('?',))[0]}"
         else:
-            presented = presented_key(scope)
             try:
                 caller = auth.identify(presented, cost)
             except ApiError as refused:

@@ -182,6 +182,15 @@ def test_a_session_body_is_read_before_it_holds_any_work(base: str) -> None:
     finally:
         for sock in held:
             sock.close()
+    KEYS["stranger"] = "sr_not-a-key"  # an unknown key's body is not read: 401 at once
+    stalled = stalled_body(base, "/v1/sessions/recommendations", "stranger")
+    try:
+        started = time.monotonic()
+        assert answer(stalled)[0] == 401
+        assert time.monotonic() - started < BODY_TIMEOUT
+    finally:
+        stalled.close()
+        del KEYS["stranger"]
 
 
 def test_an_absurd_request_is_refused_for_what_it_is_not_as_overload(base: str) -> None:
