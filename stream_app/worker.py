@@ -154,17 +154,39 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
                     and not isinstance(record.payload, LogEpoch | None)):
                 telemetry.PRODUCE_TO_APPLIED.observe(now - produced)
 
+    async def learn(stream: faust.StreamT, parse: Callable[[bytes], BaseModel]) -> None:
+        """Batches applied in order, one at a time, while Faust fetches the next: Redis runs
+        a batch's script on its core as this process reads on its own. Each record is held
+        (one more reference) until its batch is applied, so Faust, which acks a batch when
+        the next is asked for, commits no offset before the state holds its record."""
+        applying: asyncio.Task | None = None
+
+        async def apply_then_release(batch: Sequence[faust.EventT]) -> None:
+            await process_batch(batch, parse)
+            for event in batch:
+                await stream.ack(event)
+
+        try:
+            async for batch in stream.take_events(settings.batch_max_events,
+                                                  within=settings.batch_within_seconds):
+                for event in batch:
+                    event.message.incref()
+                if applying is not None:
+                    await applying
+                applying = asyncio.create_task(apply_then_release(batch))
+            if applying is not None:
+                await applying
+        finally:
+            if applying is not None and not applying.done():
+                applying.cancel()  # a script runs whole or not at all; unacked records return
+
     @app.agent(app.topic(settings.events_topic))
     async def learn_interactions(stream: faust.StreamT) -> None:
-        async for batch in stream.take_events(settings.batch_max_events,
-                                              within=settings.batch_within_seconds):
-            await process_batch(batch, lambda raw: parse_event(raw, settings))
+        await learn(stream, lambda raw: parse_event(raw, settings))
 
     @app.agent(app.topic(settings.items_topic))
     async def learn_catalogue(stream: faust.StreamT) -> None:
-        async for batch in stream.take_events(settings.batch_max_events,
-                                              within=settings.batch_within_seconds):
-            await process_batch(batch, lambda raw: parse_item(raw, settings))
+        await learn(stream, lambda raw: parse_item(raw, settings))
 
     if settings.user_retention_days is not None:
         @app.timer(interval=RETENTION_SWEEP_SECONDS)

@@ -9,6 +9,7 @@ compared exactly.
 import asyncio
 import random
 import signal
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -148,3 +149,50 @@ def test_sigterm_stops_the_worker_cleanly_and_a_restart_resumes(
     assert stopped == [0]  # finished its batch and exited by itself
     assert resumed["applied"] == EVENTS
     assert differences(undisturbed["state"], resumed["state"]) == []
+
+
+def test_no_offset_is_committed_before_redis_holds_its_record(
+        stream: Settings, undisturbed: dict, tmp_path: Path) -> None:
+    """The worker reads the next batch while Redis applies the last one. With Redis's writes
+    held back (CLIENT PAUSE WRITE) for longer than Faust's commit interval, what the group
+    has committed in each partition must still be at most one past the applied guard."""
+    commits: list[dict[str, tuple[int, int]]] = []
+
+    def pause_writes(children: ChildProcesses, applied: Callable[[], int]) -> None:
+        settings = children.settings
+        wait_for(lambda: applied() >= EVENTS // 5, "a fifth of the events", 120, 0.01)
+        with redis.Redis.from_url(settings.redis_url) as client:
+            client.execute_command("CLIENT", "PAUSE", 8000, "WRITE")
+            try:
+                time.sleep(6.0)  # over two commit intervals (Faust commits every 2.8 s)
+                guard = client.hgetall(RedisKeys(settings.key_prefix).applied_offsets)
+                committed = asyncio.run(committed_offsets(settings))
+            finally:
+                client.execute_command("CLIENT", "UNPAUSE")
+        commits.append({source: (offset, int(guard.get(source.encode(), -1)))
+                        for source, offset in committed.items()})
+
+    paused = run_scenario(stream, "paused", tmp_path, pause_writes)
+    assert commits and commits[0]  # the group had committed something before the pause
+    for source, (committed, applied) in commits[0].items():
+        assert committed <= applied + 1, source
+    assert paused["applied"] == EVENTS
+    assert differences(undisturbed["state"], paused["state"]) == []
+
+
+async def committed_offsets(settings: Settings) -> dict[str, int]:
+    """The consumer group's committed offsets (the next to read), per "topic:partition"; read
+    by a consumer of the group that never joins it (the admin client's call fails on Tansu)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers,
+                                group_id=settings.consumer_group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(settings.events_topic, p)
+                      for p in range(settings.topic_partitions)]
+        committed = {tp: await consumer.committed(tp) for tp in partitions}
+    finally:
+        await consumer.stop()
+    return {f"{tp.topic}:{tp.partition}": offset for tp, offset in committed.items()
+            if offset is not None}
