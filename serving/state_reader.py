@@ -1,5 +1,6 @@
 """Reads the recommender state from Redis: one pipelined round trip per step, nothing else."""
 
+import time
 from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -56,6 +57,10 @@ SCORE_CANDIDATES_LUA = lua_script(HIDDEN_ITEMS_LUA,
 TOP_OF_RANKING_LUA = lua_script(HIDDEN_ITEMS_LUA, LUA.joinpath("top_of_ranking.lua").read_text())
 
 
+#: How long a process reuses the global watermark it read (see `global_watermark`).
+GLOBAL_WATERMARK_REUSE_SECONDS = 0.1
+
+
 def _watermark(fields: dict[bytes, bytes]) -> Watermark:
     def field(name: bytes) -> int | None:
         return int(float(fields[name])) if name in fields else None
@@ -74,6 +79,7 @@ class StateReader:
         self._score_candidates = redis.register_script(SCORE_CANDIDATES_LUA)
         self._top_of_ranking = redis.register_script(TOP_OF_RANKING_LUA)
         self._script_config = orjson.dumps({"keys": keys.templates()})
+        self._global_watermark: tuple[float, Watermark] | None = None  # (read at, value)
 
     async def user_history(self, user_id: str, length: int) -> UserHistory:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -96,7 +102,14 @@ class StateReader:
         return list(dict.fromkeys([*sorted(_text(stated)), *_text(strongest)]))
 
     async def global_watermark(self) -> Watermark:
-        return _watermark(await self.redis.hgetall(self.keys.watermark))
+        """Read at most every `GLOBAL_WATERMARK_REUSE_SECONDS`: a busy process then saves a
+        round trip per global list, and its freshness can only overstate the lag."""
+        now = time.monotonic()
+        if self._global_watermark is None or now - self._global_watermark[0] >= \
+                GLOBAL_WATERMARK_REUSE_SECONDS:
+            self._global_watermark = (
+                now, _watermark(await self.redis.hgetall(self.keys.watermark)))
+        return self._global_watermark[1]
 
     async def scored(self, voters: Sequence[tuple[str, float, float]], *, depth: int,
                      similarity: Similarity, weights: Weighting, top: int,

@@ -8,7 +8,8 @@ from redis.asyncio import Redis
 from serving.impressions import impression_event
 from serving.profiles import Preferences, Profiles
 from serving.recommender import Recommender
-from serving.state_reader import StateReader
+from serving import state_reader
+from serving.state_reader import StateReader, Watermark
 from stream_app.state_writer import StateWriter, StreamRecord
 from streamrec.contract import (
     DAY_MS,
@@ -291,3 +292,18 @@ async def test_a_ranking_is_read_past_what_the_user_may_not_see(redis: Redis, se
                                        scan_limit=124) == [("i121", 179.0), ("i123", 177.0)]
     assert [item for item, _ in await reader.top_of_ranking(
         "ranking", 3, user_id=None, exclude=(), scan_limit=50)] == ["i000", "i001", "i002"]
+
+
+async def test_a_process_reuses_the_global_watermark_for_a_tenth_of_a_second(
+        redis: Redis, servers: Servers, monkeypatch: pytest.MonkeyPatch) -> None:
+    keys = RedisKeys(servers.settings().key_prefix)
+    reader = StateReader(redis, keys)
+    clock = [1000.0]
+    monkeypatch.setattr(state_reader.time, "monotonic", lambda: clock[0])
+    await redis.hset(keys.watermark, mapping={"event_time_ms": 5, "applied_at_ms": 6})
+    assert await reader.global_watermark() == Watermark(5, 6)
+    await redis.hset(keys.watermark, mapping={"event_time_ms": 7, "applied_at_ms": 8})
+    clock[0] += state_reader.GLOBAL_WATERMARK_REUSE_SECONDS * 0.99
+    assert await reader.global_watermark() == Watermark(5, 6)  # reused: no read
+    clock[0] += state_reader.GLOBAL_WATERMARK_REUSE_SECONDS * 0.02
+    assert await reader.global_watermark() == Watermark(7, 8)
