@@ -264,7 +264,7 @@ def impression_batch(count: int, ids: int, tag: str, limit: int) -> tuple[bytes,
         body = json.dumps([{
             "event_id": f"imp-{tag}-{j}", "user_id": f"hostile-imp-{j % 100}",
             "event_type": "impression", "item_ids": [f"i{m}" for m in range(ids)],
-            "recommender": "personalised", "recommendation_id": f"rec-{tag}-{j}",
+            "recommender": "unattributed", "recommendation_id": f"rec-{tag}-{j}",
             "timestamp": now} for j in range(count)], separators=(",", ":")).encode()
         if len(body) <= limit:
             return body, count

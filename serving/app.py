@@ -20,7 +20,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from streamrec import __version__
-from streamrec.contract import RedisKeys, Settings, load_keys
+from streamrec.contract import AttributionSecret, RedisKeys, Settings, load_keys
 
 from . import routes
 from .auth import Auth, KeyRing, RateLimiter
@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.dashboard = DashboardSeries(reader, settings, list_routes(app))
         sampling = asyncio.create_task(app.state.dashboard.sample_forever())
         app.state.publisher = publisher
+        app.state.attribution = AttributionSecret(redis, RedisKeys(settings.key_prefix))
         app.state.experiments = Experiments(redis, RedisKeys(settings.key_prefix))
         app.state.profiles = Profiles(redis, RedisKeys(settings.key_prefix),
                                       settings.user_state_ttl_days * 86400)

@@ -113,12 +113,15 @@ ListQuery = Annotated[ListOptions, Depends(_list_options)]
 
 async def _impressions(request: Request) -> Callable[[str | None, RecommendationList],
                                                RecommendationList]:
+    # Only a caller who may write events for the user records what the user was shown:
+    # a read-only caller cannot push a user's items down through the impression penalty.
+    writes = "write" in request.state.caller.scopes
+    secret = await request.app.state.attribution.get() if writes else b""
+
     def shown(user_id: str | None, served: RecommendationList) -> RecommendationList:
-        # Only a caller who may write events for the user records what the user was shown:
-        # a read-only caller cannot push a user's items down through the impression penalty.
-        if "write" in request.state.caller.scopes:
+        if writes:
             publish_impressions(request.app.state.publisher, request.app.state.settings,
-                                user_id, served)
+                                user_id, served, secret)
         return served
 
     return shown

@@ -4,7 +4,7 @@
 import time
 import uuid
 
-from streamrec.contract import IMPRESSION, ImpressionEvent, Settings
+from streamrec.contract import IMPRESSION, ImpressionEvent, Settings, signed
 
 from .publisher import EventPublisher
 from .recommender import RecommendationList
@@ -35,9 +35,10 @@ def _attribution(served: RecommendationList) -> dict[str, object]:
 
 
 def publish_impressions(publisher: EventPublisher, settings: Settings, user_id: str | None,
-                        served: RecommendationList) -> None:
+                        served: RecommendationList, secret: bytes) -> None:
+    """Signed with the deployment's `secret`: the worker credits only lists we served."""
     if user_id is None or not served.items:
         return
-    event = impression_event(user_id, served)
+    event = signed(impression_event(user_id, served), secret)
     publisher.publish_in_background(
         settings.events_topic, [(user_id.encode(), event.model_dump_json().encode())])

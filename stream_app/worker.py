@@ -26,7 +26,10 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from streamrec.contract import (
+    AttributionSecret,
+    RedisKeys,
     Settings,
+    check_attribution,
     ensure_topics,
     json_logging_config,
     parse_event,
@@ -110,6 +113,7 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
     )
     redis = Redis.from_url(settings.redis_url)
     writer = StateWriter(redis, settings)
+    attribution = AttributionSecret(redis, RedisKeys(settings.key_prefix))
     dead_letters = app.topic(settings.dead_letter_topic)
     for event_type in settings.event_types:  # every type's series exists from the start
         telemetry.EVENTS_APPLIED.labels(event_type)
@@ -137,7 +141,10 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
                           e.message.key, e.message.value, header_pairs(e.message.headers))
                 for e in events]
         sources = sorted({raw.source for raw in raws})
-        records, rejections = validate_records(raws, parse)
+        secret = await until_done(attribution.get, "reading the attribution secret", sources,
+                                  writer)
+        records, rejections = validate_records(
+            raws, lambda raw: check_attribution(parse(raw), secret))
         if rejections:
             await until_done(lambda: send_to_dead_letter(rejections), "dead-lettering",
                              sources, writer)

@@ -6,6 +6,7 @@ from streamrec.contract import (
     ImpressionEvent,
     InteractionEvent,
     InvalidRecord,
+    check_attribution,
     parse_event,
 )
 
@@ -34,7 +35,7 @@ async def post_events(request: Request, settings: SettingsDep, publisher: Publis
     """One event or a list, produced to the events topic keyed by user. `event_id` and
     `timestamp` default to a new UUID and the time of receipt."""
     return await ingest(request, settings=settings, publisher=publisher,
-                        topic=settings.events_topic, parse=lambda raw: no_erasure(
-                            parse_event(raw, settings)),
+                        topic=settings.events_topic, parse=lambda raw: check_attribution(
+                            no_erasure(parse_event(raw, settings)), None),
                         key_field="user_id", id_field="event_id",
                         defaults=server_assigned_fields)

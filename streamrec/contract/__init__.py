@@ -5,6 +5,7 @@ the topics both produce to and consume from.
 """
 
 from .api_keys import ApiKey, ApiKeys, Scope, create_key, key_digest, load_keys, revoke_key
+from .attribution import AttributionSecret, check_attribution, signed
 from .decay import DAY_MS, forward_decayed, half_life_ms, value_at
 from .events import (
     MAX_LIST_LENGTH,
@@ -63,6 +64,7 @@ __all__ = [
     "SHOWN_SEPARATOR",
     "ApiKey",
     "ApiKeys",
+    "AttributionSecret",
     "Experiment",
     "ExperimentRecord",
     "ForgetRequest",
@@ -82,6 +84,7 @@ __all__ = [
     "Variant",
     "VariantSettings",
     "assign",
+    "check_attribution",
     "create_key",
     "describe_validation_error",
     "ensure_topics",
@@ -100,6 +103,7 @@ __all__ = [
     "pseudonymise",
     "records_behind",
     "revoke_key",
+    "signed",
     "stored",
     "validation_context",
     "value_at",

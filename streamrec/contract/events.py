@@ -148,6 +148,10 @@ class ImpressionEvent(_UserEvent):
         default_factory=dict, max_length=MAX_BLEND_WEIGHTINGS,
         description="Self-tuning blend: per weighting of the sources, the top items it would "
         "have served (the user's next new item judges them).")
+    signature: str | None = Field(
+        None, pattern="^[0-9a-f]{32}$", description="The service's signature of the "
+        "attribution above (recommender, experiment, weighting_lists): set on the lists it "
+        "publishes; an impression that claims attribution without it is refused.")
 
     @model_validator(mode="after")
     def _attributed_once(self) -> "ImpressionEvent":

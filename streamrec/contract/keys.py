@@ -127,6 +127,9 @@ KEY_LAYOUT: tuple[KeySpec, ...] = (
     KeySpec("dashboard_sampler", "dashboard_sampler", "string",
             "held for one sampling interval by the service process that took the last "
             "dashboard sample"),
+    KeySpec("attribution_secret", "attribution_secret", "string",
+            "the secret the service signs impressions' attribution with, made once by the "
+            "first process that needs it (streamrec.contract.attribution)"),
     KeySpec("counters", "counters", "hash",
             "events_applied, dead_lettered, items_applied, duplicates_skipped (redelivered), "
             "duplicate_events (event id resent), users_erased, erased_events_dropped"),

@@ -5,10 +5,10 @@ import math
 import pytest
 from redis.asyncio import Redis
 
+from serving import state_reader
 from serving.impressions import impression_event
 from serving.profiles import Preferences, Profiles
 from serving.recommender import Recommender
-from serving import state_reader
 from serving.state_reader import StateReader, Watermark
 from stream_app.state_writer import StateWriter, StreamRecord
 from streamrec.contract import (

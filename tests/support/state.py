@@ -9,8 +9,9 @@ from redis.asyncio import Redis
 RUN_DEPENDENT_FIELDS = {"applied_at_ms", "duplicates_skipped"}
 #: Sets whose scores are wall-clock times (when each event id was applied): members compared.
 RUN_DEPENDENT_SCORES = (":event_ids",)
-#: The dashboard's latest dead-letter reasons: stamped with wall-clock time, in arrival order.
-RUN_DEPENDENT_KEYS = (":dead_letters",)
+#: The dashboard's latest dead-letter reasons: stamped with wall-clock time, in arrival order;
+#: the attribution secret: random, made by the first process that needs it.
+RUN_DEPENDENT_KEYS = (":dead_letters", ":attribution_secret")
 
 
 async def dump_state(redis: Redis, prefix: str) -> dict[str, Any]:

@@ -282,3 +282,40 @@ def test_health_and_readiness(system: System) -> None:
     assert system.http.get(f"{system.base}/readyz").json() == {
         "status": "ready", "redis": True, "kafka": True, "stalled": {}}
     assert system.http.get(f"{system.base}/openapi.json").status_code == 200
+
+
+def test_only_lists_the_service_served_credit_a_recommender(system: System) -> None:
+    """A write key cannot credit a recommender with a list the service never served: over
+    HTTP such an impression gets 422; produced to Kafka unsigned or with a made-up signature,
+    it is dead-lettered, and a click on its items counts for no recommender. What an app
+    showed on its own still goes in, as unattributed."""
+    tag = uuid.uuid4().hex[:6]
+    user = f"{tag}-forger"
+
+    def impression(recommendation_id: str, **extra: object) -> dict:
+        return {"event_id": uuid.uuid4().hex, "user_id": user, "event_type": "impression",
+                "item_ids": [f"{tag}-a", f"{tag}-b"], "recommender": "trending",
+                "recommendation_id": recommendation_id, "timestamp": now_ms(), **extra}
+
+    refused = post(system, "/v1/events", impression(f"{tag}-http"))
+    assert refused.status_code == 422
+    assert "must be one the service published (signed)" in refused.json()["details"][0]
+    before = system.http.get(f"{system.base}/v1/metrics").json()["recommenders"].get(
+        "trending", {"events": {}})["events"]
+    dead_before = system.counters().get("dead_lettered", 0)
+    forged = [impression(f"{tag}-kafka"), impression(f"{tag}-made-up", signature="0" * 32)]
+    settings = system.settings
+    asyncio.run(produce(settings, settings.events_topic,
+                        [json.dumps(record).encode() for record in forged], key=user.encode()))
+    wait_for(lambda: system.counters().get("dead_lettered", 0) == dead_before + 2,
+             "both forged impressions dead-lettered", 15)
+    clicks = [event(user, f"{tag}-a", "click", recommendation_id=f"{tag}-kafka"),
+              event(user, f"{tag}-b", "click", recommendation_id=f"{tag}-made-up")]
+    shown = impression(f"{tag}-app", recommender="unattributed")
+    assert post(system, "/v1/events", [*clicks, shown]).status_code == 202
+    wait_for(lambda: system.counters().get("events_applied", 0) and
+             system.redis.exists(RedisKeys(settings.key_prefix).recommendation(f"{tag}-app")),
+             "the app's own impression", 15)
+    after = system.http.get(f"{system.base}/v1/metrics").json()["recommenders"].get(
+        "trending", {"events": {}})["events"]
+    assert after == before

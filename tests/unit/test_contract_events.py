@@ -7,7 +7,15 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from streamrec.contract import ImpressionEvent, InvalidRecord, Settings, parse_event, parse_item
+from streamrec.contract import (
+    ImpressionEvent,
+    InvalidRecord,
+    Settings,
+    check_attribution,
+    parse_event,
+    parse_item,
+    signed,
+)
 
 NOW_MS = 1_764_000_000_000
 SETTINGS = Settings()
@@ -155,3 +163,25 @@ def test_ascii_ids_follow_the_rule_exactly(item_id: str) -> None:
         assert allowed, item_id
     except InvalidRecord:
         assert not allowed, item_id
+
+
+def test_a_signature_covers_every_field_of_the_attribution() -> None:
+    secret = b"s" * 32
+    served = signed(ImpressionEvent(
+        event_id="e", user_id="u", event_type="impression", timestamp=NOW_MS, item_ids=["a", "b"],
+        recommendation_id="r", recommender="personalised", experiment="x", variant="v",
+        weighting_lists={"1:0": ["a"], "0:1": ["b"]}), secret)
+    assert check_attribution(served, secret) is served
+    for change in ({"user_id": "w"}, {"item_ids": ["b", "a"]}, {"recommendation_id": "q"},
+                   {"recommender": "trending"}, {"variant": "w"}, {"experiment": "y"},
+                   {"weighting_lists": {"1:0": ["b"], "0:1": ["b"]}}):
+        with pytest.raises(InvalidRecord) as refused:
+            check_attribution(served.model_copy(update=change), secret)
+        assert refused.value.kind == "unsigned_attribution", change
+    with pytest.raises(InvalidRecord):  # another deployment's secret
+        check_attribution(served, b"t" * 32)
+    with pytest.raises(InvalidRecord):  # a caller's POST: no signature is ever theirs
+        check_attribution(served, None)
+    own = ImpressionEvent(event_id="e", user_id="u", event_type="impression", timestamp=NOW_MS,
+                          item_ids=["a"])  # unattributed, unsigned: what an app showed
+    assert check_attribution(own, None) is own
