@@ -9,7 +9,7 @@ import orjson
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
-from streamrec.contract import RECOMMENDER_FIELD, SHOWN_SEPARATOR, RedisKeys, value_at
+from streamrec.contract import SHOWN_SEPARATOR, RedisKeys, value_at
 
 #: Served lists looked at, newest first, when counting the ones the user acted on.
 LISTS_EXAMINED = 100
@@ -71,12 +71,17 @@ async def portrait(redis: Redis, keys: RedisKeys, user_id: str, *, anchor_ms: in
 
 
 async def acted_on(redis: Redis, keys: RedisKeys, recommendation_ids: list[str]) -> int:
-    """Lists with at least one counted event (a field other than the recommender that starts
-    with the separator: see apply_batch.lua's count_feedback)."""
+    """Lists with at least one counted event: a field separator, event type, separator, item
+    (apply_batch.lua's count_feedback), unlike the list's own fields (recommender, owner,
+    experiment: one separator first) and interleaving's tallies (two separators first)."""
     async with redis.pipeline(transaction=False) as pipe:
         for recommendation_id in recommendation_ids:
             pipe.hkeys(keys.recommendation(recommendation_id))
         fields = await pipe.execute()
     marker = SHOWN_SEPARATOR.encode()
-    return sum(any(f.startswith(marker) and f != RECOMMENDER_FIELD.encode() for f in names)
-               for names in fields)
+
+    def counted(field: bytes) -> bool:
+        event_type, separated, _ = field.removeprefix(marker).partition(marker)
+        return field.startswith(marker) and bool(event_type) and bool(separated)
+
+    return sum(any(counted(f) for f in names) for names in fields)

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import faust
 import mode.loop
+from mode.supervisors import CrashingSupervisor
 from pydantic import BaseModel
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
@@ -191,11 +192,13 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
             if applying is not None and not applying.done():
                 applying.cancel()  # a script runs whole or not at all; unacked records return
 
-    @app.agent(app.topic(settings.events_topic))
+    # An agent that raised would be restarted by Faust past the records it held: the worker
+    # stops instead, and its successor is redelivered them (nothing applied after them).
+    @app.agent(app.topic(settings.events_topic), supervisor_strategy=CrashingSupervisor)
     async def learn_interactions(stream: faust.StreamT) -> None:
         await learn(stream, lambda raw: parse_event(raw, settings))
 
-    @app.agent(app.topic(settings.items_topic))
+    @app.agent(app.topic(settings.items_topic), supervisor_strategy=CrashingSupervisor)
     async def learn_catalogue(stream: faust.StreamT) -> None:
         await learn(stream, lambda raw: parse_item(raw, settings))
 

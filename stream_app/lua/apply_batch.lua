@@ -53,6 +53,7 @@ local applied_at = config.applied_at_ms
 local UNIT = config.shown_separator
 local RECOMMENDER_FIELD = config.recommender_field
 local EXPERIMENT_FIELD = config.experiment_field
+local OWNER_FIELD = config.owner_field
 -- What remains of an entry after a subtraction that is within rounding of nothing.
 local ROUNDING = 1e-12
 
@@ -211,13 +212,14 @@ local function count_experiment_feedback(list, tag, team, event_type)
 end
 
 -- An event on an item of a served list counts for the list's recommender once per (list,
--- item, event type), and only while the list is remembered (its impression set it); and,
--- when the list was served in an experiment, for the variant that made it.
-local function count_feedback(recommendation_id, event_type, item)
+-- item, event type), and only while the list is remembered (its impression set it) and only
+-- when the user is the one it was served to; and, when the list was served in an
+-- experiment, for the variant that made it.
+local function count_feedback(recommendation_id, event_type, item, user)
   local list = key('recommendation', recommendation_id)
-  local found = call('HMGET', list, RECOMMENDER_FIELD, item, EXPERIMENT_FIELD)
-  local recommender, team, tag = found[1], found[2], found[3]
-  if not recommender or not team then return end
+  local found = call('HMGET', list, RECOMMENDER_FIELD, item, EXPERIMENT_FIELD, OWNER_FIELD)
+  local recommender, team, tag, owner = found[1], found[2], found[3], found[4]
+  if not recommender or not team or owner ~= user then return end
   if call('HSETNX', list, UNIT .. event_type .. UNIT .. item, 1) == 0 then return end
   call('HINCRBY', key('recommender_metrics', recommender), event_type, 1)
   if tag then count_experiment_feedback(list, cjson.decode(tag), team, event_type) end
@@ -380,7 +382,7 @@ local function apply_interaction(e)
        cjson.encode({item, e.event_type, e.timestamp}))
   if not shared then start_sharing(user) end
   if e.recommendation_id ~= '' then
-    count_feedback(e.recommendation_id, e.event_type, item)
+    count_feedback(e.recommendation_id, e.event_type, item, user)
   end
   interacting[user] = true
   saw_user(user, e.timestamp)
@@ -406,9 +408,12 @@ local function apply_impression(e)
     call('HSET', waiting, unpack(fields))
     call('EXPIRE', waiting, config.shown_ttl_seconds)
   end
+  -- Only a list the service served (signed: streamrec.contract.attribution) is remembered
+  -- for feedback; an app's own ("unattributed") cannot take a served list's id first.
   local list = key('recommendation', e.recommendation_id)
-  if e.recommendation_id ~= '' and call('EXISTS', list) == 0 then
-    local fields = {RECOMMENDER_FIELD, e.recommender}
+  if e.recommendation_id ~= '' and e.recommender ~= config.unattributed
+      and call('EXISTS', list) == 0 then
+    local fields = {RECOMMENDER_FIELD, e.recommender, OWNER_FIELD, e.user_id}
     for position, item in ipairs(e.item_ids) do
       fields[#fields + 1] = item
       fields[#fields + 1] = e.item_variants[position] or ''

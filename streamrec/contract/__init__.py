@@ -5,7 +5,7 @@ the topics both produce to and consume from.
 """
 
 from .api_keys import ApiKey, ApiKeys, Scope, create_key, key_digest, load_keys, revoke_key
-from .attribution import AttributionSecret, check_attribution, signed
+from .attribution import UNATTRIBUTED, AttributionSecret, check_attribution, signed
 from .decay import DAY_MS, forward_decayed, half_life_ms, value_at
 from .events import (
     MAX_LIST_LENGTH,
@@ -39,6 +39,7 @@ from .keys import (
     BLEND_TRIALS_FIELD,
     EXPERIMENT_FIELD,
     LIST_SEPARATOR,
+    OWNER_FIELD,
     RECOMMENDER_FIELD,
     SHOWN_SEPARATOR,
     RedisKeys,
@@ -59,9 +60,11 @@ __all__ = [
     "LIST_SEPARATOR",
     "LOG_ID_HEADER",
     "MAX_LIST_LENGTH",
+    "OWNER_FIELD",
     "RECOMMENDATION_SETTINGS",
     "RECOMMENDER_FIELD",
     "SHOWN_SEPARATOR",
+    "UNATTRIBUTED",
     "ApiKey",
     "ApiKeys",
     "AttributionSecret",

@@ -9,6 +9,7 @@ claims it unsigned. What an app showed on its own goes in as recommender "unattr
 import hashlib
 import hmac
 import secrets
+import time
 from typing import TypeVar
 
 import orjson
@@ -20,24 +21,36 @@ from .keys import RedisKeys
 #: Bytes of the deployment's secret and hex digits of a signature (128 bits).
 SECRET_BYTES = 32
 SIGNATURE_HEX_DIGITS = 32
+#: How long a process keeps the secret before reading it again: after a Redis that lost it
+#: makes a new one, every process signs and checks with the same one again within this time.
+SECRET_REUSE_SECONDS = 60.0
+#: What the signature is over, first: this scheme and its version.
+SIGNED_AS = "streamrec impression attribution v1"
 UNATTRIBUTED = "unattributed"
 E = TypeVar("E")
 
 
 class AttributionSecret:
     """The deployment's secret: made by whichever process asks first, then shared by all;
-    read once per process (on first need, so a process starts while Redis is away)."""
+    read on first need (a process starts while Redis is away), then every
+    `SECRET_REUSE_SECONDS`."""
 
     def __init__(self, redis: Redis, keys: RedisKeys) -> None:
         self._redis = redis
         self._key = keys.attribution_secret
-        self._secret: bytes | None = None
+        self._read: tuple[float, bytes] | None = None  # (when, secret)
 
     async def get(self) -> bytes:
-        if self._secret is None:
-            await self._redis.set(self._key, secrets.token_hex(SECRET_BYTES), nx=True)
-            self._secret = await self._redis.get(self._key)
-        return self._secret
+        now = time.monotonic()
+        if self._read is None or now - self._read[0] >= SECRET_REUSE_SECONDS:
+            secret = await self._redis.get(self._key)
+            if secret is None:  # the first process, or a Redis that lost it
+                await self._redis.set(self._key, secrets.token_hex(SECRET_BYTES), nx=True)
+                secret = await self._redis.get(self._key)
+            if secret is None:
+                raise RuntimeError(f"Redis did not keep {self._key}")
+            self._read = (now, secret)
+        return self._read[1]
 
 
 def claims_attribution(event: ImpressionEvent) -> bool:
@@ -46,8 +59,10 @@ def claims_attribution(event: ImpressionEvent) -> bool:
 
 
 def signature(event: ImpressionEvent, secret: bytes) -> str:
-    """Over everything the attribution decides: the list, whose it is and who made it."""
-    signed = orjson.dumps([event.recommendation_id, event.user_id, event.recommender,
+    """Over everything the attribution decides (the list, whose it is, who made it) and the
+    event's id and time: a copy re-sent as a new event cannot carry it."""
+    signed = orjson.dumps([SIGNED_AS, event.event_id, event.timestamp,
+                           event.recommendation_id, event.user_id, event.recommender,
                            event.experiment, event.variant, event.item_ids,
                            event.item_variants, event.weighting_lists],
                           option=orjson.OPT_SORT_KEYS)

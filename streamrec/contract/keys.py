@@ -23,6 +23,9 @@ RECOMMENDER_FIELD = SHOWN_SEPARATOR + "recommender"
 #: The field of recommendation:{id} holding, for a list served in an experiment, the JSON
 #: [experiment, variant ('' when interleaved), the user's unit, [the interleaved variants]].
 EXPERIMENT_FIELD = SHOWN_SEPARATOR + "experiment"
+#: The field of recommendation:{id} naming the user the list was served to: only that user's
+#: events count as feedback on it.
+OWNER_FIELD = SHOWN_SEPARATOR + "user"
 #: The field of blend_evidence counting the judged lists (the others are weightings' labels).
 BLEND_TRIALS_FIELD = SHOWN_SEPARATOR + "trials"
 #: The slot of the id in a per-id key's pattern.

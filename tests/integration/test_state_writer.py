@@ -128,7 +128,8 @@ async def test_hand_made_stream_gives_exact_state(redis: Redis, small_settings: 
     assert state[k.recommender_metrics("personalised")] == {
         "impression": "1", "items_shown": "2", "click": "1"}
     assert state[k.recommendation("r1")] == {
-        "\x1frecommender": "personalised", "a": "", "d": "", "\x1fclick\x1fa": "1"}
+        "\x1frecommender": "personalised", "\x1fuser": "u2", "a": "", "d": "",
+        "\x1fclick\x1fa": "1"}
     assert await redis.ttl(k.recommendation("r1")) > 0
 
     assert state[k.user_watermark("u1")] == {"event_time_ms": str(t(7))}
@@ -294,9 +295,10 @@ async def test_feedback_counts_once_per_list_item_and_type_and_cannot_be_forged(
     writer = StateWriter(redis, settings)
     k = RedisKeys(settings.key_prefix)
 
-    def shown(event_id: str, items: list[str], recommender: str) -> ImpressionEvent:
+    def shown(event_id: str, items: list[str], recommender: str, list_id: str = "r1"
+              ) -> ImpressionEvent:
         return ImpressionEvent(event_id=event_id, user_id="u", event_type="impression",
-                               item_ids=items, timestamp=t(1), recommendation_id="r1",
+                               item_ids=items, timestamp=t(1), recommendation_id=list_id,
                                recommender=recommender)
 
     await writer.apply([
@@ -310,11 +312,22 @@ async def test_feedback_counts_once_per_list_item_and_type_and_cannot_be_forged(
         StreamRecord("e:0", 6, view("c5", "u", "z", recommendation_id="r1", event_type="click")),
         StreamRecord("e:0", 7, view("p1", "u", "a", recommendation_id="r1",
                                     event_type="purchase")),
+        # someone else's click on u's list counts for no one
+        StreamRecord("e:0", 8, view("c6", "other", "b", recommendation_id="r1",
+                                    event_type="click")),
+        # an app's own list is no list to count on, and cannot take a served list's id
+        StreamRecord("e:0", 9, shown("s3", ["a"], "unattributed", "r2")),
+        StreamRecord("e:0", 10, view("c7", "u", "a", recommendation_id="r2",
+                                     event_type="click")),
+        StreamRecord("e:0", 11, shown("s4", ["a"], "trending", "r2")),
     ])
     assert await redis.hgetall(k.recommender_metrics("personalised")) == {
         b"impression": b"1", b"items_shown": b"2", b"click": b"1", b"purchase": b"1"}
-    assert not await redis.exists(k.recommender_metrics("trending"))
+    assert await redis.hgetall(k.recommender_metrics("trending")) == {
+        b"impression": b"1", b"items_shown": b"1"}
+    assert not await redis.exists(k.recommender_metrics("unattributed"))
     assert await redis.hget(k.recommendation("r1"), "\x1frecommender") == b"personalised"
+    assert await redis.hget(k.recommendation("r2"), "\x1frecommender") == b"trending"
 
 
 async def test_lua_forward_decay_mirrors_python(redis: Redis) -> None:

@@ -23,7 +23,7 @@ RATE, BURST = 5.0, 20  # per second: small enough to reach in a test, not by the
 def secured(secured_service: Callable[..., Secured]) -> Secured:
     return secured_service({
         "reader": ["read"], "writer": ["read", "write"], "cataloguer": ["catalogue"],
-        "admin": ["admin"], "limited": ["read"], "revoked": ["read"],
+        "admin": ["admin"], "revoked": ["read"],
         "greedy": ["read"]},
         rate_limit_per_second=RATE, rate_limit_burst=BURST)
 
@@ -81,17 +81,21 @@ def test_one_key_past_its_rate_gets_429_and_a_retry_loop_gets_it_late(secured: S
     (1 s) waits that long: a client retrying in a loop gets one answer a second per
     connection. The other keys are answered at once."""
     delay = secured.settings.over_limit_delay_seconds
+    # A unit back every 2 s: the refusals below hold on a machine too busy to answer quickly.
+    secured.keys["slow"] = create_key(secured.settings.api_keys_file, "slow", ["read"],
+                                      rate_per_second=RATE / 10)
+    wait_for(lambda: secured.call("GET", "/v1/trending", "slow").status_code == 200,
+             "the new key accepted", 10)
     statuses = []
     while 429 not in statuses and len(statuses) < 2 * BURST:
         started = time.monotonic()
-        refused = secured.call("GET", "/v1/trending", "limited")
+        refused = secured.call("GET", "/v1/trending", "slow")
         statuses.append(refused.status_code)
-    assert statuses[:BURST] == [200] * BURST
-    assert statuses[-1] == 429
+    assert set(statuses[:-1]) == {200} and statuses[-1] == 429
     assert time.monotonic() - started < delay
     assert int(refused.headers["retry-after"]) >= 1
     started = time.monotonic()
-    assert secured.call("GET", "/v1/trending", "limited").status_code == 429
+    assert secured.call("GET", "/v1/trending", "slow").status_code == 429
     assert time.monotonic() - started >= delay
     started = time.monotonic()
     assert secured.call("GET", "/v1/trending", "reader").status_code == 200

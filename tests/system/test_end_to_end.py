@@ -313,9 +313,8 @@ def test_only_lists_the_service_served_credit_a_recommender(system: System) -> N
               event(user, f"{tag}-b", "click", recommendation_id=f"{tag}-made-up")]
     shown = impression(f"{tag}-app", recommender="unattributed")
     assert post(system, "/v1/events", [*clicks, shown]).status_code == 202
-    wait_for(lambda: system.counters().get("events_applied", 0) and
-             system.redis.exists(RedisKeys(settings.key_prefix).recommendation(f"{tag}-app")),
-             "the app's own impression", 15)
+    shown_key = RedisKeys(settings.key_prefix).user_shown(user)
+    wait_for(lambda: system.redis.lrange(shown_key, 0, -1), "the app's own impression", 15)
     after = system.http.get(f"{system.base}/v1/metrics").json()["recommenders"].get(
         "trending", {"events": {}})["events"]
     assert after == before

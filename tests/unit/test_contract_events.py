@@ -173,6 +173,7 @@ def test_a_signature_covers_every_field_of_the_attribution() -> None:
         weighting_lists={"1:0": ["a"], "0:1": ["b"]}), secret)
     assert check_attribution(served, secret) is served
     for change in ({"user_id": "w"}, {"item_ids": ["b", "a"]}, {"recommendation_id": "q"},
+                   {"event_id": "f"}, {"timestamp": NOW_MS + 1},
                    {"recommender": "trending"}, {"variant": "w"}, {"experiment": "y"},
                    {"weighting_lists": {"1:0": ["b"], "0:1": ["b"]}}):
         with pytest.raises(InvalidRecord) as refused:
