@@ -17,6 +17,7 @@ from streamrec.contract import ServedExperiment, Settings, half_life_ms, value_a
 from .reranking import cap_per_category, penalise_shown
 from .scoring import (
     COOCCURRENCE,
+    SYMMETRIC_ALPHA,
     ScoredItem,
     Weighting,
     because_you,
@@ -240,7 +241,8 @@ class Recommender:
             [(vote.item_id, vote.weight, next_votes[k].weight if k < len(next_votes) else 0.0)
              for k, vote in enumerate(votes)],
             depth=settings.candidate_row_depth, similarity=settings.similarity,
-            weights=weights, top=n * RERANK_DEPTH if reranking else n,
+            alpha=settings.similarity_alpha, weights=weights,
+            top=n * RERANK_DEPTH if reranking else n,
             per_source=n if every_source else 0, weightings=judged, per_weighting=n,
             user_id=user_id, category=request.category, exclude=request.exclude)
         ranked = found.blended
@@ -301,11 +303,15 @@ class Recommender:
                             exclude: Collection[str] = (), now_ms: int | None = None
                             ) -> RecommendationList:
         """Items most similar to `item_id` by normalised co-occurrence, topped up from trending
-        in its categories (content neighbours for new items), then trending overall."""
+        in its categories (content neighbours for new items), then trending overall. The
+        cosine here is symmetric whatever `similarity_alpha`: a neighbour list names the
+        item's own kind (planted bundles are each other's nearest), where a user's next item
+        leans towards what is popular."""
         settings = self.settings
         found = await self.reader.scored(
             [(item_id, 1.0, 0.0)], depth=max(settings.candidate_row_depth, n),
-            similarity=settings.similarity, weights=(1.0, 0.0), top=0, per_source=n,
+            similarity=settings.similarity, alpha=SYMMETRIC_ALPHA,
+            weights=(1.0, 0.0), top=0, per_source=n,
             category=category, exclude=exclude)
         label = found.titles.get(item_id, item_id)
         items = [

@@ -9,8 +9,11 @@ users who went on to j d steps after i (d <= the sequence window).
 
 Similarity of j to i:
     count    s_ij = c_ij
-    cosine   s_ij = c_ij / sqrt(n_i * n_j)
+    cosine   s_ij = c_ij / (n_i^alpha * n_j^(1 - alpha))   (alpha 0.5: c_ij / sqrt(n_i n_j))
     jaccard  s_ij = c_ij / (n_i + n_j - c_ij)
+The asymmetric cosine is Aiolli's (2013, "Efficient top-N recommendation for very large scale
+binary rated datasets"): alpha above 0.5 moves it towards P(j | i) = c_ij / n_i, which
+favours popular candidates; 1 - alpha is how much a candidate's popularity is held against it.
 
 A user's recent items vote for candidates. The item of age a (0 = newest) whose latest event
 had type t votes with v = decay^a * weight(t), and
@@ -58,6 +61,9 @@ class ScoredItem:
     because_of: str | None  # the voting item that contributed most
     source: str = "co-occurrence"  # the source that contributed most
 
+
+#: The alpha of plain cosine, c_ij / sqrt(n_i * n_j): symmetric in i and j.
+SYMMETRIC_ALPHA = 0.5
 
 COOCCURRENCE = "co-occurrence"
 SEQUENCE = "sequence"

@@ -18,7 +18,7 @@ from streamrec.contract import (
     lua_script,
 )
 
-from .scoring import SOURCES, BlendEvidence, ScoredItem, Weighting
+from .scoring import SOURCES, SYMMETRIC_ALPHA, BlendEvidence, ScoredItem, Weighting
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +113,8 @@ class StateReader:
 
     async def scored(self, voters: Sequence[tuple[str, float, float]], *, depth: int,
                      similarity: Similarity, weights: Weighting, top: int,
-                     per_source: int = 0, weightings: Sequence[Weighting] = (),
+                     alpha: float = SYMMETRIC_ALPHA, per_source: int = 0,
+                     weightings: Sequence[Weighting] = (),
                      per_weighting: int = 0, user_id: str | None = None,
                      category: str | None = None, exclude: Collection[str] = ()) -> Scored:
         """The voters' (item, co-occurrence vote, sequence vote; newest first) candidates
@@ -121,10 +122,12 @@ class StateReader:
         `weights`, with `per_source` each source's best alone, and the best `per_weighting`
         ids of each of `weightings` (the self-tuning blend's shadow lists). Candidates
         `user_id` has seen, unavailable ones and (with `category`) others are never scored;
-        `exclude`d ones are never chosen. Rows are read `depth` deep."""
+        `exclude`d ones are never chosen. Rows are read `depth` deep. `alpha` is cosine's
+        exponent of the voter's n_i (0.5: plain cosine)."""
         request = orjson.dumps({
             "user": user_id or "", "category": category or "", "depth": depth,
-            "similarity": similarity, "top": top, "per_source": per_source,
+            "similarity": similarity, "alpha": alpha, "top": top,
+            "per_source": per_source,
             "weights": weights, "weightings": weightings, "weighting_top": per_weighting,
             "voters": voters, "exclude": list(exclude)})
         blended, *alone, titles, by_weighting = await self._score_candidates(

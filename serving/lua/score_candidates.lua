@@ -5,7 +5,8 @@
 --
 -- Notation as in serving/scoring.py (the one description of the math): c_ij, n_i, next_ij;
 -- votes v_i (co-occurrence) and v'_i (sequence) come from the caller.
---   co-occurrence  score_c(j) = sum_i v_i * s_ij      (s: count, cosine or jaccard)
+--   co-occurrence  score_c(j) = sum_i v_i * s_ij      (s: count, cosine (with exponent
+--                                                     alpha of n_i) or jaccard)
 --   sequence       score_s(j) = sum_i v'_i * next_ij
 --   blend          score(j)   = sum over sources of w * score(j) / max_j score(j)
 -- Candidates hidden from the user (seen, unavailable) or (with a category) outside it are
@@ -16,7 +17,7 @@
 --
 -- ARGV[1]: config JSON {keys}
 -- ARGV[2]: request JSON {user ('' for none), category ('' for any), depth (of the strongest
---          voter's rows), similarity,
+--          voter's rows), similarity, alpha (cosine's exponent of n_i),
 --          top, per_source (0: none), weights: [cooccurrence, sequence],
 --          weightings: [[cooccurrence, sequence], ...] judged by the self-tuning blend,
 --          weighting_top (how many of each weighting's best to return),
@@ -100,11 +101,14 @@ if request.similarity ~= 'count' then
   end
 end
 
+local alpha = request.alpha
 local function similarity(c_ij, n_i, n_j)
   if request.similarity == 'count' then return c_ij end
   if request.similarity == 'cosine' then
-    if n_i > 0 and n_j > 0 then return c_ij / math.sqrt(n_i * n_j) end
-    return 0.0
+    if n_i <= 0 or n_j <= 0 then return 0.0 end
+    -- plain cosine bit for bit as before (powers round differently, which moves ties)
+    if alpha == 0.5 then return c_ij / math.sqrt(n_i * n_j) end
+    return c_ij / (n_i ^ alpha * n_j ^ (1 - alpha))
   end
   local union = n_i + n_j - c_ij
   if union > 0 then return c_ij / union end

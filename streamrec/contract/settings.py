@@ -133,6 +133,11 @@ class Settings(BaseSettings):
         500, description="Strongest co-occurring items kept per item."
     )
     similarity: Similarity = Field("cosine", description="cosine, jaccard or count.")
+    similarity_alpha: float = Field(
+        0.5, ge=0, le=1, description="Asymmetric cosine (Aiolli 2013): c_ij / (n_i^alpha * "
+        "n_j^(1-alpha)), i the voting item; 0.5 is cosine, 1 the share of i's users who "
+        "took j (favours popular candidates), 0 favours rare ones."
+    )
     vote_items: PositiveInt = Field(20, description="Recent items that vote for candidates.")
     vote_position_decay: float = Field(
         0.9, gt=0, le=1, description="Weight of a vote per step of age (newest 1)."

@@ -46,11 +46,12 @@ async def build_state(redis: Redis, settings: Settings) -> None:
 
 
 async def recommender(redis: Redis, servers: Servers, **overrides: object) -> Recommender:
-    """Co-occurrence alone with plain counts unless `overrides` say otherwise: the numbers
-    below are worked out by hand for that (test_blend covers the sequence source)."""
+    """Co-occurrence alone with plain counts and symmetric cosine unless `overrides` say
+    otherwise: the numbers below are worked out by hand for that (test_blend covers the
+    sequence source)."""
     settings = servers.settings(**{
         "vote_position_decay": 0.5, "sequence_weight": 0.0, "cooccurrence_half_life_days": None,
-        **overrides})
+        "similarity_alpha": 0.5, **overrides})
     await build_state(redis, settings)
     return Recommender(StateReader(redis, RedisKeys(settings.key_prefix)), settings)
 
@@ -85,6 +86,13 @@ async def test_jaccard_is_a_setting(redis: Redis, servers: Servers) -> None:
         8 * 2 / (4 + 2 - 2))])
 
 
+async def test_similarity_alpha_is_a_setting(redis: Redis, servers: Servers) -> None:
+    # alpha 1: c_ij / n_i, so d (n_d=1) no longer gains from being rare
+    rec = await recommender(redis, servers, similarity_alpha=1.0)
+    served = await rec.for_user("me", 2, now_ms=NOW)
+    assert [i.score for i in served.items] == pytest.approx([1.0, (0.5 * 1 / 3) / (8 * 2 / 4)])
+
+
 async def test_filters_exclude_category_seen_and_unavailable(redis: Redis, servers: Servers
                                                              ) -> None:
     rec = await recommender(redis, servers)
@@ -106,11 +114,13 @@ async def test_cold_user_gets_trending_with_decayed_scores(redis: Redis, servers
     assert served.freshness.event_time_ms is None
 
 
-async def test_similar_items_rank_by_normalised_cooccurrence(redis: Redis, servers: Servers
-                                                             ) -> None:
-    rec = await recommender(redis, servers)
+@pytest.mark.parametrize("alpha", [0.5, 1.0])
+async def test_similar_items_rank_by_normalised_cooccurrence(redis: Redis, servers: Servers,
+                                                             alpha: float) -> None:
+    rec = await recommender(redis, servers, similarity_alpha=alpha)
     served = await rec.similar_items("a", 3, now_ms=NOW)
-    # c_ab = 2 (u1, me), c_ac = 2 (u2, u3): cos(a,c) = 2/sqrt(4*2) > cos(a,b) = 2/sqrt(4*3)
+    # c_ab = 2 (u1, me), c_ac = 2 (u2, u3): cos(a,c) = 2/sqrt(4*2) > cos(a,b) = 2/sqrt(4*3),
+    # symmetric whatever the alpha of personalised lists (with 1 they would tie at 2/4)
     assert listed(served.items) == [("c", "co-occurrence"), ("b", "co-occurrence"),
                                     ("e", "trending")]  # e's view is newer than d's
     assert served.items[0].score == pytest.approx(2 / math.sqrt(8))

@@ -37,6 +37,15 @@ async def test_similarities_match_their_formulas(redis: Redis, settings: Setting
     assert scored.by_source[COOCCURRENCE] == [("j", pytest.approx(expected))]
 
 
+@pytest.mark.parametrize(("alpha", "expected"), [(0.5, 3 / 6), (1.0, 3 / 4), (0.0, 3 / 9)])
+async def test_asymmetric_cosine_divides_by_n_i_to_the_alpha(
+        redis: Redis, settings: Settings, alpha: float, expected: float) -> None:
+    reader = await reader_with(redis, settings, {"i": {"j": 3}}, counts={"i": 4, "j": 9})
+    scored = await reader.scored([("i", 1.0, 0.0)], depth=10, similarity="cosine",
+                                 alpha=alpha, weights=(1.0, 0.0), top=0, per_source=1)
+    assert scored.by_source[COOCCURRENCE] == [("j", pytest.approx(expected))]
+
+
 async def test_an_item_nobody_counted_has_no_cosine(redis: Redis, settings: Settings) -> None:
     reader = await reader_with(redis, settings, {"i": {"j": 3}}, counts={"j": 9})
     scored = await reader.scored([("i", 1.0, 0.0)], depth=10, similarity="cosine",

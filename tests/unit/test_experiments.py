@@ -34,6 +34,7 @@ def experiment(**changes: object) -> Experiment:
     ({"rate_limit_per_second": 1e9}, "rate_limit_per_second: not a recommendation setting"),
     ({"impression_penalty": 2}, "less than or equal to 1"),
     ({"similarity": "euclid"}, "'cosine', 'jaccard' or 'count'"),
+    ({"similarity_alpha": 1.5}, "less than or equal to 1"),
     ({"sequence_weight": None}, "valid number"),
     ({"recommender": "popular"}, "'personalised' or 'trending'"),
 ])
