@@ -10,7 +10,6 @@ import pytest
 from redis.asyncio import Redis
 
 from streamrec.contract import Scope, Settings, create_key, ensure_topics
-from streamrec.servers import REDIS_OPTIONS
 from tests.support.processes import ChildProcesses
 from tests.support.servers import Secured, Servers
 
@@ -26,8 +25,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
 
         # testcontainers' Kafka module drives Confluent's build of Apache Kafka (KRaft mode).
         with KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft() as kafka, \
-                RedisContainer("redis:7.4").with_command(
-                    ["redis-server", *REDIS_OPTIONS]) as redis:
+                RedisContainer("redis:7.4") as redis:
             host, port = redis.get_container_host_ip(), redis.get_exposed_port(6379)
             yield Servers(kafka.get_bootstrap_server(), f"redis://{host}:{port}/0", workdir)
     else:

@@ -9,10 +9,9 @@ from .children import (
     wait_for_port,
     wait_until_healthy,
 )
-from .embedded import REDIS_OPTIONS, EmbeddedServers, KafkaBroker, RedisServer, embedded_servers
+from .embedded import EmbeddedServers, KafkaBroker, RedisServer, embedded_servers
 
 __all__ = [
-    "REDIS_OPTIONS",
     "EmbeddedServers",
     "KafkaBroker",
     "RedisServer",

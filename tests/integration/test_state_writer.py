@@ -19,7 +19,6 @@ from streamrec.contract import (
     half_life_ms,
     pseudonym,
 )
-from streamrec.servers import REDIS_OPTIONS
 from tests.support.servers import Servers
 from tests.support.state import differences, dump_state
 
@@ -503,19 +502,3 @@ async def test_a_users_next_new_item_judges_the_weightings_lists_once(
             } == {"\x1ftrials": 1 * 0.75 + 1, "1:0": 0 * 0.75 + 1, "0:1": 1 * 0.75 + 0,
                   "1:1": 1 * 0.75}
     assert not await redis.exists(k.user_weighting_lists("u"))
-
-
-async def test_rows_past_sixteen_entries_are_skip_lists_as_the_servers_are_started(
-        redis: Redis, settings: Settings) -> None:
-    """REDIS_OPTIONS reach the server the tests use (embedded or container): a row that grew
-    past 16 entries is no longer one packed array rewritten by every increment."""
-    writer = StateWriter(redis, settings)
-    events = [InteractionEvent(event_id=f"e{k}", user_id="fan", item_id=f"i{k}",
-                               event_type="click", timestamp=t(k)) for k in range(18)]
-    await writer.apply([StreamRecord("t:0", k, e) for k, e in enumerate(events)])
-    keys = RedisKeys(settings.key_prefix)
-    assert await redis.config_get("zset-max-listpack-entries") == {
-        "zset-max-listpack-entries": REDIS_OPTIONS[1]}
-    row = keys.item_cooccurrence("i17")
-    assert await redis.zcard(row) == 17
-    assert await redis.object("encoding", row) == b"skiplist"

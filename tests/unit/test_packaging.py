@@ -7,7 +7,6 @@ from typer.testing import CliRunner
 
 from streamrec.cli import app, settings_table
 from streamrec.contract import Settings
-from streamrec.servers import REDIS_OPTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = {command.name or command.callback.__name__ for command in app.registered_commands}
@@ -45,12 +44,6 @@ def test_compose_environment_names_are_settings_and_ports_match() -> None:
     published = service["ports"][0].split(":")[1]
     assert published == service["environment"]["STREAMREC_HTTP_PORT"]
     assert service["environment"]["STREAMREC_HTTP_HOST"] == "0.0.0.0"
-
-
-def test_compose_redis_runs_with_the_options_the_embedded_one_has() -> None:
-    command = compose()["services"]["redis"]["command"]
-    options = list(REDIS_OPTIONS)
-    assert any(command[k:k + len(options)] == options for k in range(len(command)))
 
 
 def test_compose_traffic_browses_the_service_so_metrics_show_a_ctr() -> None:
