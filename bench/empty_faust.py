@@ -4,15 +4,13 @@ import tempfile
 from pathlib import Path
 
 import faust
-import mode.loop
 from redis.asyncio import Redis
 
-from stream_app.worker import EVENT_LOOP, create_app
+from stream_app.worker import create_app
 from streamrec.contract import RedisKeys, Settings
 
 
 def main() -> None:
-    mode.loop.use(EVENT_LOOP)  # the worker's loop: only the agent differs
     settings = Settings()
     with tempfile.TemporaryDirectory(prefix="streamrec-empty-faust-") as datadir:
         run(settings, create_app(settings, Path(datadir)))

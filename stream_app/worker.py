@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import faust
-import mode.loop
 from mode.supervisors import CrashingSupervisor
 from pydantic import BaseModel
 from redis import exceptions as redis_errors
@@ -54,9 +53,6 @@ REDIS_OUTAGE_ERRORS = (
 RETENTION_SWEEP_SECONDS = 3600.0
 #: The worker's temporary folder (Faust's local files) is named so.
 WORKER_DIRECTORY_PREFIX = "streamrec-worker-"
-#: Faust's event loop, named as `mode.loop.use` knows it: uvloop, as uvicorn's in the service.
-#: Faust's own cost per record is mostly futures and callbacks, which uvloop runs in C.
-EVENT_LOOP = "uvloop"
 #: Longest pause between two attempts at a batch that does not get through.
 MAX_RETRY_DELAY_SECONDS = 5.0
 
@@ -166,41 +162,19 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
                     and not isinstance(record.payload, LogEpoch | None)):
                 telemetry.PRODUCE_TO_APPLIED.observe(now - produced)
 
-    async def learn(stream: faust.StreamT, parse: Callable[[bytes], BaseModel]) -> None:
-        """Batches applied in order, one at a time, while Faust fetches the next: Redis runs
-        a batch's script on its core as this process reads on its own. Each record is held
-        (one more reference) until its batch is applied, so Faust, which acks a batch when
-        the next is asked for, commits no offset before the state holds its record."""
-        applying: asyncio.Task | None = None
-
-        async def apply_then_release(batch: Sequence[faust.EventT]) -> None:
-            await process_batch(batch, parse)
-            for event in batch:
-                await stream.ack(event)
-
-        try:
-            async for batch in stream.take_events(settings.batch_max_events,
-                                                  within=settings.batch_within_seconds):
-                for event in batch:
-                    event.message.incref()
-                if applying is not None:
-                    await applying
-                applying = asyncio.create_task(apply_then_release(batch))
-            if applying is not None:
-                await applying
-        finally:
-            if applying is not None and not applying.done():
-                applying.cancel()  # a script runs whole or not at all; unacked records return
-
     # An agent that raised would be restarted by Faust past the records it held: the worker
     # stops instead, and its successor is redelivered them (nothing applied after them).
     @app.agent(app.topic(settings.events_topic), supervisor_strategy=CrashingSupervisor)
     async def learn_interactions(stream: faust.StreamT) -> None:
-        await learn(stream, lambda raw: parse_event(raw, settings))
+        async for batch in stream.take_events(settings.batch_max_events,
+                                              within=settings.batch_within_seconds):
+            await process_batch(batch, lambda raw: parse_event(raw, settings))
 
     @app.agent(app.topic(settings.items_topic), supervisor_strategy=CrashingSupervisor)
     async def learn_catalogue(stream: faust.StreamT) -> None:
-        await learn(stream, lambda raw: parse_item(raw, settings))
+        async for batch in stream.take_events(settings.batch_max_events,
+                                              within=settings.batch_within_seconds):
+            await process_batch(batch, lambda raw: parse_item(raw, settings))
 
     if settings.user_retention_days is not None:
         @app.timer(interval=RETENTION_SWEEP_SECONDS)
@@ -232,7 +206,6 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
 def run_worker(settings: Settings, log_level: str = "info") -> None:
     """Create the topics if missing, then run one worker until SIGTERM/SIGINT; its temporary
     folder is removed when it stops (Faust ends by raising SystemExit)."""
-    mode.loop.use(EVENT_LOOP)
     asyncio.run(ensure_topics(settings))
     with tempfile.TemporaryDirectory(prefix=WORKER_DIRECTORY_PREFIX) as datadir:
         app = create_app(settings, Path(datadir))
