@@ -162,8 +162,9 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
                     and not isinstance(record.payload, LogEpoch | None)):
                 telemetry.PRODUCE_TO_APPLIED.observe(now - produced)
 
-    # An agent that raised would be restarted by Faust past the records it held: the worker
-    # stops instead, and its successor is redelivered them (nothing applied after them).
+    # An agent that raised would be restarted by Faust and read on past the batch it failed;
+    # the worker stops instead, so nothing is applied after it (only a bug can raise here:
+    # `until_done` retries every failure of a batch).
     @app.agent(app.topic(settings.events_topic), supervisor_strategy=CrashingSupervisor)
     async def learn_interactions(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(settings.batch_max_events,
