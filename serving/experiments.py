@@ -18,6 +18,7 @@ from streamrec.contract import (
     Experiment,
     ExperimentRecord,
     RedisKeys,
+    Reused,
     ServedExperiment,
     Variant,
     assign,
@@ -65,7 +66,7 @@ class Experiments:
     def __init__(self, redis: Redis, keys: RedisKeys) -> None:
         self._redis = redis
         self._keys = keys
-        self._running: tuple[float, ExperimentRecord | None] = (-CACHE_SECONDS, None)
+        self._running: Reused[ExperimentRecord | None] = Reused(CACHE_SECONDS)
         self._recommenders: dict[tuple[str, int, str], Recommender] = {}
 
     async def all(self) -> list[ExperimentRecord]:
@@ -98,7 +99,7 @@ class Experiments:
         if not await self._redis.hsetnx(self._keys.experiments, record.name,
                                         record.model_dump_json()):
             raise ApiError(409, f"an experiment named {record.name!r} exists")
-        self._running = (-CACHE_SECONDS, None)
+        self._running.forget()
         return record
 
     async def stop(self, name: str, now_ms: int | None = None) -> ExperimentRecord:
@@ -107,7 +108,7 @@ class Experiments:
             now_ms = int(time.time() * 1000) if now_ms is None else now_ms
             record = record.model_copy(update={"stopped_at": now_ms})
             await self._redis.hset(self._keys.experiments, name, record.model_dump_json())
-        self._running = (-CACHE_SECONDS, None)
+        self._running.forget()
         return record
 
     async def results(self, name: str, now_ms: int | None = None) -> ExperimentResults:
@@ -122,10 +123,10 @@ class Experiments:
                                 for variant, counts in by_variant.items()}, now_ms)
 
     async def running(self, now_ms: int) -> ExperimentRecord | None:
-        checked_at, experiment = self._running
-        if time.monotonic() - checked_at >= CACHE_SECONDS:
-            experiment = next((e for e in await self.all() if e.running(now_ms)), None)
-            self._running = (time.monotonic(), experiment)
+        async def read() -> ExperimentRecord | None:
+            return next((e for e in await self.all() if e.running(now_ms)), None)
+
+        experiment = await self._running.get(read)
         return experiment if experiment is not None and experiment.running(now_ms) else None
 
     async def for_user(self, recommender: Recommender, user_id: str, n: int, *,

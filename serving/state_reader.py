@@ -1,6 +1,5 @@
 """Reads the recommender state from Redis: one pipelined round trip per step, nothing else."""
 
-import time
 from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from streamrec.contract import (
     LIST_SEPARATOR,
     SHOWN_SEPARATOR,
     RedisKeys,
+    Reused,
     Similarity,
     lua_script,
 )
@@ -79,7 +79,7 @@ class StateReader:
         self._score_candidates = redis.register_script(SCORE_CANDIDATES_LUA)
         self._top_of_ranking = redis.register_script(TOP_OF_RANKING_LUA)
         self._script_config = orjson.dumps({"keys": keys.templates()})
-        self._global_watermark: tuple[float, Watermark] | None = None  # (read at, value)
+        self._global_watermark: Reused[Watermark] = Reused(GLOBAL_WATERMARK_REUSE_SECONDS)
 
     async def user_history(self, user_id: str, length: int) -> UserHistory:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -104,12 +104,10 @@ class StateReader:
     async def global_watermark(self) -> Watermark:
         """Read at most every `GLOBAL_WATERMARK_REUSE_SECONDS`: a busy process then saves a
         round trip per global list, and its freshness can only overstate the lag."""
-        now = time.monotonic()
-        if self._global_watermark is None or now - self._global_watermark[0] >= \
-                GLOBAL_WATERMARK_REUSE_SECONDS:
-            self._global_watermark = (
-                now, _watermark(await self.redis.hgetall(self.keys.watermark)))
-        return self._global_watermark[1]
+        async def read() -> Watermark:
+            return _watermark(await self.redis.hgetall(self.keys.watermark))
+
+        return await self._global_watermark.get(read)
 
     async def scored(self, voters: Sequence[tuple[str, float, float]], *, depth: int,
                      similarity: Similarity, weights: Weighting, top: int,

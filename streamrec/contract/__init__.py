@@ -5,10 +5,11 @@ the topics both produce to and consume from.
 """
 
 from .api_keys import ApiKey, ApiKeys, Scope, create_key, key_digest, load_keys, revoke_key
-from .attribution import UNATTRIBUTED, AttributionSecret, check_attribution, signed
+from .attribution import AttributionSecret, check_attribution, signed
 from .decay import DAY_MS, forward_decayed, half_life_ms, value_at
 from .events import (
     MAX_LIST_LENGTH,
+    UNATTRIBUTED,
     ForgetRequest,
     Identifier,
     ImpressionEvent,
@@ -48,6 +49,7 @@ from .keys import (
 from .logs import JsonLogFormatter, json_logging_config
 from .progress import partition_ends, records_behind
 from .pseudonyms import pseudonymise
+from .reuse import Reused
 from .settings import FORGET, IMPRESSION, Settings, Similarity
 from .topics import LOG_ID_HEADER, ensure_topics, produce_records
 
@@ -80,6 +82,7 @@ __all__ = [
     "Label",
     "Recommender",
     "RedisKeys",
+    "Reused",
     "Scope",
     "ServedExperiment",
     "Settings",

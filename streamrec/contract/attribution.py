@@ -9,14 +9,14 @@ claims it unsigned. What an app showed on its own goes in as recommender "unattr
 import hashlib
 import hmac
 import secrets
-import time
 from typing import TypeVar
 
 import orjson
 from redis.asyncio import Redis
 
-from .events import ImpressionEvent, InvalidRecord
+from .events import UNATTRIBUTED, ImpressionEvent, InvalidRecord
 from .keys import RedisKeys
+from .reuse import Reused
 
 #: Bytes of the deployment's secret and hex digits of a signature (128 bits).
 SECRET_BYTES = 32
@@ -26,7 +26,6 @@ SIGNATURE_HEX_DIGITS = 32
 SECRET_REUSE_SECONDS = 60.0
 #: What the signature is over, first: this scheme and its version.
 SIGNED_AS = "streamrec impression attribution v1"
-UNATTRIBUTED = "unattributed"
 E = TypeVar("E")
 
 
@@ -38,19 +37,19 @@ class AttributionSecret:
     def __init__(self, redis: Redis, keys: RedisKeys) -> None:
         self._redis = redis
         self._key = keys.attribution_secret
-        self._read: tuple[float, bytes] | None = None  # (when, secret)
+        self._secret: Reused[bytes] = Reused(SECRET_REUSE_SECONDS)
 
     async def get(self) -> bytes:
-        now = time.monotonic()
-        if self._read is None or now - self._read[0] >= SECRET_REUSE_SECONDS:
+        return await self._secret.get(self._read)
+
+    async def _read(self) -> bytes:
+        secret = await self._redis.get(self._key)
+        if secret is None:  # the first process, or a Redis that lost it
+            await self._redis.set(self._key, secrets.token_hex(SECRET_BYTES), nx=True)
             secret = await self._redis.get(self._key)
-            if secret is None:  # the first process, or a Redis that lost it
-                await self._redis.set(self._key, secrets.token_hex(SECRET_BYTES), nx=True)
-                secret = await self._redis.get(self._key)
-            if secret is None:
-                raise RuntimeError(f"Redis did not keep {self._key}")
-            self._read = (now, secret)
-        return self._read[1]
+        if secret is None:
+            raise RuntimeError(f"Redis did not keep {self._key}")
+        return secret
 
 
 def claims_attribution(event: ImpressionEvent) -> bool:

@@ -126,6 +126,8 @@ class InteractionEvent(_UserEvent):
 #: The lists the service serves: the only recommender names an impression may carry, so
 #: metrics per recommender stay a short, fixed table.
 Recommender = Literal["personalised", "session", "similar", "trending", "popular", "unattributed"]
+#: The recommender of a list an app showed on its own (not served, so it credits no one).
+UNATTRIBUTED: Recommender = "unattributed"
 
 
 class ImpressionEvent(_UserEvent):
@@ -135,7 +137,7 @@ class ImpressionEvent(_UserEvent):
     event_type: Literal["impression"]
     item_ids: list[Identifier] = Field(min_length=1, max_length=MAX_LIST_LENGTH)
     recommender: Recommender = Field(
-        "unattributed", description="Which of the service's recommenders made the list.")
+        UNATTRIBUTED, description="Which of the service's recommenders made the list.")
     experiment: Identifier | None = Field(
         None, description="The online experiment the list was served in.")
     variant: Identifier | None = Field(

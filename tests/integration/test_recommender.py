@@ -18,6 +18,7 @@ from streamrec.contract import (
     ItemEvent,
     RedisKeys,
     Settings,
+    reuse,
 )
 from tests.support.servers import Servers
 
@@ -309,7 +310,7 @@ async def test_a_process_reuses_the_global_watermark_for_a_tenth_of_a_second(
     keys = RedisKeys(servers.settings().key_prefix)
     reader = StateReader(redis, keys)
     clock = [1000.0]
-    monkeypatch.setattr(state_reader.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(reuse.time, "monotonic", lambda: clock[0])
     await redis.hset(keys.watermark, mapping={"event_time_ms": 5, "applied_at_ms": 6})
     assert await reader.global_watermark() == Watermark(5, 6)
     await redis.hset(keys.watermark, mapping={"event_time_ms": 7, "applied_at_ms": 8})
