@@ -205,6 +205,10 @@ def evaluate(
         help="NAME=JSON overrides of the recommendation settings, as an experiment's variant "
         "(e.g. 'seq2={\"sequence_weight\": 2}'); repeatable; each gets a row, scored on the "
         "same replay.")] = None,
+    reference: Annotated[bool, typer.Option(
+        help="Score the streaming reference (exact cosine and jaccard co-occurrence, pair "
+        "windows 20 and 50, in process) on the same events; dense, so skipped above about "
+        "23,000 items.")] = True,
 ) -> None:
     """Prequential replay of a CSV through the production write and read code."""
     from streamrec.evaluation import (
@@ -227,7 +231,8 @@ def evaluate(
     settings = current_settings()
     variants = [parse_variant(text, settings) for text in variant or []]
     try:
-        run_evaluation(dataset, settings, batch_size, every, out, redis_url, variants)
+        run_evaluation(dataset, settings, batch_size, every, out, redis_url, variants,
+                       reference)
     except InvalidDataset as error:
         raise typer.TyperException(str(error)) from None
 

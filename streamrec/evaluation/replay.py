@@ -45,6 +45,8 @@ from streamrec.contract import (
     describe_validation_error,
 )
 
+from .reference import StreamingReference
+
 REQUIRED_COLUMNS = ("user_id", "item_id", "timestamp")
 EVENT_COLUMNS = (*REQUIRED_COLUMNS, "event_type")
 ITEM_COLUMNS = ("item_id", "categories", "title")
@@ -301,6 +303,8 @@ class Replay:
     #: Variants of the recommendation settings (read-side only, as an experiment's), each
     #: asked for the service's default list on the same state: `variant NAME` rows.
     variants: dict[str, Settings] = field(default_factory=dict)
+    #: Score the streaming reference (`reference.py`) on the same events, one row per method.
+    reference: bool = True
 
     async def run(self, interactions: Sequence[Interaction],
                   progress: Callable[[int], None] = lambda _: None,
@@ -316,6 +320,10 @@ class Replay:
         variants = {f"variant {name}": Recommender(recommender.reader, changed)
                     for name, changed in self.variants.items()}
         boards |= {name: Scoreboard() for name in variants}
+        reference = (StreamingReference(event.item_id for event in interactions)
+                     if self.reference else None)
+        if reference is not None:
+            boards |= {method.name: Scoreboard() for method in reference.methods}
         seen: dict[str, set[str]] = {}
         last_time: dict[str, int] = {}
         users_of: Counter[str] = Counter()  # n_i, for novelty
@@ -350,6 +358,8 @@ class Replay:
                     varied = await variant.for_user(event.user_id, self.k,
                                                     now_ms=event.timestamp_ms)
                     lists[name] = [item.item_id for item in varied.items]
+                if reference is not None:
+                    lists |= reference.recommend(event.user_id, self.k)
                 apart = last_time[event.user_id] != event.timestamp_ms
                 for name, recommended in lists.items():
                     boards[name].add(recommended, event.item_id,
@@ -357,6 +367,8 @@ class Replay:
             if event.item_id not in history:
                 users_of[event.item_id] += 1
             history.add(event.item_id)
+            if reference is not None:
+                reference.learn(event.user_id, event.item_id)
             last_time[event.user_id] = event.timestamp_ms
             pending.append(StreamRecord("replay:0", index, as_event(index, event)))
             if len(pending) >= (MAX_APPLY_CHUNK if self.batch_size == 1 else self.batch_size):

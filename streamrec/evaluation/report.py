@@ -23,16 +23,23 @@ from streamrec.contract import Settings, Variant, with_overrides
 from streamrec.servers import RedisServer
 
 from .plots import plot_series
+from .reference import REFERENCE_METHODS, reference_bytes
 from .replay import Dataset, InvalidDataset, Replay, delete_prefix
 
 console = output.console()
+#: Largest dense counts the reference may take (about 23,000 items); above, it is skipped.
+MAX_REFERENCE_BYTES = 4 << 30
+#: Issue 13's goal: the default at least this many times the best reference on every dataset.
+REFERENCE_GOAL = 1.15
 
 
 def run_evaluation(dataset: Dataset, settings: Settings, batch_size: int, every: int,
                    out: Path | None, redis_url: str | None,
-                   variants: Sequence[Variant] = ()) -> dict[str, object]:
+                   variants: Sequence[Variant] = (), reference: bool = True
+                   ) -> dict[str, object]:
     """`variants`: overrides of the recommendation settings (as an experiment's), each
-    scored as the service's default list on the same replay (one `variant NAME` row each)."""
+    scored as the service's default list on the same replay (one `variant NAME` row each);
+    `reference`: score the streaming reference beside them, when its counts fit in memory."""
     interactions = dataset.interactions()
     catalogue = dataset.catalogue()
     unknown = sorted({i.event_type for i in interactions} - set(settings.event_weights))
@@ -43,6 +50,11 @@ def run_evaluation(dataset: Dataset, settings: Settings, batch_size: int, every:
                   f"{len({i.user_id for i in interactions}):,} users, "
                   f"{len({i.item_id for i in interactions}):,} items"
                   + (f"; catalogue of {len(catalogue):,} items" if dataset.items else ""))
+    needed = reference_bytes(len({i.item_id for i in interactions}))
+    if reference and needed > MAX_REFERENCE_BYTES:
+        console.print(f"the reference's dense counts would take {needed / 2**30:.1f} GiB: "
+                      "not scored")
+        reference = False
     with tempfile.TemporaryDirectory(prefix="streamrec-eval-") as workdir:
         server = None
         if redis_url is None:
@@ -54,7 +66,7 @@ def run_evaluation(dataset: Dataset, settings: Settings, batch_size: int, every:
                                                    "key_prefix": f"eval-{uuid.uuid4().hex[:8]}"})
             changed = {variant.name: with_overrides(settings, variant) for variant in variants}
             result = asyncio.run(_replay(interactions, catalogue, settings, batch_size, every,
-                                         changed))
+                                         changed, reference))
         finally:
             if server is not None:
                 server.stop()
@@ -65,6 +77,8 @@ def run_evaluation(dataset: Dataset, settings: Settings, batch_size: int, every:
         "variants": {variant.name: variant.settings.model_dump(mode="json")
                      for variant in variants},
     }
+    if reference:
+        result["reference"] = against_reference(result)
     show(result)
     if out is not None:
         write(result, out)
@@ -72,10 +86,12 @@ def run_evaluation(dataset: Dataset, settings: Settings, batch_size: int, every:
 
 
 async def _replay(interactions: list, catalogue: list, settings: Settings, batch_size: int,
-                  every: int, variants: dict[str, Settings]) -> dict[str, object]:
+                  every: int, variants: dict[str, Settings], reference: bool
+                  ) -> dict[str, object]:
     redis = Redis.from_url(settings.redis_url)
     try:
-        replay = Replay(settings, redis, batch_size=batch_size, every=every, variants=variants)
+        replay = Replay(settings, redis, batch_size=batch_size, every=every, variants=variants,
+                        reference=reference)
         columns = (TextColumn("replay"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.fields[rate]:>7,.0f} events/s"), TimeElapsedColumn(),
                    TextColumn("ETA"), TimeRemainingColumn())
@@ -91,6 +107,17 @@ async def _replay(interactions: list, catalogue: list, settings: Settings, batch
     finally:
         await delete_prefix(redis, settings.key_prefix)
         await redis.aclose()
+
+
+def against_reference(result: dict) -> dict[str, object]:
+    """The best reference method on this dataset and the default's HR@10 over it."""
+    boards = result["recommenders"]
+    best = max((method.name for method in REFERENCE_METHODS),
+               key=lambda name: boards[name]["hr_at_10"])
+    hit_rate = boards[best]["hr_at_10"]
+    return {"best": best, "hr_at_10": hit_rate, "goal": REFERENCE_GOAL,
+            "default_over_best": boards[result["default"]]["hr_at_10"] / hit_rate
+            if hit_rate else None}
 
 
 def show(result: dict) -> None:
@@ -110,6 +137,13 @@ def show(result: dict) -> None:
     console.print(table)
     console.print(f"same-time events ordered: {described['ties']}{seed}; HR@10 apart: on the "
                   f"{apart:,} evaluated events whose time differs from their user's previous")
+    if "reference" in result:
+        against = result["reference"]
+        ratio = against["default_over_best"]
+        console.print(f"best streaming reference: {against['best']}, HR@10 "
+                      f"{against['hr_at_10']:.4f}; the default is "
+                      + (f"{ratio:.3f}x it" if ratio is not None else "not comparable (0)")
+                      + f" (goal: {against['goal']}x)")
     blend = result["blend"]
     if blend["hit_rates"]:
         rates = ", ".join(f"{label} {rate:.4f}" for label, rate in blend["hit_rates"].items())

@@ -128,7 +128,9 @@ async def test_replay_evaluates_exactly_the_protocols_events(redis: Redis, serve
     boards = result["recommenders"]
     assert {name: m["evaluated"] for name, m in boards.items()} == {
         "default": 1, "co-occurrence": 1, "sequence": 1, "trending": 1, "popularity": 1,
-        "blend 1:1": 1, "blend 1:0": 1, "blend 1:0.5": 1, "blend 0.5:1": 1, "blend 0:1": 1}
+        "blend 1:1": 1, "blend 1:0": 1, "blend 1:0.5": 1, "blend 0.5:1": 1, "blend 0:1": 1,
+        "reference cosine w20": 1, "reference jaccard w20": 1, "reference cosine w50": 1,
+        "reference jaccard w50": 1}
     assert boards["default"]["evaluated_apart"] == 0
     # Before k=5, i3 (a purchase, weight 8) leads popularity and trending: a hit at rank 1.
     assert boards["popularity"]["mrr_at_10"] == 1.0
@@ -159,6 +161,13 @@ def test_cli_writes_metrics_json_a_plot_and_a_whole_table_into_a_file(
         assert set(metrics["recommenders"][name]) >= {
             "hr_at_10", "ndcg_at_10", "mrr_at_10", "coverage", "novelty", "exposure_gini",
             "evaluated", "windows"}
+    assert metrics["reference"]["best"].startswith("reference ")
+    best = metrics["recommenders"][metrics["reference"]["best"]]["hr_at_10"]
+    assert metrics["reference"]["hr_at_10"] == best == max(
+        m["hr_at_10"] for name, m in metrics["recommenders"].items() if "reference" in name)
+    assert metrics["reference"]["default_over_best"] == pytest.approx(
+        metrics["recommenders"]["default"]["hr_at_10"] / best)
+    assert "best streaming reference: reference" in result.stdout
     assert metrics["dataset"]["events"] == 300
     assert len(metrics["dataset"]["sha256"]) == 64
     assert (out / "hr_at_10.png").stat().st_size > 10_000
