@@ -227,13 +227,13 @@ class Recommender:
         if not recent:
             return Learned([], {}, {})
         settings = self.settings
-        votes = recency_votes(recent, settings.event_weights, settings.vote_position_decay)
+        votes = recency_votes(recent, settings.vote_type_weights, settings.vote_position_decay)
         weights = await self.served_weighting(request.now_ms)
         judged = settings.weightings if user_id is not None and len(settings.weightings) > 1 \
             else []
         with_sequence = every_source or any(sequence > 0 for _, sequence in [weights, *judged])
         next_votes = recency_votes(recent[:settings.sequence_votes] if with_sequence else [],
-                                   settings.event_weights, settings.sequence_vote_decay)
+                                   settings.vote_type_weights, settings.sequence_vote_decay)
         reranking = (user_id is not None and settings.impression_penalty < 1
                      ) or request.max_per_category is not None
         n = request.n

@@ -15,14 +15,14 @@ The asymmetric cosine is Aiolli's (2013, "Efficient top-N recommendation for ver
 binary rated datasets"): alpha above 0.5 moves it towards P(j | i) = c_ij / n_i, which
 favours popular candidates; 1 - alpha is how much a candidate's popularity is held against it.
 
-A user's recent items vote for candidates. The item of age a (0 = newest) whose latest event
-had type t votes with v = decay^a * weight(t), and
+A user's recent items vote for candidates. The item of age a (0 = newest) votes with
+v = decay^a (times weight(t), its latest event type's, with `votes_by_event_type`), and
 
     score(j) = sum_i v_i * s_ij
 
 over the user's `vote_items` most recent items (co-occurrence). The sequence source scores
-sum_i v'_i * next_ij over the `sequence_votes` newest items, v'_i = sequence_decay^a *
-weight(t). The blend scales each source to its best candidate and adds them with weights.
+sum_i v'_i * next_ij over the `sequence_votes` newest items, v'_i = sequence_decay^a (times
+weight(t) alike). The blend scales each source to its best candidate and adds them with weights.
 The item (and source) with the largest term is the reason.
 
 Self-tuning blend: every list served to a user also carries, per judged weighting w of the

@@ -139,6 +139,11 @@ class Settings(BaseSettings):
         "took j (favours popular candidates), 0 favours rare ones."
     )
     vote_items: PositiveInt = Field(20, description="Recent items that vote for candidates.")
+    votes_by_event_type: bool = Field(
+        False, description="A recent item's vote is also multiplied by the weight of its "
+        "latest event type (STREAMREC_EVENT_WEIGHTS: a purchase 8 times a view); off, recency "
+        "alone weighs votes, as in the streaming reference."
+    )
     vote_position_decay: float = Field(
         0.9, gt=0, le=1, description="Weight of a vote per step of age (newest 1)."
     )
@@ -326,6 +331,11 @@ class Settings(BaseSettings):
         weights first (served until the evidence says otherwise), then `blend_weightings`."""
         configured = (self.cooccurrence_weight, self.sequence_weight)
         return list(dict.fromkeys([configured, *self.blend_weightings]))
+
+    @property
+    def vote_type_weights(self) -> dict[str, float]:
+        """What a recent item's latest event type multiplies its vote by (unlisted: 1)."""
+        return self.event_weights if self.votes_by_event_type else {}
 
     @property
     def event_types(self) -> frozenset[str]:

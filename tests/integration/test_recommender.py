@@ -47,12 +47,12 @@ async def build_state(redis: Redis, settings: Settings) -> None:
 
 
 async def recommender(redis: Redis, servers: Servers, **overrides: object) -> Recommender:
-    """Co-occurrence alone with plain counts and symmetric cosine unless `overrides` say
-    otherwise: the numbers below are worked out by hand for that (test_blend covers the
-    sequence source)."""
+    """Co-occurrence alone with plain counts, symmetric cosine and votes weighted by event
+    type unless `overrides` say otherwise: the numbers below are worked out by hand for that
+    (test_blend covers the sequence source)."""
     settings = servers.settings(**{
         "vote_position_decay": 0.5, "sequence_weight": 0.0, "cooccurrence_half_life_days": None,
-        "similarity_alpha": 0.5, **overrides})
+        "similarity_alpha": 0.5, "votes_by_event_type": True, **overrides})
     await build_state(redis, settings)
     return Recommender(StateReader(redis, RedisKeys(settings.key_prefix)), settings)
 
@@ -78,6 +78,16 @@ async def test_personalised_scores_are_votes_times_cosine(redis: Redis, servers:
     assert served.freshness.applied_at_ms == 777
     assert served.recommender == "personalised"
     assert len(served.recommendation_id) == 32
+
+
+async def test_by_default_recency_alone_weighs_the_votes(redis: Redis, servers: Servers
+                                                         ) -> None:
+    # me: a (a purchase, but vote 1), b (vote 0.5), whatever their event types.
+    assert not Settings().votes_by_event_type
+    rec = await recommender(redis, servers, votes_by_event_type=False)
+    served = await rec.for_user("me", 2, now_ms=NOW)
+    assert [i.score for i in served.items] == pytest.approx([1.0, (0.5 * 1 / math.sqrt(3 * 1)) / (
+        1 * 2 / math.sqrt(4 * 2))])
 
 
 async def test_jaccard_is_a_setting(redis: Redis, servers: Servers) -> None:
