@@ -132,11 +132,14 @@ class Settings(BaseSettings):
     cooccurrence_row_cap: PositiveInt = Field(
         500, description="Strongest co-occurring items kept per item."
     )
-    similarity: Similarity = Field("cosine", description="cosine, jaccard or count.")
+    similarity: Similarity = Field(
+        "jaccard", description="jaccard c_ij/(n_i+n_j-c_ij), cosine c_ij/sqrt(n_i*n_j) (see "
+        "STREAMREC_SIMILARITY_ALPHA) or count c_ij."
+    )
     similarity_alpha: float = Field(
-        0.5, ge=0, le=1, description="Asymmetric cosine (Aiolli 2013): c_ij / (n_i^alpha * "
-        "n_j^(1-alpha)), i the voting item; 0.5 is cosine, 1 the share of i's users who "
-        "took j (favours popular candidates), 0 favours rare ones."
+        0.5, ge=0, le=1, description="With cosine, its asymmetric form (Aiolli 2013): "
+        "c_ij / (n_i^alpha * n_j^(1-alpha)), i the voting item; 0.5 is cosine, 1 the share of "
+        "i's users who took j (favours popular candidates), 0 favours rare ones."
     )
     vote_items: PositiveInt = Field(20, description="Recent items that vote for candidates.")
     votes_by_event_type: bool = Field(

@@ -52,7 +52,8 @@ async def recommender(redis: Redis, servers: Servers, **overrides: object) -> Re
     (test_blend covers the sequence source)."""
     settings = servers.settings(**{
         "vote_position_decay": 0.5, "sequence_weight": 0.0, "cooccurrence_half_life_days": None,
-        "similarity_alpha": 0.5, "votes_by_event_type": True, **overrides})
+        "similarity": "cosine", "similarity_alpha": 0.5, "votes_by_event_type": True,
+        **overrides})
     await build_state(redis, settings)
     return Recommender(StateReader(redis, RedisKeys(settings.key_prefix)), settings)
 
