@@ -24,7 +24,7 @@ from streamrec.servers import RedisServer
 
 from .plots import plot_series
 from .reference import REFERENCE_METHODS, reference_bytes
-from .replay import Dataset, InvalidDataset, Replay, delete_prefix
+from .replay import WEIGHTING_RECOMMENDER, Dataset, InvalidDataset, Replay, delete_prefix
 
 console = output.console()
 #: Largest dense counts the reference may take (about 23,000 items); above, it is skipped.
@@ -152,12 +152,22 @@ def show(result: dict) -> None:
                       f"{blend['trials']:,.0f} decayed trials: {rates}")
 
 
+def plotted(result: dict) -> list[str]:
+    """The lines worth drawing: all but the blend's shadow lists and the references other than
+    the best (metrics.json has every row)."""
+    shadows = WEIGHTING_RECOMMENDER.format("")
+    others = {method.name for method in REFERENCE_METHODS} - {
+        result.get("reference", {}).get("best")}
+    return [name for name in result["recommenders"]
+            if not name.startswith(shadows) and name not in others]
+
+
 def write(result: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     series = {
         name: ([w["evaluated_up_to"] for w in m["windows"]], [w["hr_at_10"] for w in m["windows"]])
-        for name, m in result["recommenders"].items()
+        for name, m in result["recommenders"].items() if name in plotted(result)
     }
     plot_series(out / "hr_at_10.png", "HR@10 over the replay (per window of 1000 evaluations)",
                 "evaluated events", "HR@10", series)

@@ -24,6 +24,7 @@ from streamrec.evaluation import (
     rank_of,
     self_information,
 )
+from streamrec.evaluation.report import plotted
 from tests.support.servers import Servers
 
 
@@ -171,6 +172,14 @@ def test_cli_writes_metrics_json_a_plot_and_a_whole_table_into_a_file(
     assert metrics["dataset"]["events"] == 300
     assert len(metrics["dataset"]["sha256"]) == 64
     assert (out / "hr_at_10.png").stat().st_size > 10_000
+
+
+def test_the_plot_draws_the_best_reference_and_no_shadow_list() -> None:
+    names = ["default", "co-occurrence", "blend 1:1", "variant x", "reference cosine w20",
+             "reference jaccard w50"]
+    result = {"recommenders": dict.fromkeys(names),
+              "reference": {"best": "reference jaccard w50"}}
+    assert plotted(result) == ["default", "co-occurrence", "variant x", "reference jaccard w50"]
 
 
 async def test_variants_are_scored_on_the_same_replay(redis: Redis, servers: Servers) -> None:
