@@ -304,7 +304,7 @@ class Recommender:
                             ) -> RecommendationList:
         """Items most similar to `item_id` by normalised co-occurrence, topped up from trending
         in its categories (content neighbours for new items), then trending overall. The
-        cosine here is symmetric whatever `similarity_alpha`: a neighbour list names the
+        similarity here is symmetric whatever `similarity_alpha`: a neighbour list names the
         item's own kind (planted bundles are each other's nearest), where a user's next item
         leans towards what is popular."""
         settings = self.settings

@@ -45,11 +45,12 @@ class Vote:
 
 
 def recency_votes(
-    recent: Sequence[tuple[str, str]], event_weights: Mapping[str, float], decay: float
+    recent: Sequence[tuple[str, str]], type_weights: Mapping[str, float], decay: float
 ) -> list[Vote]:
-    """Votes of the user's recent (item, event type) pairs, newest first."""
+    """Votes of the user's recent (item, event type) pairs, newest first; an event type
+    missing from `type_weights` weighs 1."""
     return [
-        Vote(item, event_type, decay**age * event_weights.get(event_type, 1.0))
+        Vote(item, event_type, decay**age * type_weights.get(event_type, 1.0))
         for age, (item, event_type) in enumerate(recent)
     ]
 

@@ -207,8 +207,8 @@ def evaluate(
         "same replay.")] = None,
     reference: Annotated[bool, typer.Option(
         help="Score the streaming reference (exact cosine and jaccard co-occurrence, pair "
-        "windows 20 and 50, in process) on the same events; dense, so skipped above about "
-        "23,000 items.")] = True,
+        "windows 20 and 50, in process) on the same events; its counts are dense, so a "
+        "catalogue too large for them is skipped, with a message.")] = True,
 ) -> None:
     """Prequential replay of a CSV through the production write and read code."""
     from streamrec.evaluation import (

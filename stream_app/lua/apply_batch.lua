@@ -261,8 +261,8 @@ local function learn_interaction(user, item, event_type, ts, sign, share)
   if share and first_time then
     -- n_i counts distinct users; c_ij grows for the user's last W distinct items; i is
     -- 'next' after each of the last S at distance d with 1/d. With a half-life, every
-    -- increment is forward-decayed (as trending), so old pairs fade and cosine, which
-    -- divides c_ij by sqrt(n_i n_j) on the same scale, stays exact.
+    -- increment is forward-decayed (as trending), so old pairs fade and the similarities,
+    -- which divide c_ij by n_i and n_j on the same scale, stay exact.
     local count = 1
     if config.cooccurrence_half_life_ms > 0 then
       count = forward_decayed(1, ts, anchor, config.cooccurrence_half_life_ms)

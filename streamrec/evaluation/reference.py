@@ -14,19 +14,20 @@ catalogue too large for `max_bytes` is not referenced rather than swapped.
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import islice
+from typing import Literal
 
 import numpy as np
 
 REFERENCE_VOTES = 20
 REFERENCE_VOTE_DECAY = 0.9
-#: Counts and scores in float32: counts stay exact below 2^24, a row is read without a copy
-#: to convert, and the sums of 20 votes differ from float64's only past the 7th digit.
+#: Counts are stored in float32 (exact below 2^24, half float64's memory); scores are summed
+#: in float64, term by term as defined, so equal scores stay equal and order by index.
 COUNT_TYPE = np.float32
 
 
 @dataclass(frozen=True)
 class ReferenceMethod:
-    similarity: str  # "cosine" or "jaccard"
+    similarity: Literal["cosine", "jaccard"]
     window: int
 
     @property
@@ -43,6 +44,12 @@ REFERENCE_METHODS = tuple(ReferenceMethod(similarity, window)
 def reference_bytes(items: int, methods: Sequence[ReferenceMethod] = REFERENCE_METHODS) -> int:
     """Memory of the dense counts for a catalogue of `items`."""
     return len({method.window for method in methods}) * items * items * COUNT_TYPE().itemsize
+
+
+def largest_catalogue(budget: int, methods: Sequence[ReferenceMethod] = REFERENCE_METHODS
+                      ) -> int:
+    """The most items whose dense counts fit in `budget` bytes."""
+    return int((budget / reference_bytes(1, methods)) ** 0.5)
 
 
 class StreamingReference:
@@ -78,20 +85,23 @@ class StreamingReference:
         """Each method's top k for the user (items with a positive score only), by name."""
         history = self.histories.get(user_id, {})
         voters = np.fromiter(islice(reversed(history), REFERENCE_VOTES), dtype=np.intp)
-        votes = (REFERENCE_VOTE_DECAY ** np.arange(len(voters))).astype(COUNT_TYPE)
+        votes = REFERENCE_VOTE_DECAY ** np.arange(len(voters))
         own = np.fromiter(history, dtype=np.intp, count=len(history))
-        n_voters = self.users_of[voters]
-        rows = {window: pairs[voters] for window, pairs in self.pairs.items()}
+        n_voters = self.users_of[voters].astype(np.float64)[:, None]
+        users_of = self.users_of.astype(np.float64)
+        rows = {window: pairs[voters].astype(np.float64) for window, pairs in self.pairs.items()}
         lists = {}
         for method in self.methods:
             counts = rows[method.window]
+            # in place, one temporary; a voter has n_i >= 1, and n_i + n_j - c_ij >= n_i
             if method.similarity == "cosine":
-                scores = (votes / np.sqrt(n_voters)) @ counts / np.sqrt(
-                    np.maximum(self.users_of, 1))
-            else:  # n_i + n_j - c_ij >= n_i >= 1 for a voter i; in place, one temporary
-                union = n_voters[:, None] + self.users_of
-                union -= counts
-                scores = votes @ np.divide(counts, union, out=union)
+                denominator = np.multiply(n_voters, users_of)
+                np.sqrt(denominator, out=denominator)
+            else:
+                denominator = n_voters + users_of
+                denominator -= counts
+            np.maximum(denominator, 1, out=denominator)  # c_ij = 0 wherever n_j = 0
+            scores = votes @ np.divide(counts, denominator, out=denominator)
             scores[own] = 0
             lists[method.name] = [self.item_ids[j] for j in top_positive(scores, k)]
         return lists

@@ -303,8 +303,9 @@ class Replay:
     #: Variants of the recommendation settings (read-side only, as an experiment's), each
     #: asked for the service's default list on the same state: `variant NAME` rows.
     variants: dict[str, Settings] = field(default_factory=dict)
-    #: Score the streaming reference (`reference.py`) on the same events, one row per method.
-    reference: bool = True
+    #: Score the streaming reference (`reference.py`) on the same events, one row per method
+    #: (dense counts: see `reference_bytes`).
+    reference: bool = False
 
     async def run(self, interactions: Sequence[Interaction],
                   progress: Callable[[int], None] = lambda _: None,
@@ -320,10 +321,10 @@ class Replay:
         variants = {f"variant {name}": Recommender(recommender.reader, changed)
                     for name, changed in self.variants.items()}
         boards |= {name: Scoreboard() for name in variants}
-        reference = (StreamingReference(event.item_id for event in interactions)
+        yardstick = (StreamingReference(event.item_id for event in interactions)
                      if self.reference else None)
-        if reference is not None:
-            boards |= {method.name: Scoreboard() for method in reference.methods}
+        if yardstick is not None:
+            boards |= {method.name: Scoreboard() for method in yardstick.methods}
         seen: dict[str, set[str]] = {}
         last_time: dict[str, int] = {}
         users_of: Counter[str] = Counter()  # n_i, for novelty
@@ -332,8 +333,14 @@ class Replay:
         started = time.monotonic()
 
         async def flush() -> None:
+            """Applies the pending events; the reference learns them at the same moment, so
+            with batching it lags as the recommenders do."""
             if pending:
                 await writer.apply(pending)
+                if yardstick is not None:
+                    for record in pending:
+                        if isinstance(record.payload, InteractionEvent):
+                            yardstick.learn(record.payload.user_id, record.payload.item_id)
                 pending.clear()
 
         for start in range(0, len(catalogue), MAX_APPLY_CHUNK):
@@ -358,8 +365,8 @@ class Replay:
                     varied = await variant.for_user(event.user_id, self.k,
                                                     now_ms=event.timestamp_ms)
                     lists[name] = [item.item_id for item in varied.items]
-                if reference is not None:
-                    lists |= reference.recommend(event.user_id, self.k)
+                if yardstick is not None:
+                    lists |= yardstick.recommend(event.user_id, self.k)
                 apart = last_time[event.user_id] != event.timestamp_ms
                 for name, recommended in lists.items():
                     boards[name].add(recommended, event.item_id,
@@ -367,8 +374,6 @@ class Replay:
             if event.item_id not in history:
                 users_of[event.item_id] += 1
             history.add(event.item_id)
-            if reference is not None:
-                reference.learn(event.user_id, event.item_id)
             last_time[event.user_id] = event.timestamp_ms
             pending.append(StreamRecord("replay:0", index, as_event(index, event)))
             if len(pending) >= (MAX_APPLY_CHUNK if self.batch_size == 1 else self.batch_size):

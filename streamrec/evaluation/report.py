@@ -23,11 +23,11 @@ from streamrec.contract import Settings, Variant, with_overrides
 from streamrec.servers import RedisServer
 
 from .plots import plot_series
-from .reference import REFERENCE_METHODS, reference_bytes
+from .reference import REFERENCE_METHODS, largest_catalogue, reference_bytes
 from .replay import WEIGHTING_RECOMMENDER, Dataset, InvalidDataset, Replay, delete_prefix
 
 console = output.console()
-#: Largest dense counts the reference may take (about 23,000 items); above, it is skipped.
+#: Largest dense counts the reference may take; above, it is skipped.
 MAX_REFERENCE_BYTES = 4 << 30
 #: Issue 13's goal: the default at least this many times the best reference on every dataset.
 REFERENCE_GOAL = 1.15
@@ -52,8 +52,9 @@ def run_evaluation(dataset: Dataset, settings: Settings, batch_size: int, every:
                   + (f"; catalogue of {len(catalogue):,} items" if dataset.items else ""))
     needed = reference_bytes(len({i.item_id for i in interactions}))
     if reference and needed > MAX_REFERENCE_BYTES:
-        console.print(f"the reference's dense counts would take {needed / 2**30:.1f} GiB: "
-                      "not scored")
+        console.print(f"the reference's dense counts would take {needed / 2**30:.1f} GiB "
+                      f"(at most {MAX_REFERENCE_BYTES / 2**30:.0f} GiB, "
+                      f"{largest_catalogue(MAX_REFERENCE_BYTES):,} items): not scored")
         reference = False
     with tempfile.TemporaryDirectory(prefix="streamrec-eval-") as workdir:
         server = None
@@ -167,8 +168,9 @@ def write(result: dict, out: Path) -> None:
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     series = {
         name: ([w["evaluated_up_to"] for w in m["windows"]], [w["hr_at_10"] for w in m["windows"]])
-        for name, m in result["recommenders"].items() if name in plotted(result)
+        for name, m in result["recommenders"].items()
     }
+    series = {name: series[name] for name in plotted(result)}
     plot_series(out / "hr_at_10.png", "HR@10 over the replay (per window of 1000 evaluations)",
                 "evaluated events", "HR@10", series)
     console.print(f"wrote {out / 'metrics.json'} and {out / 'hr_at_10.png'}")

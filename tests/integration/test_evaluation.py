@@ -24,6 +24,7 @@ from streamrec.evaluation import (
     rank_of,
     self_information,
 )
+from streamrec.evaluation.reference import REFERENCE_METHODS
 from streamrec.evaluation.report import plotted
 from tests.support.servers import Servers
 
@@ -125,7 +126,7 @@ async def test_replay_evaluates_exactly_the_protocols_events(redis: Redis, serve
     events[3] = Interaction("u0", "i3", t + 3, "purchase")  # the most popular item by k=5
     events[5] = Interaction("u1", "i3", t + 5, "click")
     events[4] = Interaction("u1", "i4", t + 5, "click")  # k=5 shares u1's previous time
-    result = await Replay(servers.settings(), redis, window=1).run(events)
+    result = await Replay(servers.settings(), redis, window=1, reference=True).run(events)
     boards = result["recommenders"]
     assert {name: m["evaluated"] for name, m in boards.items()} == {
         "default": 1, "co-occurrence": 1, "sequence": 1, "trending": 1, "popularity": 1,
@@ -170,8 +171,33 @@ def test_cli_writes_metrics_json_a_plot_and_a_whole_table_into_a_file(
         metrics["recommenders"]["default"]["hr_at_10"] / best)
     assert "best streaming reference: reference" in result.stdout
     assert metrics["dataset"]["events"] == 300
+    skipped = subprocess.run([sys.executable, "-m", "streamrec", "evaluate", str(csv),
+                              "--no-reference", "--out", str(tmp_path / "plain"), "--redis-url",
+                              servers.redis_url], capture_output=True, text=True,
+                             env=environment, timeout=120)
+    assert skipped.returncode == 0, skipped.stdout + skipped.stderr
+    plain = json.loads((tmp_path / "plain" / "metrics.json").read_text())
+    assert "reference" not in plain
+    assert not [name for name in plain["recommenders"] if name.startswith("reference")]
     assert len(metrics["dataset"]["sha256"]) == 64
     assert (out / "hr_at_10.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(("batch_size", "reference_hits"), [(1, 1), (4, 0)])
+async def test_the_reference_scores_before_learning_on_the_state_the_replay_has(
+        redis: Redis, servers: Servers, batch_size: int, reference_hits: int) -> None:
+    # Evaluated: k=1 (u0 -> b: a has no partner yet) and k=3 (u1 -> b: a's partner b, learned
+    # from u0, a hit at rank 1 unless the batch of 4 has not been applied yet).
+    t = 1_700_000_000_000
+    events = [Interaction(user, item, t + k, "click")
+              for k, (user, item) in enumerate([("u0", "a"), ("u0", "b"), ("u1", "a"),
+                                                ("u1", "b")])]
+    result = await Replay(servers.settings(), redis, every=1, batch_size=batch_size,
+                          reference=True).run(events)
+    for method in REFERENCE_METHODS:
+        board = result["recommenders"][method.name]
+        assert board["evaluated"] == 2
+        assert board["hr_at_10"] == board["mrr_at_10"] == reference_hits / 2
 
 
 def test_the_plot_draws_the_best_reference_and_no_shadow_list() -> None:
