@@ -7,8 +7,9 @@ distinct items vote, the newest with 1 and older ones 0.9^age, with their rows o
 c_ij/√(n_i·n_j) or jaccard c_ij/(n_i + n_j − c_ij); the user's own items are excluded.
 
 It runs in process beside the replay, so it is scored on exactly the replay's evaluated
-events. Its counts are dense (items² per window, as the reference implementation's), so a
-catalogue too large for `max_bytes` is not referenced rather than swapped.
+events. Its counts are dense (items² per window, as the reference implementation's), so
+`streamrec evaluate` skips a catalogue whose counts would not fit its budget (see
+`reference_bytes`) rather than swap.
 """
 
 from collections.abc import Iterable, Sequence
@@ -93,7 +94,8 @@ class StreamingReference:
         lists = {}
         for method in self.methods:
             counts = rows[method.window]
-            # in place, one temporary; a voter has n_i >= 1, and n_i + n_j - c_ij >= n_i
+            # one temporary per method, divided in place; a voter has n_i >= 1, and
+            # n_i + n_j - c_ij >= n_i
             if method.similarity == "cosine":
                 denominator = np.multiply(n_voters, users_of)
                 np.sqrt(denominator, out=denominator)
