@@ -162,20 +162,22 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
                     and not isinstance(record.payload, LogEpoch | None)):
                 telemetry.PRODUCE_TO_APPLIED.observe(now - produced)
 
+    async def learn(stream: faust.StreamT, parse: Callable[[bytes], BaseModel]) -> None:
+        """Batches applied in order, one at a time."""
+        async for batch in stream.take_events(settings.batch_max_events,
+                                              within=settings.batch_within_seconds):
+            await process_batch(batch, parse)
+
     # An agent that raised would be restarted by Faust and read on past the batch it failed;
     # the worker stops instead, so nothing is applied after it (only a bug can raise here:
     # `until_done` retries every failure of a batch).
     @app.agent(app.topic(settings.events_topic), supervisor_strategy=CrashingSupervisor)
     async def learn_interactions(stream: faust.StreamT) -> None:
-        async for batch in stream.take_events(settings.batch_max_events,
-                                              within=settings.batch_within_seconds):
-            await process_batch(batch, lambda raw: parse_event(raw, settings))
+        await learn(stream, lambda raw: parse_event(raw, settings))
 
     @app.agent(app.topic(settings.items_topic), supervisor_strategy=CrashingSupervisor)
     async def learn_catalogue(stream: faust.StreamT) -> None:
-        async for batch in stream.take_events(settings.batch_max_events,
-                                              within=settings.batch_within_seconds):
-            await process_batch(batch, lambda raw: parse_item(raw, settings))
+        await learn(stream, lambda raw: parse_item(raw, settings))
 
     if settings.user_retention_days is not None:
         @app.timer(interval=RETENTION_SWEEP_SECONDS)

@@ -62,7 +62,7 @@ class StreamingReference:
         self.item_ids = list(dict.fromkeys(item_ids))
         self.index = {item: k for k, item in enumerate(self.item_ids)}
         items = len(self.item_ids)
-        self.users_of = np.zeros(items, dtype=COUNT_TYPE)  # n_i
+        self.users_of = np.zeros(items, dtype=np.float64)  # n_i, as the scores sum
         self.pairs = {window: np.zeros((items, items), dtype=COUNT_TYPE)
                       for window in sorted({method.window for method in self.methods})}
         #: Each user's distinct items, least recently touched first.
@@ -88,8 +88,7 @@ class StreamingReference:
         voters = np.fromiter(islice(reversed(history), REFERENCE_VOTES), dtype=np.intp)
         votes = REFERENCE_VOTE_DECAY ** np.arange(len(voters))
         own = np.fromiter(history, dtype=np.intp, count=len(history))
-        n_voters = self.users_of[voters].astype(np.float64)[:, None]
-        users_of = self.users_of.astype(np.float64)
+        n_voters = self.users_of[voters][:, None]
         rows = {window: pairs[voters].astype(np.float64) for window, pairs in self.pairs.items()}
         lists = {}
         for method in self.methods:
@@ -97,10 +96,10 @@ class StreamingReference:
             # one temporary per method, divided in place; a voter has n_i >= 1, and
             # n_i + n_j - c_ij >= n_i
             if method.similarity == "cosine":
-                denominator = np.multiply(n_voters, users_of)
+                denominator = np.multiply(n_voters, self.users_of)
                 np.sqrt(denominator, out=denominator)
             else:
-                denominator = n_voters + users_of
+                denominator = n_voters + self.users_of
                 denominator -= counts
             np.maximum(denominator, 1, out=denominator)  # c_ij = 0 wherever n_j = 0
             scores = votes @ np.divide(counts, denominator, out=denominator)

@@ -46,11 +46,12 @@ def run_evaluation(dataset: Dataset, settings: Settings, batch_size: int, every:
     if unknown:
         raise InvalidDataset(f"{dataset.events}: event types {unknown} are not weighted in "
                              f"STREAMREC_EVENT_WEIGHTS ({', '.join(settings.event_weights)})")
+    items = len({i.item_id for i in interactions})
     console.print(f"{dataset.events}: {len(interactions):,} events, "
                   f"{len({i.user_id for i in interactions}):,} users, "
-                  f"{len({i.item_id for i in interactions}):,} items"
+                  f"{items:,} items"
                   + (f"; catalogue of {len(catalogue):,} items" if dataset.items else ""))
-    needed = reference_bytes(len({i.item_id for i in interactions}))
+    needed = reference_bytes(items)
     if reference and needed > MAX_REFERENCE_BYTES:
         console.print(f"the reference's dense counts would take {needed / 2**30:.1f} GiB "
                       f"(at most {MAX_REFERENCE_BYTES / 2**30:.0f} GiB, "
