@@ -23,6 +23,7 @@ from .scoring import (
     because_you,
     leading_weighting,
     recency_votes,
+    session_factors,
     weighting_label,
 )
 from .state_reader import StateReader, Watermark
@@ -115,6 +116,10 @@ class ListRequest:
     fallback: bool = True
     max_per_category: int | None = None
 
+    def now(self) -> int:
+        """When the list is asked for (ms): `now_ms`, else the wall clock."""
+        return int(time.time() * 1000) if self.now_ms is None else self.now_ms
+
     def excluding(self, more: Iterable[str]) -> "ListRequest":
         return replace(self, exclude=self.exclude | frozenset(more))
 
@@ -164,7 +169,8 @@ class Recommender:
     async def _personalised(self, user_id: str, request: ListRequest, every_source: bool
                             ) -> tuple[RecommendationList, dict[str, list[str]]]:
         history = await self.reader.user_history(user_id, self.settings.vote_items)
-        learned = await self._learned(history.recent, user_id, request, every_source)
+        learned = await self._learned(history.recent, user_id, request, every_source,
+                                      history.times_ms)
         items = learned.items
         if request.fallback and len(items) < request.n:
             items += await self._top_up(user_id, request, items)
@@ -219,21 +225,27 @@ class Recommender:
         return _new_list("session", items, "global", await self.reader.global_watermark())
 
     async def _learned(self, recent: Sequence[tuple[str, str]], user_id: str | None,
-                       request: ListRequest, every_source: bool = False) -> Learned:
-        """The top n by the votes of `recent` (newest first): co-occurrence blended with
-        sequence rules (the served weighting), re-ranked by the user's impressions and the
-        category cap; with `every_source`, the top n item ids of each source alone (no
-        re-ranking); for a user, the top n ids of each weighting the blend judges."""
+                       request: ListRequest, every_source: bool = False,
+                       times_ms: Sequence[int] = ()) -> Learned:
+        """The top n by the votes of `recent` (newest first; at `times_ms`, when known, for
+        the session rule): co-occurrence blended with sequence rules (the served weighting),
+        re-ranked by the user's impressions and the category cap; with `every_source`, the
+        top n item ids of each source alone (no re-ranking); for a user, the top n ids of
+        each weighting the blend judges."""
         if not recent:
             return Learned([], {}, {})
         settings = self.settings
-        votes = recency_votes(recent, settings.vote_type_weights, settings.vote_position_decay)
+        factors = session_factors(times_ms, request.now(), settings.session_gap_minutes * 60_000,
+                                  settings.earlier_session_vote)
+        votes = recency_votes(recent, settings.vote_type_weights, settings.vote_position_decay,
+                              factors)
         weights = await self.served_weighting(request.now_ms)
         judged = settings.weightings if user_id is not None and len(settings.weightings) > 1 \
             else []
         with_sequence = every_source or any(sequence > 0 for _, sequence in [weights, *judged])
         next_votes = recency_votes(recent[:settings.sequence_votes] if with_sequence else [],
-                                   settings.vote_type_weights, settings.sequence_vote_decay)
+                                   settings.vote_type_weights, settings.sequence_vote_decay,
+                                   factors)
         reranking = (user_id is not None and settings.impression_penalty < 1
                      ) or request.max_per_category is not None
         n = request.n
@@ -366,7 +378,7 @@ class Recommender:
     async def _top_of(self, ranking: Ranking, user_id: str | None, request: ListRequest
                       ) -> list[RecommendedItem]:
         """The ranking's top items, skipping excluded, seen (by `user_id`) and unavailable ones."""
-        now_ms = int(time.time() * 1000) if request.now_ms is None else request.now_ms
+        now_ms = request.now()
         top = await self.reader.top_of_ranking(ranking.key, request.n, user_id=user_id,
                                                exclude=request.exclude,
                                                scan_limit=RANKING_SCAN_LIMIT)

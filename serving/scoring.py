@@ -16,7 +16,9 @@ binary rated datasets"): alpha above 0.5 moves it towards P(j | i) = c_ij / n_i,
 favours popular candidates; 1 - alpha is how much a candidate's popularity is held against it.
 
 A user's recent items vote for candidates. The item of age a (0 = newest) votes with
-v = decay^a (times weight(t), its latest event type's, with `votes_by_event_type`), and
+v = decay^a (times weight(t), its latest event type's, with `votes_by_event_type`; times
+`earlier_session_vote` when the request continues a session and the item is from an earlier
+one: see `session_factors`), and
 
     score(j) = sum_i v_i * s_ij
 
@@ -33,6 +35,7 @@ hits_w estimates the recent hit rate of w times the (shared) decayed number of t
 Once the trials reach a threshold the service serves the weighting with the most hits.
 """
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -45,14 +48,33 @@ class Vote:
 
 
 def recency_votes(
-    recent: Sequence[tuple[str, str]], type_weights: Mapping[str, float], decay: float
+    recent: Sequence[tuple[str, str]], type_weights: Mapping[str, float], decay: float,
+    factors: Sequence[float] = (),
 ) -> list[Vote]:
-    """Votes of the user's recent (item, event type) pairs, newest first; an event type
-    missing from `type_weights` weighs 1."""
+    """Votes of the user's recent (item, event type) pairs, newest first, each times its
+    factor in `factors` (`session_factors`; 1 past its end); an event type missing from
+    `type_weights` weighs 1."""
     return [
-        Vote(item, event_type, decay**age * type_weights.get(event_type, 1.0))
+        Vote(item, event_type, decay**age * (factors[age] if age < len(factors) else 1.0)
+             * type_weights.get(event_type, 1.0))
         for age, (item, event_type) in enumerate(recent)
     ]
+
+
+def session_factors(times_ms: Sequence[int], now_ms: int, gap_ms: float, earlier: float
+                    ) -> list[float]:
+    """What each recent item's vote is multiplied by (times newest first): a request within
+    `gap_ms` of the newest item continues its session, whose items (each within `gap_ms` of
+    the next newer) keep their votes while earlier sessions' get `earlier`: what a shopper
+    does now says more than last week's visit. A request that starts a session changes
+    nothing (votes by recency alone)."""
+    if not times_ms or now_ms - times_ms[0] > gap_ms:
+        return []
+    factors, in_session = [1.0], True
+    for newer, older in itertools.pairwise(times_ms):
+        in_session = in_session and newer - older <= gap_ms
+        factors.append(1.0 if in_session else earlier)
+    return factors
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ class Watermark:
 @dataclass(frozen=True, slots=True)
 class UserHistory:
     recent: list[tuple[str, str]]  # (item, event type of the latest interaction), newest first
+    times_ms: list[int]  # of each recent item's latest interaction
     watermark: Watermark
 
 
@@ -83,12 +84,13 @@ class StateReader:
 
     async def user_history(self, user_id: str, length: int) -> UserHistory:
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zrevrange(self.keys.user_recent(user_id), 0, length - 1)
+            pipe.zrevrange(self.keys.user_recent(user_id), 0, length - 1, withscores=True)
             pipe.hgetall(self.keys.user_recent_types(user_id))
             pipe.hgetall(self.keys.user_watermark(user_id))
             recent, types, watermark = await pipe.execute()
         return UserHistory(
-            [(item.decode(), types.get(item, b"").decode()) for item in recent],
+            [(item.decode(), types.get(item, b"").decode()) for item, _ in recent],
+            [int(at) for _, at in recent],
             _watermark(watermark),
         )
 

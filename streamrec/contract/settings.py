@@ -150,6 +150,16 @@ class Settings(BaseSettings):
     vote_position_decay: float = Field(
         0.9, gt=0, le=1, description="Weight of a vote per step of age (newest 1)."
     )
+    session_gap_minutes: PositiveFloat = Field(
+        30, description="A user's items form one session while each is at most this long "
+        "after the one before (the usual web-analytics session)."
+    )
+    earlier_session_vote: float = Field(
+        0.3, ge=0, le=1, description="When a request continues the user's session (their "
+        "newest item within STREAMREC_SESSION_GAP_MINUTES of it), the items of earlier "
+        "sessions vote times this; a request that starts a session, or 1, votes by recency "
+        "alone."
+    )
     candidate_row_depth: PositiveInt = Field(
         100, description="Top co-occurring (and next) items read for the strongest voting "
         "item; weaker ones read in proportion to their vote."

@@ -91,6 +91,26 @@ async def test_by_default_recency_alone_weighs_the_votes(redis: Redis, servers: 
         1 * 2 / math.sqrt(4 * 2))])
 
 
+async def test_a_request_within_a_session_lowers_the_votes_of_earlier_sessions(
+        redis: Redis, servers: Servers) -> None:
+    # "back" viewed b, then a two hours later (a new session): n_a=5 n_b=4 n_c=2 n_d=1,
+    # c_ac=2 c_bd=1. Asked 5 minutes after a, b votes 0.5 (its age) * 0.3 (earlier session);
+    # asked the next day, when a new session starts, b votes by recency alone (0.5).
+    rec = await recommender(redis, servers)
+    later = T0 + 20_000 + 2 * 3_600_000
+    await StateWriter(redis, rec.settings).apply([
+        StreamRecord("events:1", k, InteractionEvent(
+            event_id=f"back{k}", user_id="back", item_id=item, event_type="view", timestamp=at))
+        for k, (item, at) in enumerate([("b", T0 + 20_000), ("a", later)])])
+    c_score = 1 * 2 / math.sqrt(5 * 2)
+    for now_ms, b_vote in [(later + 5 * 60_000, 0.5 * 0.3), (later + 86_400_000, 0.5)]:
+        served = await rec.for_user("back", 2, now_ms=now_ms)
+        assert [i.item_id for i in served.items] == ["c", "d"]
+        assert [i.score for i in served.items] == pytest.approx(
+            [1.0, (b_vote * 1 / math.sqrt(4 * 1)) / c_score])
+    assert Settings().earlier_session_vote == 0.3 and Settings().session_gap_minutes == 30
+
+
 async def test_jaccard_is_a_setting(redis: Redis, servers: Servers) -> None:
     rec = await recommender(redis, servers, similarity="jaccard")
     served = await rec.for_user("me", 2, now_ms=NOW)

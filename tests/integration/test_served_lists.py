@@ -1,8 +1,8 @@
 """The lists the read path serves over a fixed synthetic state, against the lists recorded
 before: a change made for speed must not move quality. Over 2,000 requests of every kind
-(personalised with and without filters, caps and penalised impressions, similar, trending,
-popular), the same ids in the same order, from the same source with the same reason, and
-scores within 1e-9 relative.
+(personalised with and without filters, caps and penalised impressions, within a session and
+not, similar, trending, popular), the same ids in the same order, from the same source with
+the same reason, and scores within 1e-9 relative.
 
 A change meant to move what is served records the lists again, on purpose, and says so in
 its commit: `STREAMREC_RECORD_SERVED_LISTS=1 pytest tests/integration/test_served_lists.py`.
@@ -42,7 +42,8 @@ async def served_lists(redis: Redis, settings: Settings) -> dict[str, list[list[
               enumerate(events(world, EVENTS, start_ms=settings.decay_anchor_ms, seed=9))]
     for start in range(0, len(stream), BATCH):
         await writer.apply(stream[start:start + BATCH])
-    now = stream[-1].payload.timestamp + 3_600_000
+    now = stream[-1].payload.timestamp + 3_600_000  # every user starts a new session
+    within = stream[-1].payload.timestamp + 60_000  # the latest users continue theirs
     recommender = Recommender(StateReader(redis, RedisKeys(settings.key_prefix)), settings)
     users, items = world.users, [item.item_id for item in world.catalogue()]
     categories = world.categories
@@ -67,8 +68,10 @@ async def served_lists(redis: Redis, settings: Settings) -> dict[str, list[list[
             options["exclude"] = items[k % len(items):k % len(items) + 20]
         if k % 4 == 3:
             options["max_per_category"] = 2
-        served = await recommender.for_user(user, n, now_ms=now, **options)
-        lists[f"personalised {user} n={n} {sorted(options.items())} #{k}"] = as_record(served)
+        asked_at = within if k % 2 else now
+        served = await recommender.for_user(user, n, now_ms=asked_at, **options)
+        lists[f"personalised {user} n={n} {sorted(options.items())} at {asked_at} #{k}"
+              ] = as_record(served)
     for k in range(500):
         item, n = items[(k * 7) % len(items)], 50 if k % 10 == 0 else 10
         category = categories[k % len(categories)] if k % 6 == 1 else None

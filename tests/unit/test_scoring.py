@@ -8,6 +8,7 @@ from serving.scoring import (
     because_you,
     leading_weighting,
     recency_votes,
+    session_factors,
     weighting_label,
 )
 from streamrec.contract import DAY_MS, Settings, forward_decayed, half_life_ms, value_at
@@ -33,6 +34,30 @@ def test_votes_decay_with_age_and_scale_with_event_weight() -> None:
     votes = recency_votes([("a", "purchase"), ("b", "view"), ("c", "click")],
                           {"view": 1.0, "click": 2.0, "purchase": 8.0}, decay=0.5)
     assert [(v.item_id, v.weight) for v in votes] == [("a", 8.0), ("b", 0.5), ("c", 0.5)]
+
+
+MINUTE = 60_000
+GAP = 30 * MINUTE
+
+
+def test_a_request_that_continues_a_session_keeps_its_votes_and_lowers_earlier_ones() -> None:
+    # newest first: 10:00 and 9:40 are one session (20 min apart); 8:00 is an earlier one,
+    # and so is 7:50 though it is close to 8:00 (a session is what leads up to the newest)
+    times = [600 * MINUTE, 580 * MINUTE, 480 * MINUTE, 470 * MINUTE]
+    assert session_factors(times, 610 * MINUTE, GAP, 0.3) == [1.0, 1.0, 0.3, 0.3]
+    assert session_factors(times, 630 * MINUTE, GAP, 0.3) == [1.0, 1.0, 0.3, 0.3]  # at the edge
+    votes = recency_votes([("a", "view"), ("b", "view"), ("c", "view")], {}, decay=0.5,
+                          factors=session_factors(times[:3], 610 * MINUTE, GAP, 0.3))
+    assert [v.weight for v in votes] == [1.0, 0.5, 0.25 * 0.3]
+
+
+def test_a_request_that_starts_a_session_votes_by_recency_alone() -> None:
+    times = [600 * MINUTE, 480 * MINUTE]
+    assert session_factors(times, 631 * MINUTE, GAP, 0.3) == []
+    assert session_factors([], 600 * MINUTE, GAP, 0.3) == []
+    votes = recency_votes([("a", "view"), ("b", "view")], {}, decay=0.5,
+                          factors=session_factors(times, 631 * MINUTE, GAP, 0.3))
+    assert [v.weight for v in votes] == [1.0, 0.5]
 
 
 def test_reasons_read_naturally() -> None:
