@@ -120,6 +120,8 @@ class StateWriter:
             "unattributed": UNATTRIBUTED,
             "event_weights": settings.event_weights,
             "pair_window": settings.pair_window,
+            "session_gap_ms": settings.session_gap_minutes * 60_000,
+            "earlier_session_pair": settings.earlier_session_pair,
             "history_length": settings.history_length,
             "cooccurrence_row_cap": settings.cooccurrence_row_cap,
             "sequence_window": settings.sequence_window,

@@ -262,21 +262,30 @@ local function learn_interaction(user, item, event_type, ts, sign, share)
     -- n_i counts distinct users; c_ij grows for the user's last W distinct items; i is
     -- 'next' after each of the last S at distance d with 1/d. With a half-life, every
     -- increment is forward-decayed (as trending), so old pairs fade and the similarities,
-    -- which divide c_ij by n_i and n_j on the same scale, stay exact.
+    -- which divide c_ij by n_i and n_j on the same scale, stay exact. A pair with an item of
+    -- an earlier session (past a gap of more than `session_gap_ms` between two of the
+    -- user's items, this one included) grows c_ij by `earlier_session_pair` instead of 1:
+    -- what one visit holds belongs together more than last week's visit and today's.
     local count = 1
     if config.cooccurrence_half_life_ms > 0 then
       count = forward_decayed(1, ts, anchor, config.cooccurrence_half_life_ms)
     end
     count = sign * count
     add_to_count(K.item_user_counts, count, item)
-    local window = call('ZREVRANGE', recent_key, 0, window_length - 1)
+    local window = call('ZREVRANGE', recent_key, 0, window_length - 1, 'WITHSCORES')
     if #window > 0 then
       local row = key('item_cooccurrence', item)
-      for distance, other in ipairs(window) do
+      local newer_ts, in_session = ts, true
+      for distance = 1, #window / 2 do
+        local other, other_ts = window[2 * distance - 1], tonumber(window[2 * distance])
+        in_session = in_session and newer_ts - other_ts <= config.session_gap_ms
+        newer_ts = other_ts
         if distance <= pair_window then
+          local pair = count
+          if not in_session then pair = count * config.earlier_session_pair end
           local other_row = key('item_cooccurrence', other)
-          add_to_ranking(row, count, other)
-          add_to_ranking(other_row, count, item)
+          add_to_ranking(row, pair, other)
+          add_to_ranking(other_row, pair, item)
           grown_rows[other_row] = true
         end
         if distance <= sequence_window then

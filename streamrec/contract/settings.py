@@ -97,6 +97,15 @@ class Settings(BaseSettings):
     pair_window: PositiveInt = Field(
         20, description="A new item co-occurs with the user's last W distinct items."
     )
+    session_gap_minutes: PositiveFloat = Field(
+        30, description="A user's items form one session while each is at most this long "
+        "after the one before (the usual web-analytics session)."
+    )
+    earlier_session_pair: float = Field(
+        0.3, gt=0, le=1, description="What a new item's pair with an item of the user's "
+        "earlier sessions (within the pair window) adds to c_ij; a pair within the session "
+        "adds 1."
+    )
     cooccurrence_half_life_days: PositiveFloat | None = Field(
         365, description="Half-life of co-occurrence and sequence counts and of n_i (old "
         "tastes fade); unset: counts never decay."
@@ -150,10 +159,7 @@ class Settings(BaseSettings):
     vote_position_decay: float = Field(
         0.9, gt=0, le=1, description="Weight of a vote per step of age (newest 1)."
     )
-    session_gap_minutes: PositiveFloat = Field(
-        30, description="A user's items form one session while each is at most this long "
-        "after the one before (the usual web-analytics session)."
-    )
+
     earlier_session_vote: float = Field(
         0.3, ge=0, le=1, description="When a request continues the user's session (their "
         "newest item within STREAMREC_SESSION_GAP_MINUTES of it), the items of earlier "

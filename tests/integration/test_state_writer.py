@@ -384,6 +384,23 @@ async def test_per_user_state_is_bounded_and_expires(redis: Redis, servers: Serv
             assert 0 < await redis.ttl(key) <= 2 * 86400, key
 
 
+async def test_a_pair_across_sessions_adds_less_than_one_within_a_session(
+        redis: Redis, small_settings: Settings) -> None:
+    # u: a, then b a second later (one session), then c two hours later (a new one)
+    settings = small_settings.model_copy(update={"earlier_session_pair": 0.25})
+    await StateWriter(redis, settings).apply([
+        StreamRecord("events:0", k, view(f"s{k}", "u", item, second=second))
+        for k, (item, second) in enumerate([("a", 1), ("b", 2), ("c", 2 + 7200)])])
+    k = RedisKeys(settings.key_prefix)
+    state = await dump_state(redis, settings.key_prefix)
+    assert state[k.item_cooccurrence("a")] == {"b": 1.0, "c": 0.25}
+    assert state[k.item_cooccurrence("b")] == {"a": 1.0, "c": 0.25}
+    assert state[k.item_cooccurrence("c")] == {"a": 0.25, "b": 0.25}
+    # next-item rules do not look at sessions
+    assert state[k.item_next("a")] == {"b": 1.0, "c": 0.5}
+    assert state[k.item_next("b")] == {"c": 1.0}
+
+
 #: Users a and c are honest neighbours; b is to be forgotten: b forms pairs and next-item
 #: rules with their items, brings "only-b" into their rows, is shown a list and clicks it.
 ERASURE_CATALOGUE = [ItemEvent(item_id=i, categories=[c]) for i, c in
@@ -426,10 +443,19 @@ async def comparable(redis: Redis, prefix: str, renamed_to: str) -> dict[str, ob
             if not key.endswith(NOT_COMPARED)}
 
 
-@pytest.mark.parametrize("budget", [100_000, 1], ids=["one call", "a call per command"])
+#: A session gap of 1.5 s makes each of the erasure stream's items (2 s apart or more) its
+#: user's own session, so every pair is across sessions.
+SHORT_SESSIONS = 1.5 / 60
+
+
+@pytest.mark.parametrize(("budget", "session_gap_minutes"),
+                         [(100_000, 30), (1, 30), (100_000, SHORT_SESSIONS)],
+                         ids=["one call", "a call per command", "short sessions"])
 async def test_erasure_leaves_the_state_of_a_stream_without_the_user(
-        redis: Redis, servers: Servers, budget: int) -> None:
-    erased, never = (servers.settings(max_commands_per_script=budget) for _ in range(2))
+        redis: Redis, servers: Servers, budget: int, session_gap_minutes: float) -> None:
+    erased, never = (servers.settings(max_commands_per_script=budget,
+                                      session_gap_minutes=session_gap_minutes)
+                     for _ in range(2))
     await StateWriter(redis, erased).apply([*erasure_records(),
                                             forget("b", len(ERASURE_STREAM))])
     await StateWriter(redis, never).apply(erasure_records(without="b"))
