@@ -235,7 +235,7 @@ class Recommender:
         if not recent:
             return Learned([], {}, {})
         settings = self.settings
-        factors = session_factors(times_ms, request.now(), settings.session_gap_minutes * 60_000,
+        factors = session_factors(times_ms, request.now(), settings.session_gap_ms,
                                   settings.earlier_session_vote)
         votes = recency_votes(recent, settings.vote_type_weights, settings.vote_position_decay,
                               factors)

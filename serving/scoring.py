@@ -2,8 +2,9 @@
 The sums themselves run in Redis, next to the rows (lua/score_candidates.lua), so that only
 the best few candidates travel.
 
-Notation (as in SAR and item-based CF): c_ij is the number of users who interacted with
-items i and j close together (within the pair window), n_i the number of users who
+Notation (as in SAR and item-based CF): c_ij counts the users who interacted with items i
+and j close together (within the pair window), each 1 when both were in one session and
+`earlier_session_pair` when not (see `same_session`), n_i the number of users who
 interacted with i (both forward-decayed when a half-life is set); next_ij sums 1/d over
 users who went on to j d steps after i (d <= the sequence window).
 
@@ -35,7 +36,6 @@ hits_w estimates the recent hit rate of w times the (shared) decayed number of t
 Once the trials reach a threshold the service serves the weighting with the most hits.
 """
 
-import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -61,20 +61,31 @@ def recency_votes(
     ]
 
 
+def same_session(times_ms: Sequence[int], at_ms: int, gap_ms: float) -> list[bool]:
+    """Which of the items at `times_ms` (newest first) share a session with the moment
+    `at_ms`: those linked to it by a chain of items at most `gap_ms` apart, on either side of
+    it in time. The one definition of a session (lua/apply_batch.lua applies it to a new
+    event's pairs, where a late event sits between the items it came after)."""
+    inside = [False] * len(times_ms)
+    older = next((k for k, at in enumerate(times_ms) if at < at_ms), len(times_ms))
+    for side in (range(older, len(times_ms)), range(older - 1, -1, -1)):
+        linked, previous = True, at_ms
+        for k in side:
+            linked = linked and abs(previous - times_ms[k]) <= gap_ms
+            inside[k], previous = linked, times_ms[k]
+    return inside
+
+
 def session_factors(times_ms: Sequence[int], now_ms: int, gap_ms: float, earlier: float
                     ) -> list[float]:
-    """What each recent item's vote is multiplied by (times newest first): a request within
-    `gap_ms` of the newest item continues its session, whose items (each within `gap_ms` of
-    the next newer) keep their votes while earlier sessions' get `earlier`: what a shopper
-    does now says more than last week's visit. A request that starts a session changes
-    nothing (votes by recency alone)."""
-    if not times_ms or now_ms - times_ms[0] > gap_ms:
+    """What each recent item's vote is multiplied by (times newest first): when the request
+    continues a session (some item shares one with now), its items keep their votes and
+    earlier sessions' get `earlier`: what a shopper does now says more than last week's
+    visit. A request that starts a session changes nothing (votes by recency alone)."""
+    inside = same_session(times_ms, now_ms, gap_ms)
+    if not any(inside):
         return []
-    factors, in_session = [1.0], True
-    for newer, older in itertools.pairwise(times_ms):
-        in_session = in_session and newer - older <= gap_ms
-        factors.append(1.0 if in_session else earlier)
-    return factors
+    return [1.0 if member else earlier for member in inside]
 
 
 @dataclass(frozen=True, slots=True)

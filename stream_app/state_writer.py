@@ -120,7 +120,7 @@ class StateWriter:
             "unattributed": UNATTRIBUTED,
             "event_weights": settings.event_weights,
             "pair_window": settings.pair_window,
-            "session_gap_ms": settings.session_gap_minutes * 60_000,
+            "session_gap_ms": settings.session_gap_ms,
             "earlier_session_pair": settings.earlier_session_pair,
             "history_length": settings.history_length,
             "cooccurrence_row_cap": settings.cooccurrence_row_cap,

@@ -225,6 +225,28 @@ local function count_feedback(recommendation_id, event_type, item, user)
   if tag then count_experiment_feedback(list, cjson.decode(tag), team, event_type) end
 end
 
+-- Which of `window`'s items ({item, time, ...}, newest first) share a session with the
+-- moment `at`: those linked to it by a chain of items at most `session_gap_ms` apart, on
+-- either side of it in time (a late event sits between the items it came after). The same
+-- definition as serving/scoring.py's same_session (tests/support/sessions.py holds both to
+-- one table of cases).
+local function same_session(window, at)
+  local count, inside = #window / 2, {}
+  local older = count + 1
+  for d = 1, count do
+    if tonumber(window[2 * d]) < at then older = d break end
+  end
+  for _, side in ipairs({{older, count, 1}, {older - 1, 1, -1}}) do
+    local linked, previous = true, at
+    for d = side[1], side[2], side[3] do
+      local time = tonumber(window[2 * d])
+      linked = linked and math.abs(previous - time) <= config.session_gap_ms
+      inside[d], previous = linked, time
+    end
+  end
+  return inside
+end
+
 -- the model updates ----------------------------------------------------------------------
 -- `user` owns the per-user keys (a scratch copy when sharing or erasing); `sign` is +1 to
 -- learn the event and -1 to take it back out of the shared aggregates; `share` says whether
@@ -275,14 +297,12 @@ local function learn_interaction(user, item, event_type, ts, sign, share)
     local window = call('ZREVRANGE', recent_key, 0, window_length - 1, 'WITHSCORES')
     if #window > 0 then
       local row = key('item_cooccurrence', item)
-      local newer_ts, in_session = ts, true
+      local inside = same_session(window, tonumber(ts))
       for distance = 1, #window / 2 do
-        local other, other_ts = window[2 * distance - 1], tonumber(window[2 * distance])
-        in_session = in_session and newer_ts - other_ts <= config.session_gap_ms
-        newer_ts = other_ts
+        local other = window[2 * distance - 1]
         if distance <= pair_window then
           local pair = count
-          if not in_session then pair = count * config.earlier_session_pair end
+          if not inside[distance] then pair = count * config.earlier_session_pair end
           local other_row = key('item_cooccurrence', other)
           add_to_ranking(row, pair, other)
           add_to_ranking(other_row, pair, item)

@@ -73,7 +73,8 @@ KEY_LAYOUT: tuple[KeySpec, ...] = (
     KeySpec("erasure", "erasure:{}", "hash",
             "done -> contributions of u already taken out by an erasure in progress"),
     KeySpec("item_cooccurrence", "item:{}:cooccurrence", "zset",
-            "j -> c_ij, users who touched i and j close together (capped)"),
+            "j -> c_ij, users who touched i and j close together (capped; a pair across "
+            "sessions counts earlier_session_pair)"),
     KeySpec("item_next", "item:{}:next", "zset",
             "j -> sum of 1/d over users who went on to j d steps after i (capped)"),
     KeySpec("item_meta", "item:{}:meta", "hash",

@@ -98,8 +98,8 @@ class Settings(BaseSettings):
         20, description="A new item co-occurs with the user's last W distinct items."
     )
     session_gap_minutes: PositiveFloat = Field(
-        30, description="A user's items form one session while each is at most this long "
-        "after the one before (the usual web-analytics session)."
+        30, le=7 * 24 * 60, description="A user's items form one session while each is at "
+        "most this long after the one before (the usual web-analytics session)."
     )
     earlier_session_pair: float = Field(
         0.3, gt=0, le=1, description="What a new item's pair with an item of the user's "
@@ -350,6 +350,10 @@ class Settings(BaseSettings):
         weights first (served until the evidence says otherwise), then `blend_weightings`."""
         configured = (self.cooccurrence_weight, self.sequence_weight)
         return list(dict.fromkeys([configured, *self.blend_weightings]))
+
+    @property
+    def session_gap_ms(self) -> float:
+        return self.session_gap_minutes * 60_000
 
     @property
     def vote_type_weights(self) -> dict[str, float]:

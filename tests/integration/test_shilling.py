@@ -2,6 +2,7 @@
 with one or two items move no shared aggregate, a user joins them with their whole history
 replayed as if shared from the start, and one user resending a purchase counts once."""
 
+import pytest
 from redis.asyncio import Redis
 
 from stream_app.state_writer import StateWriter, StreamRecord
@@ -54,13 +55,17 @@ async def test_a_user_with_two_items_moves_nothing_shared(redis: Redis, servers:
     assert await redis.zscore(RedisKeys(after).user_recent("fake0"), "spam") == T0 + 11_000
 
 
+@pytest.mark.parametrize("session_gap_minutes", [30, 1.5 / 60],
+                         ids=["one session", "sessions split where items are 2 s apart"])
 async def test_the_third_item_shares_the_whole_history_as_if_from_the_start(
-        redis: Redis, servers: Servers) -> None:
+        redis: Redis, servers: Servers, session_gap_minutes: float) -> None:
     stream = [event(1, "u", "a"), event(2, "v", "a"), event(3, "u", "b", "purchase"),
               event(4, "u", "a", "click"), event(5, "v", "b"), event(6, "u", "c"),
               event(7, "v", "c"), event(8, "u", "d")]
-    late = await applied(redis, servers, stream, shared_after_items=NEW_USER_RULE)
-    at_once = await applied(redis, servers, stream, shared_after_items=1)
+    late = await applied(redis, servers, stream, shared_after_items=NEW_USER_RULE,
+                         session_gap_minutes=session_gap_minutes)
+    at_once = await applied(redis, servers, stream, shared_after_items=1,
+                            session_gap_minutes=session_gap_minutes)
     assert differences(await shared_state(redis, late), await shared_state(redis, at_once)) == []
     assert await redis.hget(RedisKeys(late).item_user_counts, "c") is not None
 

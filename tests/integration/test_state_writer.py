@@ -20,6 +20,7 @@ from streamrec.contract import (
     pseudonym,
 )
 from tests.support.servers import Servers
+from tests.support.sessions import GAP_MINUTES, SESSION_CASES, SessionCase
 from tests.support.state import differences, dump_state
 
 ANCHOR = Settings().decay_anchor_ms
@@ -401,6 +402,24 @@ async def test_a_pair_across_sessions_adds_less_than_one_within_a_session(
     assert state[k.item_next("b")] == {"c": 1.0}
 
 
+@pytest.mark.parametrize("case", SESSION_CASES, ids=lambda case: case.name)
+async def test_a_new_items_pairs_weigh_by_the_session_rule(
+        redis: Redis, servers: Servers, case: SessionCase) -> None:
+    # the user's items in time order, then "new" (possibly late) at case.at
+    settings = servers.settings(session_gap_minutes=GAP_MINUTES, earlier_session_pair=0.25,
+                                cooccurrence_half_life_days=None)
+    items = [f"i{k}" for k in range(len(case.times))]
+    timeline = [*sorted(zip(case.times, items, strict=True)), (case.at, "new")]
+    await StateWriter(redis, settings).apply([
+        StreamRecord("events:0", k, InteractionEvent(
+            event_id=f"s{k}", user_id="u", item_id=item, event_type="view",
+            timestamp=T0 + minute * 60_000)) for k, (minute, item) in enumerate(timeline)])
+    row = (await dump_state(redis, settings.key_prefix))[
+        RedisKeys(settings.key_prefix).item_cooccurrence("new")]
+    assert row == {item: 1.0 if inside else 0.25
+                   for item, inside in zip(items, case.inside, strict=True)}
+
+
 #: Users a and c are honest neighbours; b is to be forgotten: b forms pairs and next-item
 #: rules with their items, brings "only-b" into their rows, is shown a list and clicks it.
 ERASURE_CATALOGUE = [ItemEvent(item_id=i, categories=[c]) for i, c in
@@ -415,17 +434,20 @@ NOT_COMPARED = (":counters", ":applied_offsets", ":watermark", ":erasures", ":er
                 ":recommenders", ":metrics")
 
 
-def erasure_records(without: str | None = None) -> list[StreamRecord]:
+def erasure_records(without: str | None = None, seconds: list[int] | None = None
+                    ) -> list[StreamRecord]:
+    """The erasure stream, event k stamped at second k or at `seconds[k]`."""
     records = [StreamRecord("items:0", k, item) for k, item in enumerate(ERASURE_CATALOGUE)]
     for k, (user, item, kind) in enumerate(ERASURE_STREAM):
+        second = k if seconds is None else seconds[k]
         if user == without:
             continue
         if kind == "impression":
             event: object = ImpressionEvent(
                 event_id=f"e{k}", user_id=user, event_type="impression", item_ids=["x", "z"],
-                timestamp=t(k), recommendation_id="list-b", recommender="personalised")
+                timestamp=t(second), recommendation_id="list-b", recommender="personalised")
         else:
-            event = view(f"e{k}", user, item, second=k, event_type=kind,
+            event = view(f"e{k}", user, item, second=second, event_type=kind,
                          recommendation_id="list-b" if k == 12 else None)
         records.append(StreamRecord("events:0", k, event))
     return records
@@ -446,19 +468,26 @@ async def comparable(redis: Redis, prefix: str, renamed_to: str) -> dict[str, ob
 #: A session gap of 1.5 s makes each of the erasure stream's items (2 s apart or more) its
 #: user's own session, so every pair is across sessions.
 SHORT_SESSIONS = 1.5 / 60
+#: With a gap of 2.5 s and these times, b's sessions mix: x@1, then y@6 and only-b@7 (a new
+#: session: b's x-y pair, which a and c share, counts less), z late @2 (in x's session, not
+#: y's), x again @15; a's and c's items are all apart.
+MIXED_SESSIONS = [0, 1, 2, 6, 9, 7, 12, 2, 18, 15, 24, 20, 21]
 
 
-@pytest.mark.parametrize(("budget", "session_gap_minutes"),
-                         [(100_000, 30), (1, 30), (100_000, SHORT_SESSIONS)],
-                         ids=["one call", "a call per command", "short sessions"])
+@pytest.mark.parametrize(("budget", "session_gap_minutes", "seconds"),
+                         [(100_000, 30, None), (1, 30, None), (100_000, SHORT_SESSIONS, None),
+                          (1, 2.5 / 60, MIXED_SESSIONS)],
+                         ids=["one call", "a call per command", "short sessions",
+                              "mixed sessions and a late event"])
 async def test_erasure_leaves_the_state_of_a_stream_without_the_user(
-        redis: Redis, servers: Servers, budget: int, session_gap_minutes: float) -> None:
+        redis: Redis, servers: Servers, budget: int, session_gap_minutes: float,
+        seconds: list[int] | None) -> None:
     erased, never = (servers.settings(max_commands_per_script=budget,
                                       session_gap_minutes=session_gap_minutes)
                      for _ in range(2))
-    await StateWriter(redis, erased).apply([*erasure_records(),
+    await StateWriter(redis, erased).apply([*erasure_records(seconds=seconds),
                                             forget("b", len(ERASURE_STREAM))])
-    await StateWriter(redis, never).apply(erasure_records(without="b"))
+    await StateWriter(redis, never).apply(erasure_records(without="b", seconds=seconds))
     assert not differences(await comparable(redis, erased.key_prefix, "p"),
                            await comparable(redis, never.key_prefix, "p"))
     k = RedisKeys(erased.key_prefix)

@@ -8,10 +8,12 @@ from serving.scoring import (
     because_you,
     leading_weighting,
     recency_votes,
+    same_session,
     session_factors,
     weighting_label,
 )
 from streamrec.contract import DAY_MS, Settings, forward_decayed, half_life_ms, value_at
+from tests.support.sessions import GAP_MINUTES, SESSION_CASES, SessionCase
 
 ANCHOR = 1_704_067_200_000
 HALF_LIFE = half_life_ms(30)
@@ -58,6 +60,12 @@ def test_a_request_that_starts_a_session_votes_by_recency_alone() -> None:
     votes = recency_votes([("a", "view"), ("b", "view")], {}, decay=0.5,
                           factors=session_factors(times, 631 * MINUTE, GAP, 0.3))
     assert [v.weight for v in votes] == [1.0, 0.5]
+
+
+@pytest.mark.parametrize("case", SESSION_CASES, ids=lambda case: case.name)
+def test_a_session_is_a_chain_of_items_within_the_gap(case: SessionCase) -> None:
+    assert same_session([t * MINUTE for t in case.times], case.at * MINUTE,
+                        GAP_MINUTES * MINUTE) == case.inside
 
 
 def test_reasons_read_naturally() -> None:
