@@ -42,7 +42,7 @@ SHARE_TOLERANCE = 1e-6
 
 
 class _Overrides(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -94,7 +94,7 @@ def with_overrides(settings: Settings, variant: "Variant") -> Settings:
 
 
 class Variant(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: Identifier
     share: float = Field(0.5, gt=0, le=1, description="Planned share of the experiment's "
@@ -110,7 +110,7 @@ def _epoch_ms(value: Any) -> int | None:
 class Experiment(BaseModel):
     """What an admin posts: the first variant is the control the others are compared with."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: Identifier
     variants: list[Variant] = Field(min_length=2, max_length=10)

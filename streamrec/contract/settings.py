@@ -28,7 +28,9 @@ Similarity = Literal["cosine", "jaccard", "count"]
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="STREAMREC_", frozen=True)
+    # allow_inf_nan: an infinite or NaN number reaches the Lua scripts as null and stops one
+    # midway, after some of its writes (Redis does not undo them)
+    model_config = SettingsConfigDict(env_prefix="STREAMREC_", frozen=True, allow_inf_nan=False)
 
     # --- where the servers are -------------------------------------------------
     kafka_bootstrap_servers: str = Field(

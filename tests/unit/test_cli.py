@@ -75,6 +75,8 @@ def test_an_input_error_is_one_line_and_a_failure(
                                       "integer"),
     ("STREAMREC_EVENT_WEIGHTS", "view=1", 'error parsing value for field "event_weights"'),
     ("STREAMREC_USER_RETENTION_DAYS", "400", "user_retention_days must be shorter than"),
+    ("STREAMREC_COOCCURRENCE_HALF_LIFE_DAYS", "inf", "finite number"),
+    ("STREAMREC_SESSION_GAP_MINUTES", "20000", "less than or equal to 10080"),
 ])
 def test_a_malformed_setting_is_one_line_and_a_failure(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], variable: str,

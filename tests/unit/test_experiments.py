@@ -36,6 +36,8 @@ def experiment(**changes: object) -> Experiment:
     ({"similarity": "euclid"}, "'cosine', 'jaccard' or 'count'"),
     ({"similarity_alpha": 1.5}, "less than or equal to 1"),
     ({"sequence_weight": None}, "valid number"),
+    ({"sequence_weight": float("inf")}, "finite number"),
+    ({"earlier_session_vote": float("nan")}, "finite number"),
     ({"recommender": "popular"}, "'personalised' or 'trending'"),
 ])
 def test_a_variant_may_override_recommendation_settings_only(overrides: dict, message: str
