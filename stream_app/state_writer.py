@@ -11,6 +11,7 @@ from importlib.resources import files
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from streamrec.contract import (
     BLEND_TRIALS_FIELD,
@@ -102,6 +103,26 @@ def _encode(record: StreamRecord) -> list[object]:
 
 #: Latest dead letters kept in Redis for the dashboard (the topic itself keeps them all).
 DEAD_LETTERS_KEPT = 20
+#: How apply_batch.lua's refusal of other learning settings begins.
+LEARNING_SETTINGS_CHANGED = "LEARNING_SETTINGS_CHANGED "
+
+
+class LearningSettingsChanged(RuntimeError):
+    """The state was learned with other learning settings: applying more with these would
+    make erasure inexact, so nothing is applied."""
+
+    def __init__(self, recorded: dict[str, object], current: dict[str, object],
+                 key: str) -> None:
+        differing = sorted(name for name in {*recorded, *current}
+                           if recorded.get(name) != current.get(name))
+        super().__init__(
+            "the state was learned with other learning settings ("
+            + ", ".join(f"{name}: learned with {recorded.get(name)!r}, now "
+                        f"{current.get(name)!r}" for name in differing)
+            + "); erasure takes an event back out with the settings in force, so nothing is "
+            f"applied. Go back to those settings, start a new state (another key prefix or "
+            f"Redis), or delete {key} to accept that erasing users learned before is no "
+            "longer exact.")
 
 
 class StateWriter:
@@ -119,6 +140,8 @@ class StateWriter:
             "owner_field": OWNER_FIELD,
             "unattributed": UNATTRIBUTED,
             "event_weights": settings.event_weights,
+            "learning_settings": orjson.dumps(settings.learning_settings,
+                                              option=orjson.OPT_SORT_KEYS).decode(),
             "pair_window": settings.pair_window,
             "session_gap_ms": settings.session_gap_ms,
             "earlier_session_pair": settings.earlier_session_pair,
@@ -158,13 +181,23 @@ class StateWriter:
                                    applied_at_ms=applied_at_ms or int(time.time() * 1000)))
         remaining = [_encode(r) for r in records]
         while remaining:
-            *counts, taken, type_counts = await self._script(
-                args=[config, orjson.dumps(remaining)])
+            try:
+                *counts, taken, type_counts = await self._script(
+                    args=[config, orjson.dumps(remaining)])
+            except ResponseError as error:
+                if str(error).startswith(LEARNING_SETTINGS_CHANGED):
+                    raise self._learning_settings_changed(str(error)) from None
+                raise
             totals = [total + int(count) for total, count in zip(totals, counts, strict=True)]
             by_type.update({event_type.decode(): int(count) for event_type, count
                             in zip(type_counts[::2], type_counts[1::2], strict=True)})
             remaining = remaining[int(taken):]
         return BatchResult(*totals, applied_by_type=dict(by_type))
+
+    def _learning_settings_changed(self, message: str) -> LearningSettingsChanged:
+        return LearningSettingsChanged(
+            orjson.loads(message.removeprefix(LEARNING_SETTINGS_CHANGED)),
+            orjson.loads(self._config["learning_settings"]), self._keys.learning_settings)
 
     async def record_stall(self, sources: Iterable[str], reason: str) -> None:
         """Say (for /readyz) that these partitions cannot be applied now, and why."""

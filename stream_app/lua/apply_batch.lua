@@ -34,6 +34,16 @@
 
 local records = cjson.decode(ARGV[2])
 
+-- Erasure takes an event back out with the settings in force, so a state is learned with one
+-- set of them throughout: the first batch records them, and a writer with others is refused
+-- before it changes anything (Python says which differ).
+local learned_with = redis.call('GET', K.learning_settings)
+if not learned_with then
+  redis.call('SET', K.learning_settings, config.learning_settings)
+elseif learned_with ~= config.learning_settings then
+  return redis.error_reply('LEARNING_SETTINGS_CHANGED ' .. learned_with)
+end
+
 -- Bounded work: every command goes through call(); once `max_commands` have run, the script
 -- stops before the next record (never inside one) and returns how many it took. Python calls
 -- again with the rest, so one call never holds Redis for long, whatever the batch holds.

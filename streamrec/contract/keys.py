@@ -134,6 +134,9 @@ KEY_LAYOUT: tuple[KeySpec, ...] = (
     KeySpec("attribution_secret", "attribution_secret", "string",
             "the secret the service signs impressions' attribution with, made once by the "
             "first process that needs it (streamrec.contract.attribution)"),
+    KeySpec("learning_settings", "learning_settings", "string",
+            "JSON of the settings the shared state was learned with (LEARNING_SETTINGS), "
+            "recorded by the first batch: a writer with others is refused"),
     KeySpec("counters", "counters", "hash",
             "events_applied, dead_lettered, items_applied, duplicates_skipped (redelivered), "
             "duplicate_events (event id resent), users_erased, erased_events_dropped"),

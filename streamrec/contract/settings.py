@@ -354,6 +354,12 @@ class Settings(BaseSettings):
         return list(dict.fromkeys([configured, *self.blend_weightings]))
 
     @property
+    def learning_settings(self) -> dict[str, object]:
+        """The settings that shape what an event adds to the shared state (see
+        LEARNING_SETTINGS), by name."""
+        return {name: getattr(self, name) for name in LEARNING_SETTINGS}
+
+    @property
     def session_gap_ms(self) -> float:
         return self.session_gap_minutes * 60_000
 
@@ -367,6 +373,15 @@ class Settings(BaseSettings):
         """Accepted `event_type` values: the weighted interactions plus impressions."""
         return frozenset(self.event_weights) | {IMPRESSION}
 
+
+#: The settings that shape what an event adds to the shared state. Erasure takes an event
+#: back out with the settings in force, so a state is learned with one set of them throughout
+#: (stream_app/lua/apply_batch.lua records them and refuses a writer with others).
+LEARNING_SETTINGS = (
+    "event_weights", "pair_window", "sequence_window", "session_gap_minutes",
+    "earlier_session_pair", "cooccurrence_half_life_days", "trending_half_life_days",
+    "decay_anchor_ms", "shared_after_items", "shared_after_events",
+)
 
 IMPRESSION = "impression"
 #: The event type of a request to erase a user (streamrec.contract.events.ForgetRequest).

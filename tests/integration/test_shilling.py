@@ -24,13 +24,13 @@ def records(events: list[InteractionEvent | ForgetRequest]) -> list[StreamRecord
 
 
 async def shared_state(redis: Redis, prefix: str) -> dict:
-    """Everything but the users' own keys and the bookkeeping, named without the prefix:
-    what the users' events moved for everyone."""
+    """Everything but the users' own keys and the bookkeeping (the settings it was learned
+    with among them), named without the prefix: what the users' events moved for everyone."""
     keys = RedisKeys(prefix)
     return {key.removeprefix(prefix): value
             for key, value in (await dump_state(redis, prefix)).items()
             if not key.startswith(f"{prefix}:user:") and key not in (
-                keys.applied_offsets, keys.counters, keys.watermark)}
+                keys.applied_offsets, keys.counters, keys.watermark, keys.learning_settings)}
 
 
 async def applied(redis: Redis, servers: Servers, events: list, **settings: object) -> str:

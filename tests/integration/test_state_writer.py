@@ -6,7 +6,14 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from stream_app.state_writer import LUA, LogEpoch, StateWriter, StreamRecord, _encode
+from stream_app.state_writer import (
+    LUA,
+    LearningSettingsChanged,
+    LogEpoch,
+    StateWriter,
+    StreamRecord,
+    _encode,
+)
 from streamrec.contract import (
     DAY_MS,
     ForgetRequest,
@@ -418,6 +425,26 @@ async def test_a_new_items_pairs_weigh_by_the_session_rule(
         RedisKeys(settings.key_prefix).item_cooccurrence("new")]
     assert row == {item: 1.0 if inside else 0.25
                    for item, inside in zip(items, case.inside, strict=True)}
+
+
+async def test_a_writer_with_other_learning_settings_is_refused_before_it_changes_anything(
+        redis: Redis, servers: Servers) -> None:
+    first = servers.settings()
+    await StateWriter(redis, first).apply([StreamRecord("events:0", 0, view("l0", "u", "a"))])
+    before = await dump_state(redis, first.key_prefix)
+    k = RedisKeys(first.key_prefix)
+    assert json.loads(await redis.get(k.learning_settings))["earlier_session_pair"] == 0.3
+    other = first.model_copy(update={"earlier_session_pair": 1.0, "pair_window": 10})
+    with pytest.raises(LearningSettingsChanged) as refused:
+        await StateWriter(redis, other).apply(
+            [StreamRecord("events:0", 1, view("l1", "u", "b", second=2))])
+    assert "earlier_session_pair: learned with 0.3, now 1.0" in str(refused.value)
+    assert "pair_window: learned with 20, now 10" in str(refused.value)
+    assert await dump_state(redis, first.key_prefix) == before
+    # settings that do not shape what is learned may differ (the command budget, the reads)
+    same = first.model_copy(update={"max_commands_per_script": 50, "vote_items": 5})
+    assert (await StateWriter(redis, same).apply(
+        [StreamRecord("events:0", 1, view("l1", "u", "b", second=2))])).applied == 1
 
 
 #: Users a and c are honest neighbours; b is to be forgotten: b forms pairs and next-item
