@@ -213,9 +213,6 @@ class StateWriter:
             pipe.expire(self._keys.dead_letters, self._dead_letters_ttl_seconds)
             await pipe.execute()
 
-    async def clear_stall(self, sources: Iterable[str]) -> None:
-        await self._redis.hdel(self._keys.stalled_partitions, *sources)
-
     async def highest_applied(self, sources: Iterable[str]) -> dict[str, int]:
         """The exactly-once guard's position per source: records at or below it are done."""
         wanted = list(sources)

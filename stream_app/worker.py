@@ -66,8 +66,7 @@ async def until_done(step: Callable[[], Awaitable[T]], what: str, sources: Colle
     while True:
         try:
             result = await step()
-            if stalled:
-                await writer.clear_stall(sources)
+            if stalled:  # the next batch applied clears the stall in Redis
                 log.warning("%s got through; %s applying again", what, ", ".join(sources))
             return result
         except asyncio.CancelledError:

@@ -573,6 +573,7 @@ end
 local applied, skipped, dead_lettered, items, duplicate_events = 0, 0, 0, 0, 0
 local erased_dropped, forgotten = 0, 0
 local taken = 0
+local taken_sources = {}
 local applied_by_type = {}
 local function count_applied(event_type)
   applied = applied + 1
@@ -590,6 +591,7 @@ for _, r in ipairs(records) do
     user_newest[e.user_id], interacting[e.user_id] = nil, nil
   end
   taken = taken + 1
+  taken_sources[e.source] = true
   if kind == 'epoch' and new_log(e.source, e.offset, e.log_id) then
     -- the guard of this source now starts at the epoch record
   elseif not first_delivery(e.source, e.offset) then
@@ -655,6 +657,11 @@ end
 for source, offset in pairs(highest_applied) do
   call('HSET', K.applied_offsets, source, offset)
 end
+-- A partition whose records got through is flowing again, whichever worker process had said
+-- it was stalled (a restarted or rebalanced worker does not know an earlier one's stall).
+local flowing = {}
+for source in pairs(taken_sources) do flowing[#flowing + 1] = source end
+if #flowing > 0 then call('HDEL', K.stalled_partitions, unpack(flowing)) end
 if applied > 0 then
   local previous = tonumber(call('HGET', K.watermark, 'event_time_ms') or '-1')
   call('HSET', K.watermark,

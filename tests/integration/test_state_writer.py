@@ -427,6 +427,18 @@ async def test_a_new_items_pairs_weigh_by_the_session_rule(
                    for item, inside in zip(items, case.inside, strict=True)}
 
 
+async def test_a_batch_that_gets_through_clears_its_partitions_stall(
+        redis: Redis, servers: Servers) -> None:
+    # recorded by another (since stopped) worker process: the stall is the partition's, and
+    # whoever applies its records next says it flows again
+    settings = servers.settings()
+    writer = StateWriter(redis, settings)
+    await writer.record_stall(["events:0", "events:1"], "applying the batch failed")
+    await writer.apply([StreamRecord("events:0", 0, view("c0", "u", "a"))])
+    assert await redis.hgetall(RedisKeys(settings.key_prefix).stalled_partitions) == {
+        b"events:1": b"applying the batch failed"}
+
+
 async def test_a_writer_with_other_learning_settings_is_refused_before_it_changes_anything(
         redis: Redis, servers: Servers) -> None:
     first = servers.settings()
