@@ -113,16 +113,15 @@ class LearningSettingsChanged(RuntimeError):
 
     def __init__(self, recorded: dict[str, object], current: dict[str, object],
                  key: str) -> None:
-        differing = sorted(name for name in {*recorded, *current}
-                           if recorded.get(name) != current.get(name))
+        differing = sorted(name for name in current
+                           if name in recorded and recorded[name] != current[name])
         super().__init__(
-            "the state was learned with other learning settings ("
-            + ", ".join(f"{name}: learned with {recorded.get(name)!r}, now "
-                        f"{current.get(name)!r}" for name in differing)
-            + "); erasure takes an event back out with the settings in force, so nothing is "
-            f"applied. Go back to those settings, start a new state (another key prefix or "
-            f"Redis), or delete {key} to accept that erasing users learned before is no "
-            "longer exact.")
+            "the state was learned with other learning settings, and erasure takes an event "
+            "back out with the settings in force, so nothing is applied: go back to those "
+            "settings, start a new state (another key prefix or Redis), or delete "
+            f"{key} to accept that erasing users learned before is no longer exact ("
+            + ", ".join(f"{name}: learned with {recorded[name]!r}, now {current[name]!r}"
+                        for name in differing) + ")")
 
 
 class StateWriter:

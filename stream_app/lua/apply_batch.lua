@@ -36,13 +36,26 @@ local records = cjson.decode(ARGV[2])
 
 -- Erasure takes an event back out with the settings in force, so a state is learned with one
 -- set of them throughout: the first batch records them, and a writer with others is refused
--- before it changes anything (Python says which differ).
-local learned_with = redis.call('GET', K.learning_settings)
-if not learned_with then
-  redis.call('SET', K.learning_settings, config.learning_settings)
-elseif learned_with ~= config.learning_settings then
-  return redis.error_reply('LEARNING_SETTINGS_CHANGED ' .. learned_with)
+-- before it changes anything (Python says which differ). Compared by value (30 and 30.0 are
+-- equal) on the settings both name; when this writer names one the record does not (a newer
+-- version added it), its settings become the record (as Python wrote them: cjson would round).
+local function same(a, b)
+  if type(a) ~= 'table' or type(b) ~= 'table' then return a == b end
+  for k, v in pairs(a) do if not same(v, b[k]) then return false end end
+  for k in pairs(b) do if a[k] == nil then return false end end
+  return true
 end
+local learned_with = redis.call('GET', K.learning_settings)
+local recorded = learned_with and cjson.decode(learned_with) or {}
+local unrecorded = not learned_with
+for name, value in pairs(cjson.decode(config.learning_settings)) do
+  if recorded[name] == nil then
+    unrecorded = true
+  elseif not same(recorded[name], value) then
+    return redis.error_reply('LEARNING_SETTINGS_CHANGED ' .. learned_with)
+  end
+end
+if unrecorded then redis.call('SET', K.learning_settings, config.learning_settings) end
 
 -- Bounded work: every command goes through call(); once `max_commands` have run, the script
 -- stops before the next record (never inside one) and returns how many it took. Python calls

@@ -376,11 +376,13 @@ class Settings(BaseSettings):
 
 #: The settings that shape what an event adds to the shared state. Erasure takes an event
 #: back out with the settings in force, so a state is learned with one set of them throughout
-#: (stream_app/lua/apply_batch.lua records them and refuses a writer with others).
+#: (stream_app/lua/apply_batch.lua records them and refuses a writer with others). Not here:
+#: the new-user rule (it decides when a user's events join, and erasure checks whether they
+#: did) and what only a user's own state holds (erasure deletes it).
 LEARNING_SETTINGS = (
     "event_weights", "pair_window", "sequence_window", "session_gap_minutes",
     "earlier_session_pair", "cooccurrence_half_life_days", "trending_half_life_days",
-    "decay_anchor_ms", "shared_after_items", "shared_after_events",
+    "decay_anchor_ms",
 )
 
 IMPRESSION = "impression"

@@ -459,6 +459,24 @@ async def test_a_writer_with_other_learning_settings_is_refused_before_it_change
         [StreamRecord("events:0", 1, view("l1", "u", "b", second=2))])).applied == 1
 
 
+async def test_learning_settings_compare_by_value_and_a_newer_version_adds_to_the_record(
+        redis: Redis, servers: Servers, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = servers.settings()
+    k = RedisKeys(settings.key_prefix)
+    # as an older version recorded them: fewer settings, numbers written as integers
+    await redis.set(k.learning_settings, json.dumps(
+        {"pair_window": 20, "session_gap_minutes": 30, "event_weights": {
+            "view": 1, "click": 2, "add_to_cart": 4, "purchase": 8}}))
+    # this writer's settings come from the environment, as a worker's do
+    for name, value in settings.as_environment().items():
+        monkeypatch.setenv(name, value)
+    from_environment = Settings()
+    assert (await StateWriter(redis, from_environment).apply(
+        [StreamRecord("events:0", 0, view("n0", "u", "a"))])).applied == 1
+    assert json.loads(await redis.get(k.learning_settings)) == json.loads(
+        orjson.dumps(settings.learning_settings))
+
+
 #: Users a and c are honest neighbours; b is to be forgotten: b forms pairs and next-item
 #: rules with their items, brings "only-b" into their rows, is shown a list and clicks it.
 ERASURE_CATALOGUE = [ItemEvent(item_id=i, categories=[c]) for i, c in
