@@ -254,17 +254,17 @@ end
 -- definition as serving/scoring.py's same_session (tests/support/sessions.py holds both to
 -- one table of cases).
 local function same_session(window, at)
-  local count, inside = #window / 2, {}
+  local count, times, inside = #window / 2, {}, {}
   local older = count + 1
-  for d = 1, count do
-    if tonumber(window[2 * d]) < at then older = d break end
+  for d = count, 1, -1 do
+    times[d] = tonumber(window[2 * d])
+    if times[d] < at then older = d end
   end
   for _, side in ipairs({{older, count, 1}, {older - 1, 1, -1}}) do
     local linked, previous = true, at
     for d = side[1], side[2], side[3] do
-      local time = tonumber(window[2 * d])
-      linked = linked and math.abs(previous - time) <= config.session_gap_ms
-      inside[d], previous = linked, time
+      linked = linked and math.abs(previous - times[d]) <= config.session_gap_ms
+      inside[d], previous = linked, times[d]
     end
   end
   return inside

@@ -161,7 +161,6 @@ class Settings(BaseSettings):
     vote_position_decay: float = Field(
         0.9, gt=0, le=1, description="Weight of a vote per step of age (newest 1)."
     )
-
     earlier_session_vote: float = Field(
         0.3, ge=0, le=1, description="When a request continues the user's session (their "
         "newest item within STREAMREC_SESSION_GAP_MINUTES of it), the items of earlier "

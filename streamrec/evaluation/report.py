@@ -167,11 +167,9 @@ def plotted(result: dict) -> list[str]:
 def write(result: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
-    series = {
-        name: ([w["evaluated_up_to"] for w in m["windows"]], [w["hr_at_10"] for w in m["windows"]])
-        for name, m in result["recommenders"].items()
-    }
-    series = {name: series[name] for name in plotted(result)}
+    windows = {name: result["recommenders"][name]["windows"] for name in plotted(result)}
+    series = {name: ([w["evaluated_up_to"] for w in ws], [w["hr_at_10"] for w in ws])
+              for name, ws in windows.items()}
     plot_series(out / "hr_at_10.png", "HR@10 over the replay (per window of 1000 evaluations)",
                 "evaluated events", "HR@10", series)
     console.print(f"wrote {out / 'metrics.json'} and {out / 'hr_at_10.png'}")
