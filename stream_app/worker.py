@@ -1,7 +1,8 @@
 """The Faust application: agents read batches, validate them and hand them to plain functions.
 
-Delivery: Faust commits a batch's offsets only after `process_batch` returns, so a crash
-redelivers records; `StateWriter` makes redelivery harmless (see lua/apply_batch.lua).
+Delivery: the agents ack a batch's events (Faust then commits their offsets) only after
+`process_batch` returns, so a crash redelivers records; `StateWriter` makes redelivery
+harmless (see lua/apply_batch.lua).
 
 Never skip: a batch returns only when every record in it was applied or dead-lettered.
 Whatever fails on the way (Redis down, a dead-letter copy the broker refuses, a bug) is
@@ -161,11 +162,26 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
                     and not isinstance(record.payload, LogEpoch | None)):
                 telemetry.PRODUCE_TO_APPLIED.observe(now - produced)
 
+    async def process_and_ack(stream: faust.StreamT, batch: Sequence[faust.EventT],
+                              parse: Callable[[bytes], BaseModel]) -> None:
+        await process_batch(batch, parse)
+        for event in batch:  # only now may Kafka commit them
+            await stream.ack(event)
+
     async def learn(stream: faust.StreamT, parse: Callable[[bytes], BaseModel]) -> None:
-        """Batches applied in order, one at a time."""
-        async for batch in stream.take_events(settings.batch_max_events,
-                                              within=settings.batch_within_seconds):
-            await process_batch(batch, parse)
+        """Batches applied in order, one at a time, while Faust gathers the next: its own
+        per-event work then overlaps Redis's instead of waiting for it. Events are acked
+        (their offsets become committable) only once their batch is applied."""
+        applying: asyncio.Task[None] | None = None
+        try:
+            async for batch in stream.noack_take(settings.batch_max_events,
+                                                 within=settings.batch_within_seconds):
+                if applying is not None:
+                    await applying  # in order: a batch starts after the one before is done
+                applying = asyncio.create_task(process_and_ack(stream, batch, parse))
+        finally:
+            if applying is not None:  # stopping: an unacked batch is redelivered, and the
+                applying.cancel()     # guard skips whatever of it was applied
 
     # An agent that raised would be restarted by Faust and read on past the batch it failed;
     # the worker stops instead, so nothing is applied after it (only a bug can raise here:
