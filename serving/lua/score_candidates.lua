@@ -195,8 +195,8 @@ local function blend(weights, leading)
   return scores
 end
 
-local leading = {}
-local blended = blend(request.weights, leading)
+local leading, blended = {}, {}
+if request.top > 0 then blended = blend(request.weights, leading) end
 
 local reply = {}
 for _, item in ipairs(best_of(blended, request.top)) do
