@@ -201,6 +201,14 @@ class StateReader:
         return sorted(({"erasure_id": k.decode(), **orjson.loads(v)} for k, v in entries.items()),
                       key=lambda entry: entry["erased_at_ms"])
 
+    async def learned_under_other_pseudonym_key(self, fingerprint: str) -> bool:
+        """Whether the worker recorded another pseudonym key's fingerprint than `fingerprint`
+        with the state's learning settings (nothing recorded yet: no)."""
+        recorded = await self.redis.get(self.keys.learning_settings)
+        learned = None if recorded is None else orjson.loads(recorded).get(
+            "id_hmac_key_fingerprint")
+        return learned is not None and learned != fingerprint
+
     async def stalled_partitions(self) -> dict[str, str]:
         """Partitions the worker cannot apply now, and why."""
         stalled = await self.redis.hgetall(self.keys.stalled_partitions)

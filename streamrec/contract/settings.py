@@ -19,6 +19,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .pseudonyms import key_fingerprint
+
 #: Weightings the self-tuning blend judges at most, the configured one included.
 MAX_BLEND_WEIGHTINGS = 8
 
@@ -261,8 +263,9 @@ class Settings(BaseSettings):
     )
     id_hmac_key: SecretStr | None = Field(
         None, description="When set, user ids are replaced by a keyed HMAC-SHA256 of them "
-        "wherever they enter (events, URLs), so nothing stores or logs a raw user id; "
-        "changing it orphans what was learned under the old key."
+        "wherever they enter (events, URLs), so nothing stores or logs a raw user id. A "
+        "state is learned under one key: a worker with another applies nothing, a service "
+        "with another is not ready and refuses erasures (they would find no one)."
     )
     rate_limit_per_second: PositiveFloat = Field(
         100.0, description="Units of work a second per API key on average, per service "
@@ -359,6 +362,12 @@ class Settings(BaseSettings):
         return {name: getattr(self, name) for name in LEARNING_SETTINGS}
 
     @property
+    def id_hmac_key_fingerprint(self) -> str:
+        """Which `id_hmac_key` pseudonymises user ids, without the key (a learning setting:
+        erasure finds a person by the pseudonym their events were learned under)."""
+        return key_fingerprint(self.id_key)
+
+    @property
     def session_gap_ms(self) -> float:
         return self.session_gap_minutes * 60_000
 
@@ -377,11 +386,12 @@ class Settings(BaseSettings):
 #: back out with the settings in force, so a state is learned with one set of them throughout
 #: (stream_app/lua/apply_batch.lua records them and refuses a writer with others). Not here:
 #: the new-user rule (it decides when a user's events join, and erasure checks whether they
-#: did) and what only a user's own state holds (erasure deletes it).
+#: did) and what only a user's own state holds (erasure deletes it). The pseudonym key's
+#: fingerprint is here too: erasure finds a person by the pseudonym their events carried.
 LEARNING_SETTINGS = (
     "event_weights", "pair_window", "sequence_window", "session_gap_minutes",
     "earlier_session_pair", "cooccurrence_half_life_days", "trending_half_life_days",
-    "decay_anchor_ms",
+    "decay_anchor_ms", "id_hmac_key_fingerprint",
 )
 
 IMPRESSION = "impression"

@@ -4,6 +4,7 @@ import json
 
 import orjson
 import pytest
+from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from stream_app.state_writer import (
@@ -446,12 +447,15 @@ async def test_a_writer_with_other_learning_settings_is_refused_before_it_change
     before = await dump_state(redis, first.key_prefix)
     k = RedisKeys(first.key_prefix)
     assert json.loads(await redis.get(k.learning_settings))["earlier_session_pair"] == 0.3
-    other = first.model_copy(update={"earlier_session_pair": 1.0, "pair_window": 10})
+    other = first.model_copy(update={"earlier_session_pair": 1.0, "pair_window": 10,
+                                     "id_hmac_key": SecretStr("a key that makes other pseudonyms")})
     with pytest.raises(LearningSettingsChanged) as refused:
         await StateWriter(redis, other).apply(
             [StreamRecord("events:0", 1, view("l1", "u", "b", second=2))])
     assert "earlier_session_pair: learned with 0.3, now 1.0" in str(refused.value)
     assert "pair_window: learned with 20, now 10" in str(refused.value)
+    assert "id_hmac_key_fingerprint: learned with 'none', now '" in str(refused.value)
+    assert "a key that makes" not in str(refused.value)
     assert await dump_state(redis, first.key_prefix) == before
     # settings that do not shape what is learned may differ (the command budget, the reads)
     same = first.model_copy(update={"max_commands_per_script": 50, "vote_items": 5})

@@ -280,7 +280,7 @@ def test_preferences_and_anonymous_sessions_over_http(system: System) -> None:
 def test_health_and_readiness(system: System) -> None:
     assert system.http.get(f"{system.base}/healthz").json() == {"status": "ok"}
     assert system.http.get(f"{system.base}/readyz").json() == {
-        "status": "ready", "redis": True, "kafka": True, "stalled": {}}
+        "status": "ready", "redis": True, "kafka": True, "stalled": {}, "pseudonym_key": True}
     assert system.http.get(f"{system.base}/openapi.json").status_code == 200
 
 

@@ -58,7 +58,8 @@ def test_posting_events_answers_503_while_the_broker_is_unreachable(servers: Ser
         assert response.status_code == 503
         assert response.json()["error"] == "the event broker (Kafka) is unavailable; retry"
         assert httpx.get(f"{base}/readyz", timeout=30).json() == {
-            "status": "unavailable", "redis": True, "kafka": False, "stalled": {}}
+            "status": "unavailable", "redis": True, "kafka": False, "stalled": {},
+            "pseudonym_key": True}
         assert httpx.get(f"{base}/v1/trending").status_code == 200  # reads do not need Kafka
     finally:
         children.stop_all()

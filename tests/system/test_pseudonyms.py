@@ -4,12 +4,21 @@ whichever way their events arrive."""
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import httpx
 import redis.asyncio
+from pydantic import SecretStr
 
-from streamrec.contract import RedisKeys, ensure_topics, produce_records, pseudonymise
+from stream_app.state_writer import StateWriter, StreamRecord
+from streamrec.contract import (
+    RedisKeys,
+    ensure_topics,
+    parse_event,
+    produce_records,
+    pseudonymise,
+)
 from tests.support.processes import ChildProcesses, wait_for
 from tests.support.servers import Servers
 from tests.support.state import dump_state
@@ -64,5 +73,39 @@ def test_no_raw_user_id_is_stored_or_logged(servers: Servers, tmp_path: Path) ->
         assert "/v1/users/p_" in logged  # the access log is there, with pseudonyms
         for raw in RAW:
             assert raw not in stored and raw not in logged
+    finally:
+        children.stop_all()
+
+
+def test_a_service_with_another_pseudonym_key_refuses_to_erase_and_is_not_ready(
+        servers: Servers, tmp_path: Path) -> None:
+    """Its pseudonym of a user is not the one the user's events were learned under, so an
+    erasure through it would erase no one and say "done"."""
+    settings = servers.settings(id_hmac_key=KEY, erasure_wait_seconds=0.5)
+    asyncio.run(ensure_topics(settings))
+
+    async def learn_one_event() -> None:  # the worker's writer records the key's fingerprint
+        client = redis.asyncio.Redis.from_url(settings.redis_url)
+        try:
+            await StateWriter(client, settings).apply([StreamRecord("events:0", 0, parse_event(
+                {"event_id": "a1", "user_id": "alice", "item_id": "x", "event_type": "view",
+                 "timestamp": int(time.time() * 1000)}, settings))])
+        finally:
+            await client.aclose()
+
+    asyncio.run(learn_one_event())
+    children = ChildProcesses(settings, tmp_path)
+    try:
+        _, same = children.start_service()
+        _, other = children.start_service(settings.model_copy(
+            update={"id_hmac_key": SecretStr("a key someone rotated")}))
+        assert httpx.get(f"{same}/readyz", timeout=10).json()["pseudonym_key"] is True
+        report = httpx.get(f"{other}/readyz", timeout=10)
+        assert report.status_code == 503 and report.json()["pseudonym_key"] is False
+        refused = httpx.delete(f"{other}/v1/users/alice", timeout=10)
+        assert refused.status_code == 503
+        assert "STREAMREC_ID_HMAC_KEY" in refused.json()["error"]
+        accepted = httpx.delete(f"{same}/v1/users/alice", timeout=30)  # no worker runs here
+        assert accepted.status_code == 202 and accepted.json()["status"] == "pending"
     finally:
         children.stop_all()
