@@ -18,7 +18,6 @@ import asyncio
 import logging
 import math
 import os
-import time
 from collections.abc import Iterable, Sequence
 from itertools import pairwise
 
@@ -28,6 +27,7 @@ from pydantic import BaseModel, Field
 from redis import exceptions as redis_errors
 
 from streamrec.contract import Settings
+from streamrec.contract.clock import clock_ms
 
 from .state_reader import StateReader
 from .telemetry import LATENCY_BUCKETS, service_metrics
@@ -158,7 +158,7 @@ class DashboardSeries:
         recommenders = await self.reader.recommender_metrics()
         served, latency = served_list_counts(service_metrics(), self.list_routes)
         return Snapshot(
-            at_ms=int(time.time() * 1000), events_applied=counters.get("events_applied", 0),
+            at_ms=clock_ms(), events_applied=counters.get("events_applied", 0),
             dead_lettered=counters.get("dead_lettered", 0),
             newest_event_ms=watermark.event_time_ms, lists_served=served,
             list_latency_counts=latency,

@@ -7,7 +7,6 @@ so a list belongs to one experiment and the variants' users are disjoint.
 """
 
 import random
-import time
 from collections.abc import Collection, Sequence
 
 from pydantic import ValidationError
@@ -25,6 +24,7 @@ from streamrec.contract import (
     stored,
     with_overrides,
 )
+from streamrec.contract.clock import clock_ms
 
 from .errors import ApiError
 from .experiment_results import ExperimentResults, VariantCounts, analyse
@@ -105,7 +105,7 @@ class Experiments:
     async def stop(self, name: str, now_ms: int | None = None) -> ExperimentRecord:
         record = await self.get(name)
         if record.stopped_at is None:
-            now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+            now_ms = clock_ms(now_ms)
             record = record.model_copy(update={"stopped_at": now_ms})
             await self._redis.hset(self._keys.experiments, name, record.model_dump_json())
         self._running.forget()
@@ -118,7 +118,7 @@ class Experiments:
         for field, value in counters.items():
             variant, _, count = field.decode().partition(SHOWN_SEPARATOR)
             by_variant.setdefault(variant, {})[count] = int(value)
-        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        now_ms = clock_ms(now_ms)
         return analyse(record, {variant: VariantCounts.from_counters(counts)
                                 for variant, counts in by_variant.items()}, now_ms)
 
@@ -134,7 +134,7 @@ class Experiments:
                        max_per_category: int | None = None) -> RecommendationList:
         """The user's list: from their variant when an experiment runs and includes them,
         else the default personalised list."""
-        experiment = await self.running(int(time.time() * 1000))
+        experiment = await self.running(clock_ms())
         variant = None if experiment is None else assign(experiment, user_id)
         if experiment is None or variant is None:
             return await recommender.for_user(user_id, n, category=category, exclude=exclude,

@@ -1,10 +1,10 @@
 """Closing the loop: every list served to a known user goes back onto the events topic as one
 `impression` event carrying the list's recommendation id, in the background."""
 
-import time
 import uuid
 
 from streamrec.contract import IMPRESSION, ImpressionEvent, Settings, signed
+from streamrec.contract.clock import clock_ms
 
 from .publisher import EventPublisher
 from .recommender import RecommendationList
@@ -17,7 +17,7 @@ def impression_event(user_id: str, served: RecommendationList, timestamp_ms: int
     return ImpressionEvent.model_construct(
         event_id=uuid.uuid4().hex, user_id=user_id, event_type=IMPRESSION,
         item_ids=[item.item_id for item in served.items],
-        timestamp=int(time.time() * 1000) if timestamp_ms is None else timestamp_ms,
+        timestamp=clock_ms(timestamp_ms),
         recommendation_id=served.recommendation_id, recommender=served.recommender,
         weighting_lists=served.weighting_lists, **_attribution(served),
     )

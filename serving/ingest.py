@@ -2,7 +2,6 @@
 the worker applies), produced to Kafka. All-or-nothing: one invalid record rejects the
 request and nothing is published."""
 
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -12,6 +11,7 @@ from fastapi import Request
 from pydantic import BaseModel
 
 from streamrec.contract import InvalidRecord, Settings
+from streamrec.contract.clock import clock_ms
 
 from .errors import ApiError
 from .publisher import EventPublisher
@@ -67,7 +67,7 @@ def validate_all(records: list[Any], parse: Callable[[bytes], BaseModel],
 
 def server_assigned_fields() -> dict[str, Any]:
     """event_id and timestamp for events posted without them."""
-    return {"event_id": uuid.uuid4().hex, "timestamp": int(time.time() * 1000)}
+    return {"event_id": uuid.uuid4().hex, "timestamp": clock_ms()}
 
 
 async def ingest(request: Request, *, settings: Settings, publisher: EventPublisher,

@@ -2,7 +2,6 @@
 and what an admin looks at. Read from the user's own keys and their contributions log; no
 shared aggregate is needed (and none names the user)."""
 
-import time
 from collections import Counter
 
 import orjson
@@ -10,6 +9,7 @@ from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
 from streamrec.contract import SHOWN_SEPARATOR, RedisKeys, value_at
+from streamrec.contract.clock import clock_ms
 
 #: Served lists looked at, newest first, when counting the ones the user acted on.
 LISTS_EXAMINED = 100
@@ -54,7 +54,7 @@ async def portrait(redis: Redis, keys: RedisKeys, user_id: str, *, anchor_ms: in
     interactions, lists = [], []
     for entry in map(orjson.loads, logged):
         (interactions if len(entry) == 3 else lists).append(entry)
-    now = int(time.time() * 1000)
+    now = clock_ms()
     return Portrait(
         user_id=user_id,
         recent=[RecentItem(item_id=item.decode(), event_type=types.get(item, b"").decode(),

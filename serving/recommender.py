@@ -4,7 +4,6 @@ Each returns a `RecommendationList`; the HTTP routes and the offline evaluator c
 same functions.
 """
 
-import time
 import uuid
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -13,6 +12,7 @@ from pydantic import BaseModel, Field, PrivateAttr
 
 from streamrec.contract import Recommender as RecommenderName
 from streamrec.contract import ServedExperiment, Settings, half_life_ms, value_at
+from streamrec.contract.clock import clock_ms
 
 from .reranking import cap_per_category, penalise_shown
 from .scoring import (
@@ -80,7 +80,7 @@ class RecommendationList(BaseModel):
 def _freshness(scope: str, watermark: Watermark) -> Freshness:
     ago = None
     if watermark.applied_at_ms is not None:
-        ago = max(0, int(time.time() * 1000) - watermark.applied_at_ms)
+        ago = max(0, clock_ms() - watermark.applied_at_ms)
     return Freshness(scope=scope, event_time_ms=watermark.event_time_ms,
                      applied_at_ms=watermark.applied_at_ms, applied_ms_ago=ago)
 
@@ -118,7 +118,7 @@ class ListRequest:
 
     def now(self) -> int:
         """When the list is asked for (ms): `now_ms`, else the wall clock."""
-        return int(time.time() * 1000) if self.now_ms is None else self.now_ms
+        return clock_ms(self.now_ms)
 
     def excluding(self, more: Iterable[str]) -> "ListRequest":
         return replace(self, exclude=self.exclude | frozenset(more))
@@ -185,7 +185,7 @@ class Recommender:
         weightings = self.settings.weightings
         if len(weightings) == 1:
             return weightings[0]
-        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        now_ms = clock_ms(now_ms)
         chosen_at = self._weighting_chosen_at_ms
         if chosen_at is None or not 0 <= now_ms - chosen_at < WEIGHTING_CHOICE_MS:
             self._weighting = leading_weighting(weightings, await self.reader.blend_evidence(),

@@ -7,7 +7,6 @@ event). The watermark expires with the rest of the user's state
 (STREAMREC_USER_STATE_TTL_DAYS), which is why the retention must be shorter than that.
 """
 
-import time
 from collections.abc import Iterable
 
 from redis.asyncio import Redis
@@ -19,6 +18,7 @@ from streamrec.contract import (
     forget_request,
     produce_records,
 )
+from streamrec.contract.clock import clock_ms
 
 #: Users whose watermark is read per round trip while scanning.
 SCAN_BATCH = 500
@@ -65,7 +65,7 @@ async def request_erasures(settings: Settings, users: Iterable[str]) -> list[For
 async def sweep(settings: Settings, now_ms: int | None = None) -> list[ForgetRequest]:
     """Request the erasure of every user inactive for longer than the retention as of
     `now_ms` (default: now; a test's clock)."""
-    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    now_ms = clock_ms(now_ms)
     redis = Redis.from_url(settings.redis_url)
     try:
         users = await inactive_users(redis, settings, now_ms)

@@ -3,7 +3,6 @@
 Knows nothing about Faust: the worker, the evaluator and the tests all call `apply`.
 """
 
-import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from streamrec.contract import (
     half_life_ms,
     lua_script,
 )
+from streamrec.contract.clock import clock_ms
 
 LUA = files("stream_app").joinpath("lua")
 APPLY_BATCH_LUA = lua_script(*(LUA.joinpath(name).read_text()
@@ -177,7 +177,7 @@ class StateWriter:
         totals = [0, 0, 0, 0]
         by_type: Counter[str] = Counter()
         config = orjson.dumps(dict(self._config,
-                                   applied_at_ms=applied_at_ms or int(time.time() * 1000)))
+                                   applied_at_ms=clock_ms(applied_at_ms)))
         remaining = [_encode(r) for r in records]
         while remaining:
             try:

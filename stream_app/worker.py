@@ -36,6 +36,7 @@ from streamrec.contract import (
     parse_event,
     parse_item,
 )
+from streamrec.contract.clock import clock_ms
 
 from . import telemetry
 from .retention import sweep
@@ -125,7 +126,7 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
         ]
         await asyncio.gather(*futures)
         if fresh:
-            now_ms = int(time.time() * 1000)
+            now_ms = clock_ms()
             await writer.remember_dead_letters([r.summary(now_ms) for r in fresh])
         for rejection in fresh:
             telemetry.DEAD_LETTERED.labels(rejection.kind).inc()

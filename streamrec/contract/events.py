@@ -5,7 +5,6 @@ service apply to it, so a record rejected by one is rejected by the other with t
 import hashlib
 import math
 import re
-import time
 import unicodedata
 import uuid
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from .clock import clock_ms
 from .pseudonyms import pseudonymise
 from .settings import FORGET, IMPRESSION, MAX_BLEND_WEIGHTINGS, Settings
 
@@ -184,7 +184,7 @@ def forget_request(user_id: str) -> ForgetRequest:
     """A request to erase `user_id` (as stored), named by a fresh id and stamped now: the
     user's events stamped before it that arrive later are dropped."""
     return ForgetRequest(event_id=uuid.uuid4().hex, user_id=user_id, event_type=FORGET,
-                         timestamp=int(time.time() * 1000))
+                         timestamp=clock_ms())
 
 
 def pseudonym(user_id: str) -> str:
@@ -274,7 +274,7 @@ def describe_validation_error(error: ValidationError) -> str:
 
 
 def validation_context(settings: Settings, now_ms: int | None = None) -> dict[str, Any]:
-    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    now_ms = clock_ms(now_ms)
     return {
         "event_types": settings.event_types,
         "latest_ms": now_ms + int(settings.max_future_seconds * 1000),

@@ -9,7 +9,6 @@ service process puts a user in the same one without asking anybody.
 """
 
 import hashlib
-import time
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -23,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from .clock import clock_ms
 from .events import Identifier, _to_epoch_ms
 from .settings import Settings
 
@@ -155,7 +155,7 @@ class ExperimentRecord(Experiment):
 
 
 def stored(experiment: Experiment, now_ms: int | None = None) -> ExperimentRecord:
-    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    now_ms = clock_ms(now_ms)
     return ExperimentRecord(**{**experiment.model_dump(), "start": experiment.start or now_ms})
 
 

@@ -13,6 +13,7 @@ import httpx
 from aiokafka import AIOKafkaProducer
 
 from streamrec.contract import InteractionEvent, Settings, ensure_topics
+from streamrec.contract.clock import clock_ms
 from streamrec.datasets import World, events, make_world
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ async def browse(settings: Settings, producer: AIOKafkaProducer, world: World, s
     async def click_later(user: str, item: str, recommendation_id: str) -> None:
         await asyncio.sleep(DWELL_SECONDS)
         click = InteractionEvent(event_id=uuid.uuid4().hex, user_id=user, item_id=item,
-                                 event_type="click", timestamp=int(time.time() * 1000),
+                                 event_type="click", timestamp=clock_ms(),
                                  recommendation_id=recommendation_id)
         await producer.send(settings.events_topic, key=user.encode(),
                             value=click.model_dump_json().encode())
@@ -92,10 +93,10 @@ async def browse(settings: Settings, producer: AIOKafkaProducer, world: World, s
 
 async def _shop(settings: Settings, producer: AIOKafkaProducer, world: World, rate: float,
                 count: int) -> None:
-    stream = events(world, count or 10**12, start_ms=int(time.time() * 1000))
+    stream = events(world, count or 10**12, start_ms=clock_ms())
     started = time.monotonic()
     for sent, event in enumerate(stream, start=1):
-        live = event.model_copy(update={"timestamp": int(time.time() * 1000)})
+        live = event.model_copy(update={"timestamp": clock_ms()})
         await producer.send(settings.events_topic, key=live.user_id.encode(),
                             value=live.model_dump_json().encode())
         ahead = sent / rate - (time.monotonic() - started)
