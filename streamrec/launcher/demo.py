@@ -28,6 +28,8 @@ DEMO_EXPERIMENT = {"name": "blend-vs-trending", "variants": [
     {"name": "blend", "share": 0.5, "settings": {}}]}
 #: How often the demo reads the experiment's results.
 RESULTS_EVERY_SECONDS = 10.0
+#: How often `up` asks the service whether it is ready.
+READINESS_EVERY_SECONDS = 2.0
 
 
 def get_json(url: str, key: str | None = None, timeout: float = 2.0,
@@ -103,9 +105,28 @@ def announce(stack: Stack) -> None:
     console.print(f"[yellow]note:[/] {EMBEDDED_BROKER_LIMITS}")
 
 
+def readiness_problems(base: str) -> str:
+    """What the service's /readyz says stands in the way, in a line ('' when ready)."""
+    status, body = get_json(f"{base}/readyz")
+    if status == 200:
+        return ""
+    if not isinstance(body, dict):
+        return f"the service did not answer /readyz (status {status})"
+    problems = [f"{name} unreachable" for name in ("redis", "kafka") if body.get(name) is False]
+    by_reason: dict[str, list[str]] = {}
+    for partition, reason in (body.get("stalled") or {}).items():
+        by_reason.setdefault(reason, []).append(partition)
+    problems += [f"{', '.join(sorted(partitions))} stalled: {reason}"
+                 for reason, partitions in by_reason.items()]
+    if body.get("pseudonym_key") is False:
+        problems.append("the service's STREAMREC_ID_HMAC_KEY is not the state's")
+    return "; ".join(problems) or f"/readyz answered {status}"
+
+
 def run_up(settings: Settings, data_dir: Path | None) -> None:
     """Broker, Redis, worker and service until Ctrl-C; with `data_dir`, Redis keeps its state
-    there across restarts."""
+    there across restarts. Says whenever the service stops or starts being ready (a stalled
+    partition, Redis or Kafka unreachable), so a worker that cannot apply is not silent."""
     stop_on_signals()
     with tempfile.TemporaryDirectory(prefix="streamrec-up-") as scratch:
         workdir = data_dir or Path(scratch)
@@ -114,9 +135,15 @@ def run_up(settings: Settings, data_dir: Path | None) -> None:
             with running_stack(settings, workdir, persist=data_dir is not None) as stack:
                 announce(stack)
                 console.print("\n[bold green]streamrec is up.[/] Ctrl-C drains and stops.")
+                reported = ""
                 while True:
                     stack.check_alive()
-                    time.sleep(1.0)
+                    problems = readiness_problems(stack.service_url)
+                    if problems != reported:
+                        console.print(f"[bold red]not ready:[/] {problems}" if problems
+                                      else "[bold green]ready again.[/]", highlight=False)
+                        reported = problems
+                    time.sleep(READINESS_EVERY_SECONDS)
         except KeyboardInterrupt:
             console.print("\nstopped: the service, then the worker once it had applied "
                           "everything, then the broker and Redis.")

@@ -1,6 +1,7 @@
 """`streamrec up --data-dir DIR`: Ctrl-C drains before it stops (nothing posted is lost),
-a restart from the same directory keeps the state and applies new events once, and a
-kill -9 of every process after the events were applied doubles nothing."""
+a restart from the same directory keeps the state and applies new events once, a kill -9 of
+every process after the events were applied doubles nothing, and a restart with other
+learning settings says that its worker cannot apply, and why."""
 
 import os
 import signal
@@ -21,10 +22,10 @@ def banners(log: Path) -> int:
     return log.read_text().count("streamrec is up") if log.exists() else 0
 
 
-def start_up(data_dir: Path, port: int, log: Path) -> subprocess.Popen:
+def start_up(data_dir: Path, port: int, log: Path, **environment: str) -> subprocess.Popen:
     """`streamrec up` as a child, once it has printed where everything is."""
     before = banners(log)
-    env = {**os.environ, "STREAMREC_HTTP_PORT": str(port)}
+    env = {**os.environ, "STREAMREC_HTTP_PORT": str(port), **environment}
     process = subprocess.Popen([sys.executable, "-m", "streamrec", "up", "--data-dir",
                                 str(data_dir)], stdout=log.open("ab"),
                                stderr=subprocess.STDOUT, env=env)
@@ -86,6 +87,19 @@ def test_up_drains_on_ctrl_c_and_restarts_where_it_stopped(tmp_path: Path) -> No
         post_views(base, app, 2100, 10)
         wait_for(lambda: applied() == 2110, "events after the kill -9", 60, 0.2)
         assert counters(base, admin)["duplicate_events"] == 0
+
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=90) == 0
+        up = start_up(data, port, log, STREAMREC_PAIR_WINDOW="10")
+        post_views(base, app, 2110, 1)
+        wait_for(lambda: "not ready:" in log.read_text(), "up to say it is not ready", 30)
+        said = log.read_text().split("not ready:")[-1]
+        assert "stalled" in said and "pair_window: learned with 20, now 10" in said
+        assert applied() == 2110
+        everything = {up.pid, *children_of(up.pid)}  # a stalled worker would not drain
+        for pid in everything:
+            os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not any(alive(pid) for pid in everything), "every process to die", 10)
     finally:
         if up.poll() is None:
             up.send_signal(signal.SIGINT)
