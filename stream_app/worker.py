@@ -16,7 +16,7 @@ import contextlib
 import logging
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -83,6 +83,40 @@ async def until_done(step: Callable[[], Awaitable[T]], what: str, sources: Colle
                 stalled = True
         await asyncio.sleep(delay)
         delay = min(delay * 2, MAX_RETRY_DELAY_SECONDS)
+
+
+async def one_after_another(batches: AsyncIterator[T],
+                            process: Callable[[T], Awaitable[None]]) -> None:
+    """Process each batch once the one before it is done, while `batches` gathers the next:
+    Faust's own per-event work then overlaps Redis's instead of waiting for it. What a batch
+    raises (only a bug can: `until_done` retries every failure) is raised here at once, even
+    while no further batch comes, so the agent's supervisor stops the worker; stopping
+    cancels the batch in flight and waits for it (unacked, it is redelivered, and the guard
+    skips whatever of it was applied)."""
+    here, failed = asyncio.current_task(), []
+
+    def raise_here(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None and here is not None:
+            failed.append(task.exception())
+            here.cancel()
+
+    processing: asyncio.Task[None] | None = None
+    try:
+        async for batch in batches:
+            if processing is not None:
+                await processing
+            processing = asyncio.create_task(process(batch))
+            processing.add_done_callback(raise_here)
+        if processing is not None:
+            await processing
+    except asyncio.CancelledError:
+        if failed:
+            raise failed[0] from None
+        raise
+    finally:
+        if processing is not None and not processing.done():
+            processing.cancel()
+            await asyncio.wait([processing])
 
 
 def header_pairs(headers: Any) -> tuple[tuple[str, bytes], ...]:
@@ -163,26 +197,17 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
                     and not isinstance(record.payload, LogEpoch | None)):
                 telemetry.PRODUCE_TO_APPLIED.observe(now - produced)
 
-    async def process_and_ack(stream: faust.StreamT, batch: Sequence[faust.EventT],
-                              parse: Callable[[bytes], BaseModel]) -> None:
-        await process_batch(batch, parse)
-        for event in batch:  # only now may Kafka commit them
-            await stream.ack(event)
-
     async def learn(stream: faust.StreamT, parse: Callable[[bytes], BaseModel]) -> None:
-        """Batches applied in order, one at a time, while Faust gathers the next: its own
-        per-event work then overlaps Redis's instead of waiting for it. Events are acked
-        (their offsets become committable) only once their batch is applied."""
-        applying: asyncio.Task[None] | None = None
-        try:
-            async for batch in stream.noack_take(settings.batch_max_events,
-                                                 within=settings.batch_within_seconds):
-                if applying is not None:
-                    await applying  # in order: a batch starts after the one before is done
-                applying = asyncio.create_task(process_and_ack(stream, batch, parse))
-        finally:
-            if applying is not None:  # stopping: an unacked batch is redelivered, and the
-                applying.cancel()     # guard skips whatever of it was applied
+        """Batches applied in order while Faust gathers the next; a batch's events are acked
+        (their offsets become committable) only once it is applied."""
+        async def process_and_ack(batch: Sequence[faust.EventT]) -> None:
+            await process_batch(batch, parse)
+            for event in batch:
+                await stream.ack(event)
+
+        await one_after_another(stream.noack_take(settings.batch_max_events,
+                                                  within=settings.batch_within_seconds),
+                                process_and_ack)
 
     # An agent that raised would be restarted by Faust and read on past the batch it failed;
     # the worker stops instead, so nothing is applied after it (only a bug can raise here:
