@@ -10,7 +10,14 @@ from typing import Annotated
 from fastapi import Depends, Path, Query, Request
 from pydantic import StringConstraints
 
-from streamrec.contract import MAX_LIST_LENGTH, Identifier, Label, Settings, pseudonymise
+from streamrec.contract import (
+    MAX_LIST_LENGTH,
+    OTHER_PSEUDONYM_KEY,
+    Identifier,
+    Label,
+    Settings,
+    pseudonymise,
+)
 
 from .auth import require
 from .dashboard import DashboardSeries
@@ -52,8 +59,18 @@ ProfilesDep = Annotated[Profiles, Depends(_profiles)]
 DashboardDep = Annotated[DashboardSeries, Depends(_dashboard)]
 ExperimentsDep = Annotated[Experiments, Depends(_experiments)]
 
+async def same_pseudonym_key(request: Request) -> None:
+    """503 unless this process pseudonymises ids with the key the state was learned under:
+    with another, what it reads or writes for a user would be another (no one's) state."""
+    settings = request.app.state.settings
+    if await request.app.state.recommender.reader.learned_under_other_pseudonym_key(
+            settings.id_hmac_key_fingerprint):
+        raise ApiError(503, OTHER_PSEUDONYM_KEY)
+
+
 async def _user_id(request: Request, user_id: Annotated[Identifier, Path(
         openapi_examples=example("a demo shopper", "user-7"))]) -> str:
+    await same_pseudonym_key(request)
     return pseudonymise(user_id, request.app.state.settings.id_key)
 
 
@@ -61,7 +78,10 @@ async def _optional_user(request: Request, user_id: Annotated[Identifier | None,
         description="Who is shown the list: filters their seen items, records impressions "
         "(with the write scope).", openapi_examples=example("a demo shopper", "user-7"))
         ] = None) -> str | None:
-    return None if user_id is None else pseudonymise(user_id, request.app.state.settings.id_key)
+    if user_id is None:
+        return None
+    await same_pseudonym_key(request)
+    return pseudonymise(user_id, request.app.state.settings.id_key)
 
 
 #: A user id from the path or the query, as the service stores it (its pseudonym with
@@ -131,6 +151,8 @@ Reader = Depends(require("read"))
 Writer = Depends(require("write"))
 Cataloguer = Depends(require("catalogue"))
 Admin = Depends(require("admin"))
+#: For a route whose body names users (their ids are pseudonymised by the validator).
+SamePseudonymKey = Depends(same_pseudonym_key)
 
 #: `shown(user_id, served)` publishes the list's impressions when a user is known and the
 #: caller has the `write` scope; returns the list.

@@ -15,6 +15,7 @@ from streamrec.contract import (
     RedisKeys,
     Reused,
     Similarity,
+    learned_under_another_key,
     lua_script,
 )
 
@@ -60,6 +61,8 @@ TOP_OF_RANKING_LUA = lua_script(HIDDEN_ITEMS_LUA, LUA.joinpath("top_of_ranking.l
 
 #: How long a process reuses the global watermark it read (see `global_watermark`).
 GLOBAL_WATERMARK_REUSE_SECONDS = 0.1
+#: How long a process reuses the learning settings it read (the pseudonym key's check).
+SETTINGS_REUSE_SECONDS = 1.0
 
 
 def _watermark(fields: dict[bytes, bytes]) -> Watermark:
@@ -81,6 +84,7 @@ class StateReader:
         self._top_of_ranking = redis.register_script(TOP_OF_RANKING_LUA)
         self._script_config = orjson.dumps({"keys": keys.templates()})
         self._global_watermark: Reused[Watermark] = Reused(GLOBAL_WATERMARK_REUSE_SECONDS)
+        self._learning_settings: Reused[bytes | None] = Reused(SETTINGS_REUSE_SECONDS)
 
     async def user_history(self, user_id: str, length: int) -> UserHistory:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -203,11 +207,12 @@ class StateReader:
 
     async def learned_under_other_pseudonym_key(self, fingerprint: str) -> bool:
         """Whether the worker recorded another pseudonym key's fingerprint than `fingerprint`
-        with the state's learning settings (nothing recorded yet: no)."""
-        recorded = await self.redis.get(self.keys.learning_settings)
-        learned = None if recorded is None else orjson.loads(recorded).get(
-            "id_hmac_key_fingerprint")
-        return learned is not None and learned != fingerprint
+        with the state's learning settings; read at most every `SETTINGS_REUSE_SECONDS`
+        (every request for a user asks)."""
+        async def read() -> bytes | None:
+            return await self.redis.get(self.keys.learning_settings)
+
+        return learned_under_another_key(await self._learning_settings.get(read), fingerprint)
 
     async def stalled_partitions(self) -> dict[str, str]:
         """Partitions the worker cannot apply now, and why."""

@@ -103,6 +103,9 @@ def _encode(record: StreamRecord) -> list[object]:
 
 #: Latest dead letters kept in Redis for the dashboard (the topic itself keeps them all).
 DEAD_LETTERS_KEPT = 20
+#: Learning settings a refusal names without their values: it reaches /readyz, which anyone
+#: may read, and a fingerprint there would let them test guesses of the pseudonym key.
+UNSHOWN_SETTINGS = frozenset({"id_hmac_key_fingerprint"})
 #: How apply_batch.lua's refusal of other learning settings begins.
 LEARNING_SETTINGS_CHANGED = "LEARNING_SETTINGS_CHANGED "
 
@@ -121,6 +124,7 @@ class LearningSettingsChanged(RuntimeError):
             "settings, start a new state (another key prefix or Redis), or delete "
             f"{key} to accept that erasing users learned before is no longer exact ("
             + ", ".join(f"{name}: learned with {recorded[name]!r}, now {current[name]!r}"
+                        if name not in UNSHOWN_SETTINGS else f"{name}: another one"
                         for name in differing) + ")")
 
 

@@ -337,23 +337,35 @@ def forget(
     and served lists), through the events topic in order with their events; prints the audit."""
     import time
 
-    from pydantic import ValidationError
+    from pydantic import TypeAdapter, ValidationError
     from redis import Redis
 
     from stream_app.retention import request_erasures
-    from streamrec.contract import RedisKeys, pseudonymise
+    from streamrec.contract import (
+        OTHER_PSEUDONYM_KEY,
+        Identifier,
+        RedisKeys,
+        describe_validation_error,
+        learned_under_another_key,
+        pseudonymise,
+    )
 
     settings = current_settings()
-    try:
+    keys = RedisKeys(settings.key_prefix)
+    try:  # the id as the service and the validator take it (NFC, allowed characters)
+        user_id = TypeAdapter(Identifier).validate_python(user_id)
+    except ValidationError as error:
+        raise typer.BadParameter(describe_validation_error(error), param_hint="USER_ID"
+                                 ) from None
+    with Redis.from_url(settings.redis_url) as redis:
+        if learned_under_another_key(redis.get(keys.learning_settings),
+                                     settings.id_hmac_key_fingerprint):
+            raise typer.BadParameter(OTHER_PSEUDONYM_KEY, param_hint="STREAMREC_ID_HMAC_KEY")
         [request] = asyncio.run(request_erasures(settings,
                                                  [pseudonymise(user_id, settings.id_key)]))
-    except ValidationError as error:
-        raise typer.BadParameter(str(error).splitlines()[-1], param_hint="USER_ID") from None
-    erasures = RedisKeys(settings.key_prefix).erasures
-    with Redis.from_url(settings.redis_url) as redis:
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            audit = redis.hget(erasures, request.event_id)
+            audit = redis.hget(keys.erasures, request.event_id)
             if audit is not None:
                 typer.echo(audit.decode())
                 return

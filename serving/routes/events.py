@@ -10,7 +10,7 @@ from streamrec.contract import (
     parse_event,
 )
 
-from ..dependencies import PublisherDep, SettingsDep, Writer
+from ..dependencies import PublisherDep, SamePseudonymKey, SettingsDep, Writer
 from ..ingest import Accepted, body_schema, ingest, server_assigned_fields
 from ..openapi import example
 
@@ -24,7 +24,8 @@ def no_erasure(event: BaseModel) -> BaseModel:
     return event
 
 
-@router.post("", status_code=202, response_model=Accepted, dependencies=[Writer],
+@router.post("", status_code=202, response_model=Accepted,
+             dependencies=[Writer, SamePseudonymKey],
              openapi_extra=body_schema(
                  InteractionEvent, ImpressionEvent, optional=("event_id", "timestamp"),
                  examples=example("an add to cart, stamped on receipt", [

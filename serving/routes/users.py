@@ -19,7 +19,6 @@ from ..dependencies import (
     UserId,
     Writer,
 )
-from ..errors import ApiError
 from ..openapi import example
 from ..portrait import Portrait, portrait
 from ..profiles import Preferences
@@ -27,11 +26,6 @@ from ..recommender import RecommendationList
 from .erasures import Erasure
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
-#: Why an erasure is refused when this service's pseudonym key is not the state's.
-OTHER_PSEUDONYM_KEY = (
-    "this service's STREAMREC_ID_HMAC_KEY is not the one the state was learned under: the "
-    "user's pseudonym here is not the one their events carried, so an erasure would erase no "
-    "one; run the service with the worker's key")
 
 
 @router.get("/{user_id}/recommendations", response_model=RecommendationList,
@@ -77,9 +71,6 @@ async def forget_user(user_id: UserId, publisher: PublisherDep, settings: Settin
     back out, exactly, and their own state, served lists and preferences deleted; their
     events stamped before now that arrive later are dropped. Goes through the events topic
     (in order with the user's events) and answers once the worker has done it (or 202)."""
-    if await recommender.reader.learned_under_other_pseudonym_key(
-            settings.id_hmac_key_fingerprint):
-        raise ApiError(503, OTHER_PSEUDONYM_KEY)
     request = forget_request(user_id)
     await publisher.publish(settings.events_topic,
                             [(user_id.encode(), request.model_dump_json().encode())])

@@ -48,7 +48,7 @@ from .keys import (
 )
 from .logs import JsonLogFormatter, json_logging_config
 from .progress import partition_ends, records_behind
-from .pseudonyms import pseudonymise
+from .pseudonyms import OTHER_PSEUDONYM_KEY, learned_under_another_key, pseudonymise
 from .reuse import Reused
 from .settings import FORGET, IMPRESSION, Settings, Similarity
 from .topics import LOG_ID_HEADER, ensure_topics, produce_records
@@ -62,6 +62,7 @@ __all__ = [
     "LIST_SEPARATOR",
     "LOG_ID_HEADER",
     "MAX_LIST_LENGTH",
+    "OTHER_PSEUDONYM_KEY",
     "OWNER_FIELD",
     "RECOMMENDATION_SETTINGS",
     "RECOMMENDER_FIELD",
@@ -99,6 +100,7 @@ __all__ = [
     "half_life_ms",
     "json_logging_config",
     "key_digest",
+    "learned_under_another_key",
     "load_keys",
     "lua_script",
     "parse_event",

@@ -13,10 +13,16 @@ the old pseudonyms, or left to expire).
 import base64
 import hashlib
 import hmac
+import json
 import re
 
 PSEUDONYM_PREFIX = "p_"
 PSEUDONYM_PATTERN = re.compile(r"^p_[A-Za-z0-9_-]{22}$")
+#: Why a user's request is refused where the pseudonym key is not the state's.
+OTHER_PSEUDONYM_KEY = (
+    "STREAMREC_ID_HMAC_KEY here is not the key the state was learned under: a user's "
+    "pseudonym here is not the one their events carried, so this would reach no one (an "
+    "erasure would erase no one); use the worker's key")
 
 
 def pseudonymise(user_id: str, key: bytes | None) -> str:
@@ -33,3 +39,10 @@ def key_fingerprint(key: bytes | None) -> str:
     if key is None:
         return "none"
     return hmac.new(key, b"streamrec pseudonym key fingerprint", hashlib.sha256).hexdigest()[:16]
+
+
+def learned_under_another_key(recorded: bytes | str | None, fingerprint: str) -> bool:
+    """Whether the learning settings recorded with a state (their JSON; None before its first
+    batch) name another pseudonym key than the one with `fingerprint`."""
+    learned = None if recorded is None else json.loads(recorded).get("id_hmac_key_fingerprint")
+    return learned is not None and learned != fingerprint

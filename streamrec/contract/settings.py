@@ -262,7 +262,8 @@ class Settings(BaseSettings):
         "`streamrec keys`; re-read when it changes."
     )
     id_hmac_key: SecretStr | None = Field(
-        None, description="When set, user ids are replaced by a keyed HMAC-SHA256 of them "
+        None, min_length=32, description="When set (32 characters or more, e.g. `openssl rand "
+        "-hex 32`), user ids are replaced by a keyed HMAC-SHA256 of them "
         "wherever they enter (events, URLs), so nothing stores or logs a raw user id. A "
         "state is learned under one key: a worker with another applies nothing, a service "
         "with another is not ready and refuses erasures (they would find no one)."

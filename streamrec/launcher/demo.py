@@ -35,7 +35,7 @@ READINESS_EVERY_SECONDS = 2.0
 def get_json(url: str, key: str | None = None, timeout: float = 2.0,
              body: object = None) -> tuple[int, Any]:
     """GET `url` (POST `body` when given) and decode the answer: (status, JSON); 0 when
-    nothing answered."""
+    nothing answered, None for an answer that is not JSON."""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     data = None
     if body is not None:
@@ -44,11 +44,18 @@ def get_json(url: str, key: str | None = None, timeout: float = 2.0,
     request = urllib.request.Request(url, headers=headers, data=data)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read())
+            return response.status, decoded(response.read())
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
+        return error.code, decoded(error.read())
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return 0, None
+
+
+def decoded(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:  # e.g. a proxy's HTML error page
+        return None
 
 
 def wait_until(check: Any, what: str, stack: Stack, timeout: float = 60.0) -> None:

@@ -4,6 +4,8 @@ whichever way their events arrive."""
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,11 +16,13 @@ from pydantic import SecretStr
 from stream_app.state_writer import StateWriter, StreamRecord
 from streamrec.contract import (
     RedisKeys,
+    Settings,
     ensure_topics,
     parse_event,
     produce_records,
     pseudonymise,
 )
+from streamrec.servers import child_environment
 from tests.support.processes import ChildProcesses, wait_for
 from tests.support.servers import Servers
 from tests.support.state import dump_state
@@ -77,11 +81,13 @@ def test_no_raw_user_id_is_stored_or_logged(servers: Servers, tmp_path: Path) ->
         children.stop_all()
 
 
-def test_a_service_with_another_pseudonym_key_refuses_to_erase_and_is_not_ready(
-        servers: Servers, tmp_path: Path) -> None:
-    """Its pseudonym of a user is not the one the user's events were learned under, so an
-    erasure through it would erase no one and say "done"."""
+def test_another_pseudonym_key_is_refused_wherever_a_user_is_named(servers: Servers,
+                                                                     tmp_path: Path) -> None:
+    """Under another key a user's pseudonym is not the one their events were learned under:
+    what a service or `streamrec forget` read or wrote for them would be no one's state, and
+    an erasure would say "done" having erased no one."""
     settings = servers.settings(id_hmac_key=KEY, erasure_wait_seconds=0.5)
+    rotated = settings.model_copy(update={"id_hmac_key": SecretStr(KEY + " rotated")})
     asyncio.run(ensure_topics(settings))
 
     async def learn_one_event() -> None:  # the worker's writer records the key's fingerprint
@@ -97,15 +103,32 @@ def test_a_service_with_another_pseudonym_key_refuses_to_erase_and_is_not_ready(
     children = ChildProcesses(settings, tmp_path)
     try:
         _, same = children.start_service()
-        _, other = children.start_service(settings.model_copy(
-            update={"id_hmac_key": SecretStr("a key someone rotated")}))
+        _, other = children.start_service(rotated)
         assert httpx.get(f"{same}/readyz", timeout=10).json()["pseudonym_key"] is True
         report = httpx.get(f"{other}/readyz", timeout=10)
         assert report.status_code == 503 and report.json()["pseudonym_key"] is False
-        refused = httpx.delete(f"{other}/v1/users/alice", timeout=10)
-        assert refused.status_code == 503
-        assert "STREAMREC_ID_HMAC_KEY" in refused.json()["error"]
+        for method, path, body in [
+                ("DELETE", "/v1/users/alice", None),
+                ("GET", "/v1/users/alice/recommendations", None),
+                ("PUT", "/v1/users/alice/preferences", {"categories": ["c"]}),
+                ("GET", "/v1/trending?user_id=alice", None),
+                ("POST", "/v1/events", {"user_id": "alice", "item_id": "y",
+                                        "event_type": "view"})]:
+            refused = httpx.request(method, f"{other}{path}", json=body, timeout=10)
+            assert refused.status_code == 503, (method, path)
+            assert "STREAMREC_ID_HMAC_KEY" in refused.json()["error"]
+        assert httpx.get(f"{other}/v1/trending", timeout=10).status_code == 200  # no user
         accepted = httpx.delete(f"{same}/v1/users/alice", timeout=30)  # no worker runs here
         assert accepted.status_code == 202 and accepted.json()["status"] == "pending"
     finally:
         children.stop_all()
+
+    def forget(user: str, under: Settings) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "streamrec", "forget", user, "--wait",
+                               "0"], env=child_environment(under), capture_output=True,
+                              text=True, timeout=60)
+
+    refused = forget("alice", rotated)
+    assert refused.returncode == 2 and "STREAMREC_ID_HMAC_KEY" in refused.stderr
+    invalid = forget("alice ", settings)  # no one's id: refused before any pseudonym
+    assert invalid.returncode == 2 and "blanks" in invalid.stderr
