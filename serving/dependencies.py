@@ -59,6 +59,7 @@ ProfilesDep = Annotated[Profiles, Depends(_profiles)]
 DashboardDep = Annotated[DashboardSeries, Depends(_dashboard)]
 ExperimentsDep = Annotated[Experiments, Depends(_experiments)]
 
+
 async def same_pseudonym_key(request: Request) -> None:
     """503 unless this process pseudonymises ids with the key the state was learned under:
     with another, what it reads or writes for a user would be another (no one's) state."""

@@ -25,7 +25,8 @@ class Readiness(BaseModel):
 
 
 @router.get("/readyz", response_model=Readiness, responses={503: {
-    "model": Readiness, "description": "Redis or Kafka unreachable, or a partition stalled."}})
+    "model": Readiness, "description": "Redis or Kafka unreachable, a partition stalled, or "
+    "another pseudonym key than the state's."}})
 async def readyz(request: Request, publisher: PublisherDep) -> JSONResponse:
     """Redis and Kafka are reachable, the worker applies every partition and this service's
     pseudonym key is the state's: 200, else 503 naming what is not (`stalled`: partitions the

@@ -266,7 +266,8 @@ class Settings(BaseSettings):
         "-hex 32`), user ids are replaced by a keyed HMAC-SHA256 of them "
         "wherever they enter (events, URLs), so nothing stores or logs a raw user id. A "
         "state is learned under one key: a worker with another applies nothing, a service "
-        "with another is not ready and refuses erasures (they would find no one)."
+        "with another is not ready and refuses every request naming a user (it would reach "
+        "no one)."
     )
     rate_limit_per_second: PositiveFloat = Field(
         100.0, description="Units of work a second per API key on average, per service "

@@ -133,7 +133,8 @@ def readiness_problems(base: str) -> str:
 def run_up(settings: Settings, data_dir: Path | None) -> None:
     """Broker, Redis, worker and service until Ctrl-C; with `data_dir`, Redis keeps its state
     there across restarts. Says whenever the service stops or starts being ready (a stalled
-    partition, Redis or Kafka unreachable), so a worker that cannot apply is not silent."""
+    partition, Redis or Kafka unreachable, another pseudonym key), so a worker that cannot
+    apply is not silent."""
     stop_on_signals()
     with tempfile.TemporaryDirectory(prefix="streamrec-up-") as scratch:
         workdir = data_dir or Path(scratch)
