@@ -37,13 +37,22 @@ local records = cjson.decode(ARGV[2])
 -- Erasure takes an event back out with the settings in force, so a state is learned with one
 -- set of them throughout: the first batch records them, and a writer with others is refused
 -- before it changes anything (Python says which differ). Compared by value (30 and 30.0 are
--- equal) on the settings both name; when this writer names one the record does not (a newer
--- version added it), its settings become the record (as Python wrote them: cjson would round).
-local function same(a, b)
-  if type(a) ~= 'table' or type(b) ~= 'table' then return a == b end
-  for k, v in pairs(a) do if not same(v, b[k]) then return false end end
-  for k in pairs(b) do if a[k] == nil then return false end end
-  return true
+-- equal) on the settings both name. A writer may add entries to a mapping (a new event
+-- type: no event of it was learned, so none needs taking back out), not change or drop one.
+-- When this writer names a setting or an entry the record does not (a newer version or a new
+-- type), its settings become the record (as Python wrote them: cjson would round).
+local function covers(current, recorded)  -- whether current keeps recorded; whether it adds
+  if type(current) ~= 'table' or type(recorded) ~= 'table' then
+    return current == recorded, false
+  end
+  local adds = false
+  for k, v in pairs(recorded) do
+    local kept, more = covers(current[k], v)
+    if not kept then return false, false end
+    adds = adds or more
+  end
+  for k in pairs(current) do if recorded[k] == nil then adds = true end end
+  return true, adds
 end
 local learned_with = redis.call('GET', K.learning_settings)
 local recorded = learned_with and cjson.decode(learned_with) or {}
@@ -51,8 +60,10 @@ local unrecorded = not learned_with
 for name, value in pairs(cjson.decode(config.learning_settings)) do
   if recorded[name] == nil then
     unrecorded = true
-  elseif not same(recorded[name], value) then
-    return redis.error_reply('LEARNING_SETTINGS_CHANGED ' .. learned_with)
+  else
+    local kept, adds = covers(value, recorded[name])
+    if not kept then return redis.error_reply('LEARNING_SETTINGS_CHANGED ' .. learned_with) end
+    unrecorded = unrecorded or adds
   end
 end
 if unrecorded then redis.call('SET', K.learning_settings, config.learning_settings) end

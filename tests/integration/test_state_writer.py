@@ -463,6 +463,24 @@ async def test_a_writer_with_other_learning_settings_is_refused_before_it_change
         [StreamRecord("events:0", 1, view("l1", "u", "b", second=2))])).applied == 1
 
 
+async def test_a_writer_may_add_an_event_type_but_not_change_or_drop_one(
+        redis: Redis, servers: Servers) -> None:
+    """No event of a new type was learned, so erasure stays exact: the record takes the type
+    on, and from then a writer without it (it would dead-letter those events) is refused."""
+    first = servers.settings()
+    k = RedisKeys(first.key_prefix)
+    await StateWriter(redis, first).apply([StreamRecord("events:0", 0, view("w0", "u", "a"))])
+    wider = first.model_copy(update={"event_weights": {**first.event_weights, "wishlist": 3.0}})
+    assert (await StateWriter(redis, wider).apply([StreamRecord("events:0", 1, view(
+        "w1", "u", "b", second=2, event_type="wishlist"))])).applied == 1
+    assert json.loads(await redis.get(k.learning_settings))["event_weights"]["wishlist"] == 3
+    for narrower in (first, wider.model_copy(update={"event_weights": {
+            **wider.event_weights, "view": 2.0}})):
+        with pytest.raises(LearningSettingsChanged, match="event_weights"):
+            await StateWriter(redis, narrower).apply(
+                [StreamRecord("events:0", 2, view("w2", "u", "c", second=3))])
+
+
 async def test_learning_settings_compare_by_value_and_a_newer_version_adds_to_the_record(
         redis: Redis, servers: Servers, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = servers.settings()
