@@ -114,10 +114,8 @@ class LearningSettingsChanged(RuntimeError):
     """The state was learned with other learning settings: applying more with these would
     make erasure inexact, so nothing is applied."""
 
-    def __init__(self, recorded: dict[str, object], current: dict[str, object],
-                 key: str) -> None:
-        differing = sorted(name for name in current
-                           if name in recorded and recorded[name] != current[name])
+    def __init__(self, differing: list[str], recorded: dict[str, object],
+                 current: dict[str, object], key: str) -> None:
         super().__init__(
             "the state was learned with other learning settings, and erasure takes an event "
             "back out with the settings in force, so nothing is applied: go back to those "
@@ -198,8 +196,11 @@ class StateWriter:
         return BatchResult(*totals, applied_by_type=dict(by_type))
 
     def _learning_settings_changed(self, message: str) -> LearningSettingsChanged:
+        """From the script's refusal: the differing names (as the script compared them),
+        then the record."""
+        differing, recorded = message.removeprefix(LEARNING_SETTINGS_CHANGED).split(" ", 1)
         return LearningSettingsChanged(
-            orjson.loads(message.removeprefix(LEARNING_SETTINGS_CHANGED)),
+            orjson.loads(differing), orjson.loads(recorded),
             orjson.loads(self._config["learning_settings"]), self._keys.learning_settings)
 
     async def record_stall(self, sources: Iterable[str], reason: str) -> None:

@@ -36,7 +36,7 @@ local records = cjson.decode(ARGV[2])
 
 -- Erasure takes an event back out with the settings in force, so a state is learned with one
 -- set of them throughout: the first batch records them, and a writer with others is refused
--- before it changes anything (Python says which differ). Compared by value (30 and 30.0 are
+-- before it changes anything, told which differ. Compared by value (30 and 30.0 are
 -- equal) on the settings both name. A writer may add entries to a mapping (a new event
 -- type: no event of it was learned, so none needs taking back out), not change or drop one.
 -- When this writer names a setting or an entry the record does not (a newer version or a new
@@ -56,15 +56,20 @@ local function covers(current, recorded)  -- whether current keeps recorded; whe
 end
 local learned_with = redis.call('GET', K.learning_settings)
 local recorded = learned_with and cjson.decode(learned_with) or {}
-local unrecorded = not learned_with
+local unrecorded, differing = not learned_with, {}
 for name, value in pairs(cjson.decode(config.learning_settings)) do
   if recorded[name] == nil then
     unrecorded = true
   else
     local kept, adds = covers(value, recorded[name])
-    if not kept then return redis.error_reply('LEARNING_SETTINGS_CHANGED ' .. learned_with) end
+    if not kept then differing[#differing + 1] = name end
     unrecorded = unrecorded or adds
   end
+end
+if #differing > 0 then  -- the names (no spaces in them), then the record as it is stored
+  table.sort(differing)
+  return redis.error_reply('LEARNING_SETTINGS_CHANGED ' .. cjson.encode(differing) .. ' '
+                           .. learned_with)
 end
 if unrecorded then redis.call('SET', K.learning_settings, config.learning_settings) end
 
