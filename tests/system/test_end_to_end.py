@@ -80,9 +80,11 @@ def item_ids(body: dict) -> list[str]:
 def test_events_through_kafka_and_http_change_recommendations(system: System) -> None:
     tag = uuid.uuid4().hex[:6]
     shoes, laces, polish = f"shoes-{tag}", f"laces-{tag}", f"polish-{tag}"
-    # Other shoppers buy shoes with laces (and polish): co-occurrence to learn from.
-    history = [event(f"{tag}-shopper{k}", item) for k in range(3) for item in (shoes, laces)]
-    history += [event(f"{tag}-shopper0", polish)]
+    # Other shoppers buy shoes with laces (and polish): co-occurrence to learn from. Shoes
+    # come last, so no "next after shoes" rule can claim laces (events produced within one
+    # millisecond or across two would make that rule come and go between runs).
+    history = [event(f"{tag}-shopper0", polish)]
+    history += [event(f"{tag}-shopper{k}", item) for k in range(3) for item in (laces, shoes)]
     asyncio.run(produce(system.settings, system.settings.events_topic,
                         [json.dumps(e).encode() for e in history], key=b"shoppers"))
     user = f"{tag}-newcomer"
