@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 from report import markdown, plot, show, summarise, update_readme
 
+from serving.guards import request_cost
 from stream_app.state_writer import StateWriter, StreamRecord
 from streamrec import output
 from streamrec.contract import (
@@ -242,15 +243,28 @@ def running_service(servers: object, workdir: Path, prefix: str, **overrides: ob
         stop_child(service)
 
 
+def admitted_in_flight(path: str, most: int) -> int:
+    """How many requests for `path` one service process admits at once (by its default
+    capacity and per-caller share), at most `most`: the closed loop that saturates it without
+    being refused (refused at once, a closed loop's clients would retry in a storm)."""
+    defaults = Settings()
+    url, _, query = path.partition("?")
+    cost = min(request_cost({"path": url, "query_string": query.encode(), "headers": []}),
+               defaults.max_inflight_cost_per_caller)
+    return max(1, min(most, defaults.max_inflight_cost // cost))
+
+
 def bench_serving(servers: object, workdir: Path, prefix: str, rates: list[float],
                   concurrency: int, seconds: float) -> dict:
-    """Each endpoint at `rates` and at saturation; personalised n=10 also offered 2x and 3x
-    its saturation (goodput, and how fast the excess is refused)."""
+    """Each endpoint at `rates` and at saturation (`concurrency` in flight, or fewer if the
+    process admits fewer); personalised n=10 also offered 2x and 3x its saturation (goodput,
+    and how fast the excess is refused)."""
     with running_service(servers, workdir, prefix) as base:
         results: dict = {"endpoints": {}}
         for label, path in ENDPOINTS.items():
             levels = []
-            for mode in ([str(r) for r in rates] + [f"c{concurrency}"]):
+            saturating = admitted_in_flight(path, concurrency)
+            for mode in ([str(r) for r in rates] + [f"c{saturating}"]):
                 args = (["--concurrency", mode[1:]] if mode.startswith("c")
                         else ["--rate", mode])
                 levels.append(load(base + path, *args, seconds=seconds))
@@ -471,8 +485,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--seconds", type=float, default=3.0, help="per serving load level")
     parser.add_argument("--rates", default="100,200")
-    parser.add_argument("--concurrency", type=int, default=8, help="for the saturation level "
-                        "(within the process's capacity for personalised lists: 8 x 3 units)")
+    parser.add_argument("--concurrency", type=int, default=8, help="for the saturation level, "
+                        "at most (fewer where the process admits fewer: 4 personalised lists)")
     parser.add_argument("--samples", type=int, default=200, help="freshness events per run")
     parser.add_argument("--memory", default="100000,1000000")
     parser.add_argument("--no-readme", action="store_true", help="do not rewrite README.md")

@@ -39,10 +39,13 @@ DRAIN_BYTES = 16 * 1024 * 1024
 DRAIN_SECONDS = 1.0
 #: A list endpoint's cost is 1 + n / LIST_COST_UNIT; a body's 1 + bytes / BODY_COST_UNIT.
 LIST_COST_UNIT = 50
-#: What a personalised list (a user's or a session's) costs more: its script scores the rows
-#: of up to 20 voters, about 3 ms of Redis on dense data, where a ranking read takes 0.2 ms
-#: and a similar list 1 ms (measured with bench/run.py's dense state).
-PERSONALISED_COST = 2
+#: A personalised list (a user's or a session's) costs 1 + PERSONALISED_COST + n /
+#: PERSONALISED_LIST_COST_UNIT instead: its script scores the rows of up to 20 voters, deeper
+#: for a longer list. So a unit is about the same share of a process whatever the request:
+#: on bench/run.py's dense state one process saturated at about 2,000 trending n=10 lists a
+#: second, 215-250 personalised n=10 (8.6 units), 129-149 n=50 (14) and 99 n=100 (20).
+PERSONALISED_COST = 6
+PERSONALISED_LIST_COST_UNIT = 10
 BODY_COST_UNIT = 64 * 1024
 MAX_COSTED_BODY_BYTES = 1024 * 1024
 
@@ -127,7 +130,7 @@ MAX_QUERY_BYTES = 60 * 1024
 #: Where a list's n comes in the JSON body, not the query.
 LIST_IN_BODY_PATHS = frozenset({"/v1/sessions/recommendations"})
 #: The most a request can cost: the rate limiter lets a key's burst hold at least that.
-MAX_REQUEST_COST = (1 + PERSONALISED_COST + MAX_LIST_LENGTH // LIST_COST_UNIT
+MAX_REQUEST_COST = (1 + PERSONALISED_COST + MAX_LIST_LENGTH // PERSONALISED_LIST_COST_UNIT
                     + MAX_COSTED_BODY_BYTES // BODY_COST_UNIT)
 
 
@@ -146,9 +149,12 @@ def request_cost(scope: Scope, body_n: object = None) -> int:
     body are counted up to what the service would accept, so an absurd request is refused
     for what it is, 422 or 413, not as overload). `body_n`: the n of a list asked for in
     the body."""
-    cost = 1 + PERSONALISED_COST * scope["path"].endswith("/recommendations")
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    cost += _asked_n([*query.get("n", []), body_n]) // LIST_COST_UNIT
+    n = _asked_n([*query.get("n", []), body_n])
+    if scope["path"].endswith("/recommendations"):
+        cost = 1 + PERSONALISED_COST + n // PERSONALISED_LIST_COST_UNIT
+    else:
+        cost = 1 + n // LIST_COST_UNIT
     declared = header(scope, b"content-length")
     if declared and declared.isdigit():
         cost += min(int(declared), MAX_COSTED_BODY_BYTES) // BODY_COST_UNIT

@@ -271,10 +271,11 @@ class Settings(BaseSettings):
     )
     rate_limit_per_second: PositiveFloat = Field(
         100.0, description="Units of work a second per API key on average, per service "
-        "process: a light request is 1, a personalised list 2 more, a list 1 more per 50 "
-        "items, a body 1 more per 64 KiB. A process does about 1,000 (personalised lists) to "
-        "1,800 (rankings) units a second, so one key cannot slow the others much; a key that "
-        "needs more gets its own rate (`streamrec keys create --rate-limit`)."
+        "process: a light request is 1, a list 1 more per 50 items, a body 1 more per 64 KiB, "
+        "a personalised list 7 and 1 more per 10 items (its scoring costs about that many "
+        "light requests). A process does about 2,000 units a second, so one key cannot slow "
+        "the others much; a key that needs more gets its own rate (`streamrec keys create "
+        "--rate-limit`)."
     )
     rate_limit_burst: PositiveInt = Field(200, description="Units of work one key may burst.")
     over_limit_delay_seconds: NonNegativeFloat = Field(
@@ -309,8 +310,9 @@ class Settings(BaseSettings):
         10.0, description="A request body must arrive whole within this time: else HTTP 408."
     )
     max_inflight_cost: PositiveInt = Field(
-        32, description="Work in flight per service process, in light requests (a list of n "
-        "costs 1 + n/50); past it requests are refused at once: 503 overloaded."
+        32, description="Work in flight per service process, in light requests (the units of "
+        "STREAMREC_RATE_LIMIT_PER_SECOND: 4 personalised lists of 10, 32 rankings); past it "
+        "requests are refused at once: 503 overloaded."
     )
     max_inflight_cost_per_caller: PositiveInt = Field(
         16, description="Work in flight one API key (or, with auth disabled, one client "

@@ -62,16 +62,17 @@ async def test_a_light_caller_gets_its_fair_part_of_a_full_process() -> None:
 
 
 def test_a_request_costs_what_it_asks_the_process_to_do() -> None:
-    """1 for a light request, 2 more for a personalised list (scored from a history), 1 more
-    per 50 items and per 64 KiB of body; n beyond what the service accepts is not counted."""
+    """1 for a light request, 1 more per 50 items and per 64 KiB of body; a personalised list
+    (scored from a history) 6 more and 1 more per 10 items; n beyond what the service
+    accepts is not counted."""
     def cost(path: str, query: str = "", length: int | None = None) -> int:
         headers = [] if length is None else [(b"content-length", str(length).encode())]
         return request_cost({"path": path, "query_string": query.encode(), "headers": headers})
 
     assert cost("/v1/trending", "n=10") == 1
     assert cost("/v1/items/i1/similar", "n=100") == 3
-    assert cost("/v1/users/u1/recommendations", "n=10") == 3
-    assert cost("/v1/users/u1/recommendations", "n=500") == 13
-    assert cost("/v1/users/u1/recommendations", "n=100000") == 13
-    assert cost("/v1/sessions/recommendations", "n=10", length=200_000) == 6
+    assert cost("/v1/users/u1/recommendations", "n=10") == 8
+    assert cost("/v1/users/u1/recommendations", "n=500") == 57
+    assert cost("/v1/users/u1/recommendations", "n=100000") == 57
+    assert cost("/v1/sessions/recommendations", "n=10", length=200_000) == 11
     assert cost("/v1/events", length=64 * 1024 * 100) == 17
