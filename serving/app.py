@@ -154,9 +154,7 @@ def auth_from(settings: Settings) -> Auth | None:
     keys = KeyRing(settings.api_keys_file)
     keys.reload()
     return Auth(keys, RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst,
-                                  least_burst=min(MAX_REQUEST_COST,  # or what Gate caps it to
-                                                  settings.max_inflight_cost,
-                                                  settings.max_inflight_cost_per_caller)))
+                                  least_burst=MAX_REQUEST_COST))
 
 
 def refusal(settings: Settings) -> str | None:

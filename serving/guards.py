@@ -246,12 +246,13 @@ class Gate:
             except HTTPException as refused:
                 return await refuse(send, receive, refused.status_code, str(refused.detail))
             body_n = listed_n_in(body)
-        cost = min(request_cost(scope, body_n), self.share)
+        asked = request_cost(scope, body_n)
+        cost = min(asked, self.share)  # in flight: one request past the share still goes
         if auth is None:  # STREAMREC_AUTH=disabled: one share per client address
             caller, holder = EVERYONE, f"address {(scope.get('client') or ('?',))[0]}"
         else:
             try:
-                caller = auth.identify(presented, cost)
+                caller = auth.identify(presented, asked)  # the rate: all it asks
             except ApiError as refused:
                 if refused.status == 429:
                     await self.hold_back(f"key {presented}",

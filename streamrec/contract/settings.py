@@ -270,14 +270,15 @@ class Settings(BaseSettings):
         "no one)."
     )
     rate_limit_per_second: PositiveFloat = Field(
-        100.0, description="Units of work a second per API key on average, per service "
+        250.0, description="Units of work a second per API key on average, per service "
         "process: a light request is 1, a list 1 more per 50 items, a body 1 more per 64 KiB, "
         "a personalised list 7 and 1 more per 10 items (its scoring costs about that many "
         "light requests). A process does about 2,000 units a second, so one key cannot slow "
-        "the others much; a key that needs more gets its own rate (`streamrec keys create "
-        "--rate-limit`)."
+        "the others much (an app asking for 20 personalised lists and 30 other requests a "
+        "second uses about 190); a key that needs more gets its own rate (`streamrec keys "
+        "create --rate-limit`)."
     )
-    rate_limit_burst: PositiveInt = Field(200, description="Units of work one key may burst.")
+    rate_limit_burst: PositiveInt = Field(500, description="Units of work one key may burst.")
     over_limit_delay_seconds: NonNegativeFloat = Field(
         1.0, description="A caller refused (429: past its rate or its share of work in flight) "
         "again within this time gets that answer this long after asking (at most its "

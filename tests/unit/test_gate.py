@@ -76,3 +76,32 @@ def test_a_request_costs_what_it_asks_the_process_to_do() -> None:
     assert cost("/v1/users/u1/recommendations", "n=100000") == 57
     assert cost("/v1/sessions/recommendations", "n=10", length=200_000) == 11
     assert cost("/v1/events", length=64 * 1024 * 100) == 17
+
+
+async def test_a_key_pays_its_rate_for_all_it_asks_though_one_request_fits_its_share() -> None:
+    """A request past the share is admitted alone, holding the share; the key's rate is
+    charged its whole cost (an n=500 personalised list costs 57, the share is 16)."""
+    charged: list[int] = []
+    auth = SimpleNamespace(identify=lambda key, cost: charged.append(cost) or
+                           SimpleNamespace(name=f"key {key}"))
+    app = Held()
+    gate = Gate(app, capacity=32, share=16, is_open=lambda path: False, over_limit_delay=0.0)
+    scope = {"type": "http", "path": "/v1/users/u1/recommendations", "query_string": b"n=500",
+             "headers": [(b"authorization", b"Bearer k1")], "client": ("10.0.0.1", 1),
+             "app": SimpleNamespace(state=SimpleNamespace(auth=auth))}
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    statuses: list[int] = []
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    task = asyncio.create_task(gate(scope, receive, send))
+    await asyncio.sleep(0.01)
+    assert charged == [57] and gate.in_flight_by == {"key k1": 16}
+    app.release.set()
+    await task
+    assert statuses == [200]
