@@ -486,7 +486,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="per serving load level")
     parser.add_argument("--rates", default="100,200")
     parser.add_argument("--concurrency", type=int, default=8, help="for the saturation level, "
-                        "at most (fewer where the process admits fewer: 4 personalised lists)")
+                        "at most (fewer where the process admits fewer, e.g. 4 personalised "
+                        "lists of 10)")
     parser.add_argument("--samples", type=int, default=200, help="freshness events per run")
     parser.add_argument("--memory", default="100000,1000000")
     parser.add_argument("--no-readme", action="store_true", help="do not rewrite README.md")

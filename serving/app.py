@@ -27,7 +27,7 @@ from .auth import Auth, KeyRing, RateLimiter
 from .dashboard import DashboardSeries
 from .errors import install_error_handlers
 from .experiments import Experiments
-from .guards import MAX_REQUEST_COST, BodyGuard, Gate
+from .guards import BodyGuard, Gate
 from .header_deadline import PROTOCOL, set_header_deadline
 from .openapi import install_openapi
 from .profiles import Profiles
@@ -153,8 +153,7 @@ def auth_from(settings: Settings) -> Auth | None:
         return None
     keys = KeyRing(settings.api_keys_file)
     keys.reload()
-    return Auth(keys, RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst,
-                                  least_burst=MAX_REQUEST_COST))
+    return Auth(keys, RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst))
 
 
 def refusal(settings: Settings) -> str | None:

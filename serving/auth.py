@@ -78,37 +78,34 @@ class RateLimiter:
     """A token bucket per key: `rate` units of work a second on average (a light request is
     one; see `guards.request_cost`), bursts up to `burst`: a key asking for long lists
     reaches its limit sooner than one asking for short ones. A key with its own rate bursts
-    as many seconds of it as the default does of `rate` (at least `least_burst`)."""
+    as many seconds of it as the default does of `rate`. A request costing more than the
+    burst is taken from a full bucket and leaves it in debt: the key pays its whole cost
+    before its next request, whatever the burst."""
 
     rate: float
     burst: int
-    #: A key's own burst holds at least this (the most one request can cost), so a key with
-    #: a small rate of its own still pays a request's full cost.
-    least_burst: float = 0.0
     _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def wait_for(self, name: str, cost: int = 1, *, rate: float | None = None) -> float:
         """0 and `cost` tokens taken, or the seconds until there are enough."""
-        burst: float = self.burst
-        if rate is None:
-            rate = self.rate
-        else:
-            burst = max(self.burst * rate / self.rate, self.least_burst)
+        burst = self.burst if rate is None else self.burst * rate / self.rate
+        rate = self.rate if rate is None else rate
         now = time.monotonic()
-        wanted = min(float(cost), burst)
         tokens, then = self._buckets.get(name, (burst, now))
         tokens = min(burst, tokens + (now - then) * rate)
-        if tokens >= wanted:
-            self._buckets[name] = (tokens - wanted, now)
+        needed = min(float(cost), burst)
+        if tokens >= needed:
+            self._buckets[name] = (tokens - cost, now)
             return 0.0
         self._buckets[name] = (tokens, now)
-        return (wanted - tokens) / rate
+        return (needed - tokens) / rate
 
 
 @dataclass(frozen=True)
 class Caller:
     name: str
     scopes: frozenset[str]
+    rate_per_second: float | None = None  # None: the default rate
 
 
 #: With STREAMREC_AUTH=disabled every caller is this one, with every scope.
@@ -120,20 +117,22 @@ class Auth:
     keys: KeyRing
     limiter: RateLimiter
 
-    def identify(self, presented: str | None, cost: int = 1) -> Caller:
-        """The caller behind a key, within its rate for a request of `cost`; ApiError 401 or
-        429 otherwise."""
+    def identify(self, presented: str | None) -> Caller:
+        """The caller behind a key; ApiError 401 otherwise."""
         if not presented:
             raise ApiError(401, "send an API key: Authorization: Bearer <key> or X-API-Key",
                            headers={"WWW-Authenticate": "Bearer"})
         entry = self.keys.find(presented)
         if entry is None:
             raise ApiError(401, "unknown API key", headers={"WWW-Authenticate": "Bearer"})
-        wait = self.limiter.wait_for(entry.name, cost, rate=entry.rate_per_second)
+        return Caller(entry.name, frozenset(entry.scopes), entry.rate_per_second)
+
+    def charge(self, caller: Caller, cost: int) -> None:
+        """Take `cost` units from the caller's rate; ApiError 429 past it."""
+        wait = self.limiter.wait_for(caller.name, cost, rate=caller.rate_per_second)
         if wait:
-            raise ApiError(429, f"rate limit of the key {entry.name!r} reached; retry",
+            raise ApiError(429, f"rate limit of the key {caller.name!r} reached; retry",
                            headers={"Retry-After": str(max(1, round(wait + 0.5)))})
-        return Caller(entry.name, frozenset(entry.scopes))
 
 
 def require(scope: Scope) -> Callable[..., Awaitable[Caller]]:

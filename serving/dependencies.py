@@ -11,6 +11,7 @@ from fastapi import Depends, Path, Query, Request
 from pydantic import StringConstraints
 
 from streamrec.contract import (
+    DEFAULT_LIST_LENGTH,
     MAX_LIST_LENGTH,
     OTHER_PSEUDONYM_KEY,
     Identifier,
@@ -109,7 +110,7 @@ class ListOptions:
 
 async def _list_options(
     n: Annotated[int, Query(ge=1, le=MAX_LIST_LENGTH, description="How many items to return.",
-                            openapi_examples=example("two items", 2))] = 10,
+                            openapi_examples=example("two items", 2))] = DEFAULT_LIST_LENGTH,
     category: Annotated[Label | None, Query(
         description="Only this category.", openapi_examples=example("a demo category", "c3"))
     ] = None,

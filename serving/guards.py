@@ -21,9 +21,10 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
+from pydantic import TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException
 
-from streamrec.contract import MAX_LIST_LENGTH
+from streamrec.contract import DEFAULT_LIST_LENGTH, MAX_LIST_LENGTH
 
 from .auth import EVERYONE
 from .errors import RETRY_AFTER_SECONDS, ApiError, error_body
@@ -43,7 +44,8 @@ LIST_COST_UNIT = 50
 #: PERSONALISED_LIST_COST_UNIT instead: its script scores the rows of up to 20 voters, deeper
 #: for a longer list. So a unit is about the same share of a process whatever the request:
 #: on bench/run.py's dense state one process saturated at about 2,000 trending n=10 lists a
-#: second, 215-250 personalised n=10 (8.6 units), 129-149 n=50 (14) and 99 n=100 (20).
+#: second, 215-250 personalised n=10 (8.6 units; costed 8), 129-149 n=50 (14; 12) and 99
+#: n=100 (20; 17), 50-57 n=500 (37; 57).
 PERSONALISED_COST = 6
 PERSONALISED_LIST_COST_UNIT = 10
 BODY_COST_UNIT = 64 * 1024
@@ -129,19 +131,23 @@ class BodyGuard:
 MAX_QUERY_BYTES = 60 * 1024
 #: Where a list's n comes in the JSON body, not the query.
 LIST_IN_BODY_PATHS = frozenset({"/v1/sessions/recommendations"})
-#: The most a request can cost: the rate limiter lets a key's burst hold at least that.
-MAX_REQUEST_COST = (1 + PERSONALISED_COST + MAX_LIST_LENGTH // PERSONALISED_LIST_COST_UNIT
-                    + MAX_COSTED_BODY_BYTES // BODY_COST_UNIT)
+
+
+_AN_INT = TypeAdapter(int)
 
 
 def _asked_n(values: list[object]) -> int:
     """The longest list asked for among `values` (a repeated parameter counts at its
-    largest), within what the service accepts."""
-    asked = [value for value in values if isinstance(value, int) and not isinstance(value, bool)]
+    largest; each read as the routes read it, so `500.0` or `+500` is 500), within what the
+    service accepts; the default length when none is given (one the routes refuse, 422,
+    costs nothing more)."""
+    asked = []
     for value in values:
-        if isinstance(value, str) and value.strip().isdigit():
-            asked.append(int(value))
-    return min(max(asked, default=0), MAX_LIST_LENGTH)
+        if value is None:
+            continue
+        with contextlib.suppress(ValidationError):
+            asked.append(_AN_INT.validate_python(value))
+    return max(0, min(max(asked, default=DEFAULT_LIST_LENGTH), MAX_LIST_LENGTH))
 
 
 def request_cost(scope: Scope, body_n: object = None) -> int:
@@ -200,13 +206,14 @@ def presented_key(scope: Scope) -> str | None:
 
 
 class Gate:
-    """Before any route: who is calling (401 for no or an unknown key, 429 past the key's
-    rate), and how much of the process they may hold. Each caller holds at most
-    `share` units of work in flight (429 past it) and all together at most `capacity` (503
-    overloaded past it, at once) unless the caller holds less than its fair part of it, so
-    one flooding key can take only its share and flooding keys together cannot lock out a
-    light one. Checking the key here, before any work, makes a request without a valid key
-    cost almost nothing.
+    """Before any route: who is calling (401 for no or an unknown key), how much of the
+    process they may hold, then the key's rate (429 past it; charged the request's whole
+    cost, and only for a request admitted). Each caller holds at most `share` units of work
+    in flight (429 past it; one holding nothing may send one request that costs more, which
+    holds at most `capacity`) and all together at most `capacity` (503 overloaded past it, at
+    once) unless the caller holds less than its fair part of it, so flooding keys cannot
+    lock out a light one. Checking the key here, before any work, makes a request without a
+    valid key cost almost nothing.
 
     A caller refused (429) again within `over_limit_delay` seconds gets that answer after
     that delay (at most its Retry-After; up to `MAX_DELAYED` answers wait at once, the rest go
@@ -247,22 +254,19 @@ class Gate:
                 return await refuse(send, receive, refused.status_code, str(refused.detail))
             body_n = listed_n_in(body)
         asked = request_cost(scope, body_n)
-        cost = min(asked, self.share)  # in flight: one request past the share still goes
+        cost = min(asked, self.capacity)  # what it holds of the process while in flight
         if auth is None:  # STREAMREC_AUTH=disabled: one share per client address
             caller, holder = EVERYONE, f"address {(scope.get('client') or ('?',))[0]}"
         else:
             try:
-                caller = auth.identify(presented, asked)  # the rate: all it asks
+                caller = auth.identify(presented)
             except ApiError as refused:
-                if refused.status == 429:
-                    await self.hold_back(f"key {presented}",
-                                         float(refused.headers["Retry-After"]))
                 return await refuse(send, receive, refused.status, refused.message,
                                     refused.headers)
             holder = caller.name
         scope.setdefault("state", {})["caller"] = caller
         held = self.in_flight_by.get(holder, 0)
-        if held + cost > self.share:
+        if held and held + cost > self.share:  # holding nothing, one request may go past it
             await self.hold_back(holder, float(RETRY_AFTER_SECONDS))
             return await refuse(send, receive, 429,
                                 "too much work in flight for this caller; retry",
@@ -271,6 +275,13 @@ class Gate:
             return await refuse(send, receive, 503,
                                 "overloaded: too much work in flight; retry",
                                 {"Retry-After": RETRY_AFTER_SECONDS})
+        if auth is not None:  # charged last: a request refused above costs its key nothing
+            try:
+                auth.charge(caller, asked)
+            except ApiError as refused:
+                await self.hold_back(holder, float(refused.headers["Retry-After"]))
+                return await refuse(send, receive, refused.status, refused.message,
+                                    refused.headers)
         self.in_flight += cost
         self.in_flight_by[holder] = held + cost
         try:

@@ -3,7 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body
 from pydantic import BaseModel, ConfigDict, Field
 
-from streamrec.contract import MAX_LIST_LENGTH, Identifier, Label
+from streamrec.contract import DEFAULT_LIST_LENGTH, MAX_LIST_LENGTH, Identifier, Label
 
 from ..dependencies import Reader, RecommenderDep
 from ..openapi import example
@@ -20,7 +20,8 @@ class SessionRequest(BaseModel):
     items: list[Identifier] = Field(
         max_length=MAX_SESSION_ITEMS,
         description="Items the visitor interacted with so far, oldest first.")
-    n: int = Field(10, ge=1, le=MAX_LIST_LENGTH, description="How many items to return.")
+    n: int = Field(DEFAULT_LIST_LENGTH, ge=1, le=MAX_LIST_LENGTH,
+                   description="How many items to return.")
     category: Label | None = Field(None, description="Only this category.")
     exclude: list[Identifier] = Field(
         default_factory=list, max_length=1000, description="Item ids never to return.")

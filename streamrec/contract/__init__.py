@@ -8,6 +8,7 @@ from .api_keys import ApiKey, ApiKeys, Scope, create_key, key_digest, load_keys,
 from .attribution import AttributionSecret, check_attribution, signed
 from .decay import DAY_MS, forward_decayed, half_life_ms, value_at
 from .events import (
+    DEFAULT_LIST_LENGTH,
     MAX_LIST_LENGTH,
     UNATTRIBUTED,
     ForgetRequest,
@@ -56,6 +57,7 @@ from .topics import LOG_ID_HEADER, ensure_topics, produce_records
 __all__ = [
     "BLEND_TRIALS_FIELD",
     "DAY_MS",
+    "DEFAULT_LIST_LENGTH",
     "EXPERIMENT_FIELD",
     "FORGET",
     "IMPRESSION",

@@ -77,6 +77,8 @@ PropertyValue = Annotated[str, StringConstraints(max_length=1024)] | int | float
 
 #: Longest list the service serves, and so the most items one impression event can carry.
 MAX_LIST_LENGTH = 500
+#: The list length the service serves when none is asked for.
+DEFAULT_LIST_LENGTH = 10
 #: Epoch milliseconds below this are almost surely epoch seconds sent by mistake (it is 1973).
 SMALLEST_PLAUSIBLE_EPOCH_MS = 100_000_000_000
 

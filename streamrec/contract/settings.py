@@ -273,8 +273,8 @@ class Settings(BaseSettings):
         250.0, description="Units of work a second per API key on average, per service "
         "process: a light request is 1, a list 1 more per 50 items, a body 1 more per 64 KiB, "
         "a personalised list 7 and 1 more per 10 items (its scoring costs about that many "
-        "light requests). A process does about 2,000 units a second, so one key cannot slow "
-        "the others much (an app asking for 20 personalised lists and 30 other requests a "
+        "light requests). A process does about 1,400 to 2,000 units a second, so one key cannot "
+        "slow the others much (an app asking for 20 personalised lists and 30 other requests a "
         "second uses about 190); a key that needs more gets its own rate (`streamrec keys "
         "create --rate-limit`)."
     )
@@ -316,8 +316,11 @@ class Settings(BaseSettings):
         "requests are refused at once: 503 overloaded."
     )
     max_inflight_cost_per_caller: PositiveInt = Field(
-        16, description="Work in flight one API key (or, with auth disabled, one client "
-        "address) may hold, in the same units; past it: 429."
+        32, description="Work in flight one API key (or, with auth disabled, one client "
+        "address) may hold, in the same units; past it: 429 (a caller holding nothing may "
+        "send one request that costs more). As much as the whole process by default: one "
+        "app's key may use all of it, and another caller is still admitted within its fair "
+        "part (the capacity over the callers with work in flight)."
     )
     cors_allowed_origins: list[str] = Field(
         default_factory=list, description="Origins a browser may call the API from (JSON "

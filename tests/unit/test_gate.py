@@ -76,32 +76,46 @@ def test_a_request_costs_what_it_asks_the_process_to_do() -> None:
     assert cost("/v1/users/u1/recommendations", "n=100000") == 57
     assert cost("/v1/sessions/recommendations", "n=10", length=200_000) == 11
     assert cost("/v1/events", length=64 * 1024 * 100) == 17
+    assert cost("/v1/users/u1/recommendations") == 8  # the default length, 10
+    for spelled in ("n=500.0", "n=%2B500", "n=5_00", "n=10&n=500"):  # as the route reads n
+        assert cost("/v1/users/u1/recommendations", spelled) == 57
+    assert cost("/v1/users/u1/recommendations", "n=%C2%B2") == 8  # refused by the route (422)
 
 
-async def test_a_key_pays_its_rate_for_all_it_asks_though_one_request_fits_its_share() -> None:
-    """A request past the share is admitted alone, holding the share; the key's rate is
-    charged its whole cost (an n=500 personalised list costs 57, the share is 16)."""
-    charged: list[int] = []
-    auth = SimpleNamespace(identify=lambda key, cost: charged.append(cost) or
-                           SimpleNamespace(name=f"key {key}"))
+async def test_a_key_pays_its_rate_for_all_it_asks_and_nothing_for_a_refusal() -> None:
+    """An n=500 personalised list (57 units) goes alone past the caller's share and holds the
+    whole capacity (32) while its key's rate is charged 57; the same key's next request is
+    refused (429) and charged nothing, while another key gets its fair part (32 // 2)."""
+    charged: list[tuple[str, int]] = []
+    auth = SimpleNamespace(identify=lambda key: SimpleNamespace(name=f"key {key}"),
+                           charge=lambda caller, cost: charged.append((caller.name, cost)))
     app = Held()
     gate = Gate(app, capacity=32, share=16, is_open=lambda path: False, over_limit_delay=0.0)
-    scope = {"type": "http", "path": "/v1/users/u1/recommendations", "query_string": b"n=500",
-             "headers": [(b"authorization", b"Bearer k1")], "client": ("10.0.0.1", 1),
-             "app": SimpleNamespace(state=SimpleNamespace(auth=auth))}
+    statuses: list[int] = []
 
     async def receive() -> dict:
         return {"type": "http.request", "body": b"", "more_body": False}
-
-    statuses: list[int] = []
 
     async def send(message: dict) -> None:
         if message["type"] == "http.response.start":
             statuses.append(message["status"])
 
-    task = asyncio.create_task(gate(scope, receive, send))
+    def asking(key: str, path: str, query: bytes) -> asyncio.Task:
+        scope = {"type": "http", "path": path, "query_string": query,
+                 "headers": [(b"authorization", f"Bearer {key}".encode())],
+                 "client": ("10.0.0.1", 1), "app": SimpleNamespace(state=SimpleNamespace(
+                     auth=auth))}
+        return asyncio.create_task(gate(scope, receive, send))
+
+    tasks = [asking("k1", "/v1/users/u1/recommendations", b"n=500")]
     await asyncio.sleep(0.01)
-    assert charged == [57] and gate.in_flight_by == {"key k1": 16}
+    assert charged == [("key k1", 57)] and gate.in_flight_by == {"key k1": 32}
+    tasks.append(asking("k1", "/v1/trending", b""))
+    await asyncio.sleep(0.01)
+    assert statuses == [429] and charged == [("key k1", 57)]
+    tasks.append(asking("k2", "/v1/trending", b""))
+    await asyncio.sleep(0.01)
+    assert charged[-1] == ("key k2", 1) and gate.in_flight == 33
     app.release.set()
-    await task
-    assert statuses == [200]
+    await asyncio.gather(*tasks)
+    assert statuses == [429, 200, 200] and gate.in_flight_by == {}
