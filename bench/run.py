@@ -245,13 +245,14 @@ def running_service(servers: object, workdir: Path, prefix: str, **overrides: ob
 
 def admitted_in_flight(path: str, most: int) -> int:
     """How many requests for `path` one service process admits at once (by its default
-    capacity and per-caller share), at most `most`: the closed loop that saturates it without
-    being refused (refused at once, a closed loop's clients would retry in a storm)."""
-    defaults = Settings()
+    capacity; the load comes from many client addresses, each within its share), at most
+    `most`: the closed loop that saturates it without being refused (refused at once, a
+    closed loop's clients would retry in a storm)."""
+    capacity = Settings().max_inflight_cost
     url, _, query = path.partition("?")
     cost = min(request_cost({"path": url, "query_string": query.encode(), "headers": []}),
-               defaults.max_inflight_cost_per_caller)
-    return max(1, min(most, defaults.max_inflight_cost // cost))
+               capacity)
+    return max(1, min(most, capacity // cost))
 
 
 def bench_serving(servers: object, workdir: Path, prefix: str, rates: list[float],

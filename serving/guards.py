@@ -206,13 +206,12 @@ def presented_key(scope: Scope) -> str | None:
 
 
 class Gate:
-    """Before any route: who is calling (401 for no or an unknown key), how much of the
-    process they may hold, then the key's rate (429 past it; charged the request's whole
-    cost, and only for a request admitted). Each caller holds at most `share` units of work
-    in flight (429 past it; one holding nothing may send one request that costs more, which
-    holds at most `capacity`) and all together at most `capacity` (503 overloaded past it, at
-    once) unless the caller holds less than its fair part of it, so flooding keys cannot
-    lock out a light one. Checking the key here, before any work, makes a request without a
+    """Before any route: who is calling (401 for no or an unknown key, 429 past the key's
+    rate, charged the request's whole cost), and how much of the process they may hold. Each
+    caller holds at most `share` units of work in flight (429 past it; one holding nothing
+    may send one request that costs more, which holds at most `capacity`) and all together
+    at most `capacity` (503 overloaded past it, at once) unless the caller holds less than
+    its fair part of it, so flooding keys cannot lock out a light one. Checking the key here, before any work, makes a request without a
     valid key cost almost nothing.
 
     A caller refused (429) again within `over_limit_delay` seconds gets that answer after
@@ -260,7 +259,13 @@ class Gate:
         else:
             try:
                 caller = auth.identify(presented)
+                # charged before the checks below: a refusal costs the key too, or a flood
+                # retrying through 503s would spend its whole rate on admitted long lists
+                auth.charge(caller, asked)
             except ApiError as refused:
+                if refused.status == 429:
+                    await self.hold_back(f"key {presented}",
+                                         float(refused.headers["Retry-After"]))
                 return await refuse(send, receive, refused.status, refused.message,
                                     refused.headers)
             holder = caller.name
@@ -275,13 +280,6 @@ class Gate:
             return await refuse(send, receive, 503,
                                 "overloaded: too much work in flight; retry",
                                 {"Retry-After": RETRY_AFTER_SECONDS})
-        if auth is not None:  # charged last: a request refused above costs its key nothing
-            try:
-                auth.charge(caller, asked)
-            except ApiError as refused:
-                await self.hold_back(holder, float(refused.headers["Retry-After"]))
-                return await refuse(send, receive, refused.status, refused.message,
-                                    refused.headers)
         self.in_flight += cost
         self.in_flight_by[holder] = held + cost
         try:

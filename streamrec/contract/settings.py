@@ -316,11 +316,11 @@ class Settings(BaseSettings):
         "requests are refused at once: 503 overloaded."
     )
     max_inflight_cost_per_caller: PositiveInt = Field(
-        32, description="Work in flight one API key (or, with auth disabled, one client "
+        16, description="Work in flight one API key (or, with auth disabled, one client "
         "address) may hold, in the same units; past it: 429 (a caller holding nothing may "
-        "send one request that costs more). As much as the whole process by default: one "
-        "app's key may use all of it, and another caller is still admitted within its fair "
-        "part (the capacity over the callers with work in flight)."
+        "send one request that costs more). Half the process by default: a flooding key "
+        "cannot hold it all (then others get only their fair part of it, the capacity over "
+        "the callers with work in flight); a deployment with one app's key may raise it."
     )
     cors_allowed_origins: list[str] = Field(
         default_factory=list, description="Origins a browser may call the API from (JSON "
