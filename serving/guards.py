@@ -15,6 +15,7 @@ Pure ASGI middleware (no per-request task or buffering of its own):
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -81,6 +82,23 @@ def header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+#: A Content-Length with more digits than this (after leading zeros) is read as this many
+#: bytes' worth: more than any limit, without converting thousands of digits.
+_MOST_LENGTH_DIGITS = 15
+
+
+def declared_length(scope: Scope) -> int | None:
+    """The body length a request declares: None when it declares none; ValueError when it
+    is not a number of bytes in ASCII digits."""
+    declared = header(scope, b"content-length")
+    if declared is None:
+        return None
+    if not (declared.isascii() and declared.isdigit()):
+        raise ValueError(f"Content-Length {declared[:40]!r} is not a number of bytes")
+    digits = declared.lstrip("0") or "0"
+    return int(digits) if len(digits) <= _MOST_LENGTH_DIGITS else 10 ** _MOST_LENGTH_DIGITS
+
+
 def _bodyless(scope: Scope) -> bool:
     """A request that says it has no body (Content-Length 0, or neither it nor chunks)."""
     declared = header(scope, b"content-length")
@@ -103,11 +121,13 @@ class BodyGuard:
             return await self.app(scope, receive, send)
         if content_type != "application/json":
             return await refuse(send, receive, 415, "send the body as application/json")
-        declared = header(scope, b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            return await refuse(send, receive, 413 if declared.isdigit() else 400,
-                                f"request body is {declared} bytes; the limit is {limit}"
-                                if declared.isdigit() else "Content-Length must be a number")
+        try:
+            declared = declared_length(scope)
+        except ValueError:
+            return await refuse(send, receive, 400, "Content-Length must be a number of bytes")
+        if declared is not None and declared > limit:
+            return await refuse(send, receive, 413, f"request body is {declared} bytes; the "
+                                f"limit is {limit}")
         received, deadline = 0, time.monotonic() + self.timeout
 
         async def bounded_receive() -> Message:
@@ -134,17 +154,20 @@ LIST_IN_BODY_PATHS = frozenset({"/v1/sessions/recommendations"})
 
 
 _AN_INT = TypeAdapter(int)
+#: More distinct values of n than this in one query are charged as the longest list, unread.
+MAX_COSTED_N_VALUES = 16
 
 
 def _asked_n(values: list[object]) -> int:
     """The longest list asked for among `values` (a repeated parameter counts at its
-    largest; each read as the routes read it, so `500.0` or `+500` is 500), within what the
-    service accepts; the default length when none is given (one the routes refuse, 422,
-    costs nothing more)."""
+    largest; each read as the routes read it, so `500.0` or `+500` is 500), counted up to
+    what the service serves (past it the route answers 422); the default length when none
+    is given."""
+    distinct = {repr(value): value for value in values if value is not None}
+    if len(distinct) > MAX_COSTED_N_VALUES:
+        return MAX_LIST_LENGTH
     asked = []
-    for value in values:
-        if value is None:
-            continue
+    for value in distinct.values():
         with contextlib.suppress(ValidationError):
             asked.append(_AN_INT.validate_python(value))
     return max(0, min(max(asked, default=DEFAULT_LIST_LENGTH), MAX_LIST_LENGTH))
@@ -153,17 +176,22 @@ def _asked_n(values: list[object]) -> int:
 def request_cost(scope: Scope, body_n: object = None) -> int:
     """How much of the process a request may take, in units of one light request (n and the
     body are counted up to what the service would accept, so an absurd request is refused
-    for what it is, 422 or 413, not as overload). `body_n`: the n of a list asked for in
-    the body."""
+    for what it is, 422 or 413, not as overload; a chunked body, whose length is not
+    declared, at the most). `body_n`: the n of a list asked for in the body."""
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     n = _asked_n([*query.get("n", []), body_n])
     if scope["path"].endswith("/recommendations"):
         cost = 1 + PERSONALISED_COST + n // PERSONALISED_LIST_COST_UNIT
     else:
         cost = 1 + n // LIST_COST_UNIT
-    declared = header(scope, b"content-length")
-    if declared and declared.isdigit():
-        cost += min(int(declared), MAX_COSTED_BODY_BYTES) // BODY_COST_UNIT
+    try:
+        declared = declared_length(scope)
+    except ValueError:  # BodyGuard answers 400
+        declared = None
+    if declared is None and header(scope, b"transfer-encoding") is not None:
+        declared = MAX_COSTED_BODY_BYTES
+    if declared:
+        cost += min(declared, MAX_COSTED_BODY_BYTES) // BODY_COST_UNIT
     return cost
 
 
@@ -189,9 +217,11 @@ async def buffered(receive: Receive) -> tuple[bytes, Receive]:
 
 
 def listed_n_in(body: bytes) -> object:
-    """The `n` a JSON body asks for (None when it is not a JSON object: the route says why)."""
-    with contextlib.suppress(orjson.JSONDecodeError):
-        parsed = orjson.loads(body)
+    """The `n` a JSON body asks for, parsed as the route parses it (Starlette's `json.loads`,
+    which also reads UTF-16 and a byte-order mark); None when it is not a JSON object: the
+    route says why."""
+    with contextlib.suppress(ValueError, RecursionError):
+        parsed = json.loads(body)
         if isinstance(parsed, dict):
             return parsed.get("n")
     return None
@@ -211,8 +241,9 @@ class Gate:
     caller holds at most `share` units of work in flight (429 past it; one holding nothing
     may send one request that costs more, which holds at most `capacity`) and all together
     at most `capacity` (503 overloaded past it, at once) unless the caller holds less than
-    its fair part of it, so flooding keys cannot lock out a light one. Checking the key here, before any work, makes a request without a
-    valid key cost almost nothing.
+    its fair part of it, so flooding keys cannot lock out a light one. Checking the key here,
+    before any work (costing a request included), makes a request without a valid key cost
+    almost nothing.
 
     A caller refused (429) again within `over_limit_delay` seconds gets that answer after
     that delay (at most its Retry-After; up to `MAX_DELAYED` answers wait at once, the rest go
@@ -252,13 +283,13 @@ class Gate:
             except HTTPException as refused:
                 return await refuse(send, receive, refused.status_code, str(refused.detail))
             body_n = listed_n_in(body)
-        asked = request_cost(scope, body_n)
-        cost = min(asked, self.capacity)  # what it holds of the process while in flight
         if auth is None:  # STREAMREC_AUTH=disabled: one share per client address
             caller, holder = EVERYONE, f"address {(scope.get('client') or ('?',))[0]}"
+            asked = request_cost(scope, body_n)
         else:
             try:
                 caller = auth.identify(presented)
+                asked = request_cost(scope, body_n)  # costed once known: an unknown key is not
                 # charged before the checks below: a refusal costs the key too, or a flood
                 # retrying through 503s would spend its whole rate on admitted long lists
                 auth.charge(caller, asked)
@@ -269,6 +300,7 @@ class Gate:
                 return await refuse(send, receive, refused.status, refused.message,
                                     refused.headers)
             holder = caller.name
+        cost = min(asked, self.capacity)  # what it holds of the process while in flight
         scope.setdefault("state", {})["caller"] = caller
         held = self.in_flight_by.get(holder, 0)
         if held and held + cost > self.share:  # holding nothing, one request may go past it
@@ -295,7 +327,8 @@ class Gate:
     def fair_part(self, holder: str) -> int:
         """The capacity shared equally among the callers with work in flight, this one
         counted: a caller holding less is admitted even when the process is full, so a few
-        heavy callers cannot keep a light one out (in flight stays under twice the capacity)."""
+        heavy callers cannot keep a light one out (each such admission is bounded by its fair
+        part when it asks; as callers come and go, the sum can pass twice the capacity)."""
         callers = len(self.in_flight_by) + (holder not in self.in_flight_by)
         return self.capacity // callers
 

@@ -14,6 +14,7 @@ from streamrec.contract import InvalidRecord, Settings
 from streamrec.contract.clock import clock_ms
 
 from .errors import ApiError
+from .guards import declared_length
 from .publisher import EventPublisher
 
 
@@ -25,10 +26,11 @@ class Accepted(BaseModel):
 async def read_records(request: Request, settings: Settings) -> list[Any]:
     """The JSON body as a list of records (a single object counts as one)."""
     limit = settings.max_request_bytes
-    declared = request.headers.get("content-length", "0")
-    if not declared.isdigit():
-        raise ApiError(400, "Content-Length must be a number of bytes")
-    if int(declared) > limit:
+    try:
+        declared = declared_length(request.scope)
+    except ValueError:
+        raise ApiError(400, "Content-Length must be a number of bytes") from None
+    if declared is not None and declared > limit:
         raise ApiError(413, f"request body is {declared} bytes; the limit is {limit}")
     body = bytearray()
     async for chunk in request.stream():

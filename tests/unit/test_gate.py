@@ -5,7 +5,7 @@ light caller in while heavy ones fill the process."""
 import asyncio
 from types import SimpleNamespace
 
-from serving.guards import Gate, request_cost
+from serving.guards import Gate, listed_n_in, request_cost
 
 CAPACITY, SHARE = 4, 2
 
@@ -65,8 +65,8 @@ def test_a_request_costs_what_it_asks_the_process_to_do() -> None:
     """1 for a light request, 1 more per 50 items and per 64 KiB of body; a personalised list
     (scored from a history) 6 more and 1 more per 10 items; n beyond what the service
     accepts is not counted."""
-    def cost(path: str, query: str = "", length: int | None = None) -> int:
-        headers = [] if length is None else [(b"content-length", str(length).encode())]
+    def cost(path: str, query: str = "", length: int | str | None = None) -> int:
+        headers = [] if length is None else [(b"content-length", str(length).encode("latin-1"))]
         return request_cost({"path": path, "query_string": query.encode(), "headers": headers})
 
     assert cost("/v1/trending", "n=10") == 1
@@ -80,6 +80,22 @@ def test_a_request_costs_what_it_asks_the_process_to_do() -> None:
     for spelled in ("n=500.0", "n=%2B500", "n=5_00", "n=10&n=500"):  # as the route reads n
         assert cost("/v1/users/u1/recommendations", spelled) == 57
     assert cost("/v1/users/u1/recommendations", "n=%C2%B2") == 8  # refused by the route (422)
+    many = "&".join(f"n=x{k}" for k in range(17))  # more distinct values than are read
+    assert cost("/v1/users/u1/recommendations", many) == 57
+    assert cost("/v1/events", length="0" * 5000 + "64") == 1  # digits past int()'s limit
+    assert cost("/v1/events", length="9" * 5000) == 17
+    assert cost("/v1/events", length="\xb2") == 1  # not a number: BodyGuard answers 400
+    chunked = request_cost({"path": "/v1/events", "query_string": b"",
+                            "headers": [(b"transfer-encoding", b"chunked")]})
+    assert chunked == 17  # no length declared: counted at the most
+
+
+def test_a_body_asks_for_n_as_the_route_reads_it() -> None:
+    """Starlette's json.loads reads UTF-16 and a byte-order mark, which orjson refuses."""
+    body = '{"items": ["a"], "n": 500}'
+    assert listed_n_in(body.encode("utf-16")) == 500
+    assert listed_n_in(body.encode("utf-8-sig")) == 500
+    assert listed_n_in(b"[" * 100_000) is None  # nested too deep: the route says why
 
 
 async def test_a_key_pays_its_rate_for_all_it_asks_and_one_request_may_pass_its_share() -> None:
