@@ -289,9 +289,9 @@ class Gate:
         else:
             try:
                 caller = auth.identify(presented)
-                asked = request_cost(scope, body_n)  # costed once known: an unknown key is not
-                # charged before the checks below: a refusal costs the key too, or a flood
-                # retrying through 503s would spend its whole rate on admitted long lists
+                asked = request_cost(scope, body_n)  # once the key is known to be valid
+                # Charged before the checks below: a refusal costs the key too, or a flood
+                # retrying through 503s would spend its whole rate on admitted long lists.
                 auth.charge(caller, asked)
             except ApiError as refused:
                 if refused.status == 429:
