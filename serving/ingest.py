@@ -14,7 +14,6 @@ from streamrec.contract import InvalidRecord, Settings
 from streamrec.contract.clock import clock_ms
 
 from .errors import ApiError
-from .guards import declared_length
 from .publisher import EventPublisher
 
 
@@ -24,19 +23,10 @@ class Accepted(BaseModel):
 
 
 async def read_records(request: Request, settings: Settings) -> list[Any]:
-    """The JSON body as a list of records (a single object counts as one)."""
-    limit = settings.max_request_bytes
-    try:
-        declared = declared_length(request.scope)
-    except ValueError:
-        raise ApiError(400, "Content-Length must be a number of bytes") from None
-    if declared is not None and declared > limit:
-        raise ApiError(413, f"request body is {declared} bytes; the limit is {limit}")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise ApiError(413, f"request body exceeds the limit of {limit} bytes")
+    """The JSON body as a list of records (a single object counts as one). Its size is
+    bounded before it is read, by `guards.BodyGuard` (413 past STREAMREC_MAX_REQUEST_BYTES,
+    declared or streamed)."""
+    body = await request.body()
     try:
         decoded = orjson.loads(body)
     except orjson.JSONDecodeError as error:
