@@ -10,11 +10,17 @@ import matplotlib.pyplot as plt
 
 def plot_series(path: Path, title: str, xlabel: str, ylabel: str,
                 series: dict[str, tuple[list[float], list[float]]],
-                references: dict[str, float] | None = None, log_y: bool = False) -> None:
-    """One line per named (x, y) series, optional horizontal reference lines."""
+                references: dict[str, float] | None = None, log_y: bool = False,
+                marked: list[tuple[float, float]] | None = None,
+                marked_label: str = "") -> None:
+    """One line per named (x, y) series, optional horizontal reference lines, and optional
+    `marked` points drawn over the lines as large dots (labelled `marked_label`)."""
     figure, axes = plt.subplots(figsize=(9, 5))
     for name, (xs, ys) in series.items():
         axes.plot(xs, ys, label=name, linewidth=1.5, marker="o" if len(xs) < 20 else None)
+    if marked:
+        axes.scatter(*zip(*marked, strict=True), s=60, color="black", zorder=3,
+                     label=marked_label)
     if log_y:
         axes.set_yscale("log")
     for name, value in (references or {}).items():

@@ -1,4 +1,4 @@
-"""`streamrec evaluate`: a replay with a progress bar, a summary table, metrics.json and a plot."""
+"""`streamrec evaluate`: a replay with a progress bar, a summary table, metrics.json and plots."""
 
 import asyncio
 import json
@@ -164,12 +164,44 @@ def plotted(result: dict) -> list[str]:
             if not name.startswith(shadows) and name not in others]
 
 
+Series = dict[str, tuple[list[float], list[float]]]
+
+
+def windowed(result: dict, names: Sequence[str]) -> Series:
+    """Each named recommender's HR@10 per window, as (window ends, hit rates)."""
+    windows = {name: result["recommenders"][name]["windows"] for name in names}
+    return {name: ([w["evaluated_up_to"] for w in ws], [w["hr_at_10"] for w in ws])
+            for name, ws in windows.items()}
+
+
+def blend_over_time(result: dict) -> tuple[Series, list[tuple[float, float]]]:
+    """The self-tuning blend's choices over the replay: each judged weighting's HR@10 per
+    window (its shadow list's), by weighting label, and per window a point on the line of
+    the weighting served most in it. Empty when the blend had nothing to choose from."""
+    shadows = WEIGHTING_RECOMMENDER.format("")
+    series = {name.removeprefix(shadows): line for name, line in windowed(
+        result, [name for name in result["recommenders"] if name.startswith(shadows)]).items()}
+    if not series:
+        return {}, []
+    marked = []
+    for window in result["blend"]["served_by_window"]:
+        ends, rates = series[window["served"]]
+        marked.append((window["evaluated_up_to"], rates[ends.index(window["evaluated_up_to"])]))
+    return series, marked
+
+
 def write(result: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(result, indent=2))
-    windows = {name: result["recommenders"][name]["windows"] for name in plotted(result)}
-    series = {name: ([w["evaluated_up_to"] for w in ws], [w["hr_at_10"] for w in ws])
-              for name, ws in windows.items()}
-    plot_series(out / "hr_at_10.png", "HR@10 over the replay (per window of 1000 evaluations)",
-                "evaluated events", "HR@10", series)
-    console.print(f"wrote {out / 'metrics.json'} and {out / 'hr_at_10.png'}")
+    metrics, hit_rates, blend = out / "metrics.json", out / "hr_at_10.png", out / "blend.png"
+    metrics.write_text(json.dumps(result, indent=2))
+    plot_series(hit_rates, "HR@10 over the replay (per window of 1000 evaluations)",
+                "evaluated events", "HR@10", windowed(result, plotted(result)))
+    written = [metrics, hit_rates]
+    weightings, served = blend_over_time(result)
+    if weightings:
+        plot_series(blend, "Self-tuning blend: each weighting's own list "
+                    "(co-occurrence:sequence)", "evaluated events (windows of 1000)",
+                    "HR@10", weightings, marked=served,
+                    marked_label="served most in the window")
+        written.append(blend)
+    console.print(f"wrote {', '.join(map(str, written))}")

@@ -25,7 +25,7 @@ from streamrec.evaluation import (
     self_information,
 )
 from streamrec.evaluation.reference import REFERENCE_METHODS
-from streamrec.evaluation.report import plotted
+from streamrec.evaluation.report import blend_over_time, plotted
 from tests.support.servers import Servers
 
 
@@ -181,6 +181,7 @@ def test_cli_writes_metrics_json_a_plot_and_a_whole_table_into_a_file(
     assert not [name for name in plain["recommenders"] if name.startswith("reference")]
     assert len(metrics["dataset"]["sha256"]) == 64
     assert (out / "hr_at_10.png").stat().st_size > 10_000
+    assert (out / "blend.png").stat().st_size > 10_000
 
 
 @pytest.mark.parametrize(("batch_size", "reference_hits"), [(1, 1), (4, 0)])
@@ -207,6 +208,21 @@ def test_the_plot_draws_the_best_reference_and_no_shadow_list() -> None:
               "reference": {"best": "reference jaccard w50"}}
     assert plotted(result) == ["default", "co-occurrence", "variant x", "reference jaccard w50"]
 
+
+
+def test_the_blend_plot_marks_the_weighting_served_in_each_window() -> None:
+    def board(*rates: float) -> dict:
+        return {"windows": [{"evaluated_up_to": 1000 * (k + 1), "hr_at_10": rate}
+                            for k, rate in enumerate(rates)]}
+    result = {"recommenders": {"default": board(0.3, 0.3), "blend 1:0": board(0.1, 0.2),
+                               "blend 0:1": board(0.4, 0.05)},
+              "blend": {"served_by_window": [{"evaluated_up_to": 1000, "served": "0:1"},
+                                             {"evaluated_up_to": 2000, "served": "1:0"}]}}
+    series, served = blend_over_time(result)
+    assert series == {"1:0": ([1000, 2000], [0.1, 0.2]), "0:1": ([1000, 2000], [0.4, 0.05])}
+    assert served == [(1000, 0.4), (2000, 0.2)]
+    alone = {"recommenders": {"default": board(0.3)}, "blend": {"served_by_window": []}}
+    assert blend_over_time(alone) == ({}, [])
 
 async def test_variants_are_scored_on_the_same_replay(redis: Redis, servers: Servers) -> None:
     """A variant that changes nothing scores exactly as the default; one that drops the
