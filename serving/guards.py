@@ -51,6 +51,9 @@ PERSONALISED_COST = 6
 PERSONALISED_LIST_COST_UNIT = 10
 BODY_COST_UNIT = 64 * 1024
 MAX_COSTED_BODY_BYTES = 1024 * 1024
+#: A caller is alone when no other caller holds work in flight or was admitted within this
+#: many seconds; a share only matters when someone else is there to be crowded out.
+ALONE_AFTER_SECONDS = 1.0
 
 
 async def refuse(send: Send, receive: Receive, status: int, message: str,
@@ -241,7 +244,10 @@ class Gate:
     caller holds at most `share` units of work in flight (429 past it; one holding nothing
     may send one request that costs more, which holds at most `capacity`) and all together
     at most `capacity` (503 overloaded past it, at once) unless the caller holds less than
-    its fair part of it, so flooding keys cannot lock out a light one. Checking the key here,
+    its fair part of it, so flooding keys cannot lock out a light one. A caller alone (see
+    `ALONE_AFTER_SECONDS`: one app's key, say) has the whole capacity as its share, as no one
+    else is there; once another arrives, that one is admitted within its fair part and the
+    first is held to its share again. Checking the key here,
     before any work (costing a request included), makes a request without a valid key cost
     almost nothing.
 
@@ -254,7 +260,8 @@ class Gate:
     MAX_DELAYED = 1024
 
     def __init__(self, app: App, *, capacity: int, share: int,
-                 is_open: Callable[[str], bool], over_limit_delay: float) -> None:
+                 is_open: Callable[[str], bool], over_limit_delay: float,
+                 alone_after: float = ALONE_AFTER_SECONDS) -> None:
         self.app = app
         self.capacity = capacity
         self.share = min(share, capacity)
@@ -264,6 +271,9 @@ class Gate:
         self.in_flight_by: dict[str, int] = {}
         self.delayed = 0
         self.refused_at: dict[str, float] = {}  # who -> when last refused (429)
+        self.alone_after = alone_after
+        #: (caller, when) of the latest admission and of the latest by another caller than it
+        self.admitted: list[tuple[str, float]] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.is_open(scope["path"]):
@@ -303,7 +313,11 @@ class Gate:
         cost = min(asked, self.capacity)  # what it holds of the process while in flight
         scope.setdefault("state", {})["caller"] = caller
         held = self.in_flight_by.get(holder, 0)
-        if held and held + cost > self.share:  # holding nothing, one request may go past it
+        now = time.monotonic()
+        # alone, the caller's share is the whole capacity; holding nothing, one request may go
+        # past it
+        share = self.capacity if self.alone(holder, now) else self.share
+        if held and held + cost > share:
             await self.hold_back(holder, float(RETRY_AFTER_SECONDS))
             return await refuse(send, receive, 429,
                                 "too much work in flight for this caller; retry",
@@ -314,6 +328,7 @@ class Gate:
                                 {"Retry-After": RETRY_AFTER_SECONDS})
         self.in_flight += cost
         self.in_flight_by[holder] = held + cost
+        self.note_admitted(holder, now)
         try:
             await self.app(scope, receive, send)
         finally:
@@ -323,6 +338,21 @@ class Gate:
                 self.in_flight_by[holder] = left
             else:
                 del self.in_flight_by[holder]
+
+    def alone(self, holder: str, now: float) -> bool:
+        """No other caller holds work or was admitted within `alone_after` seconds."""
+        if len(self.in_flight_by) > (holder in self.in_flight_by):
+            return False
+        other = next((when for who, when in self.admitted if who != holder), None)
+        return other is None or now - other > self.alone_after
+
+    def note_admitted(self, holder: str, now: float) -> None:
+        """Keeps the latest admission and the latest by a caller other than its one: the
+        latest by anyone other than a given caller is always one of these two."""
+        if self.admitted and self.admitted[0][0] == holder:
+            self.admitted[0] = (holder, now)
+        else:
+            self.admitted = [(holder, now), *self.admitted[:1]]
 
     def fair_part(self, holder: str) -> int:
         """The capacity shared equally among the callers with work in flight, this one

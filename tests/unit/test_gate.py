@@ -61,6 +61,32 @@ async def test_a_light_caller_gets_its_fair_part_of_a_full_process() -> None:
     assert gate.in_flight == 0 and gate.in_flight_by == {}
 
 
+async def test_a_caller_alone_may_use_the_whole_process_until_another_comes() -> None:
+    """One app's key is alone: its share does not hold it back from an idle process. Another
+    caller gets its fair part at once, and the first is held to its share while the other
+    has work in flight or was admitted within `alone_after`."""
+    app = Held()
+    gate = Gate(app, capacity=CAPACITY, share=SHARE, is_open=lambda path: False,
+                over_limit_delay=0.0, alone_after=0.2)
+    tasks: list[asyncio.Task] = []
+    for _ in range(CAPACITY):
+        assert await status_of(gate, "a", tasks) is None  # past SHARE: a is alone
+    assert await status_of(gate, "a", tasks) == 429  # alone, its share is the whole process
+    assert await status_of(gate, "b", tasks) is None  # b's fair part: 4 // 2
+    assert await status_of(gate, "a", tasks) == 429  # b holds work: a's share applies
+    app.release.set()
+    await asyncio.gather(*tasks)
+    app.release.clear()
+    for _ in range(SHARE):
+        assert await status_of(gate, "a", tasks) is None
+    assert await status_of(gate, "a", tasks) == 429  # b was admitted less than 0.2 s ago
+    await asyncio.sleep(0.25)
+    assert await status_of(gate, "a", tasks) is None  # alone again
+    assert gate.in_flight_by == {"address a": SHARE + 1}
+    app.release.set()
+    await asyncio.gather(*tasks)
+
+
 def test_a_request_costs_what_it_asks_the_process_to_do() -> None:
     """1 for a light request, 1 more per 50 items and per 64 KiB of body; a personalised list
     (scored from a history) 6 more and 1 more per 10 items; n beyond what the service
@@ -101,7 +127,8 @@ def test_a_body_asks_for_n_as_the_route_reads_it() -> None:
 async def test_a_key_pays_its_rate_for_all_it_asks_and_one_request_may_pass_its_share() -> None:
     """An n=500 personalised list (57 units) goes alone past the caller's share and holds the
     whole capacity (32) while its key's rate is charged 57; the same key's next request is
-    refused (429: past its share), while another key gets its fair part (32 // 2)."""
+    refused (429: past its share, the whole process while it is alone), while another key gets
+    its fair part (32 // 2)."""
     charged: list[tuple[str, int]] = []
     auth = SimpleNamespace(identify=lambda key: SimpleNamespace(name=f"key {key}"),
                            charge=lambda caller, cost: charged.append((caller.name, cost)))
