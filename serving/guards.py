@@ -51,8 +51,9 @@ PERSONALISED_COST = 6
 PERSONALISED_LIST_COST_UNIT = 10
 BODY_COST_UNIT = 64 * 1024
 MAX_COSTED_BODY_BYTES = 1024 * 1024
-#: A caller is alone when no other caller holds work in flight or was admitted within this
-#: many seconds; a share only matters when someone else is there to be crowded out.
+#: A caller is alone when no other caller holds work in flight or asked for any (admitted or
+#: not) within this many seconds; a share only matters when someone else is there to be
+#: crowded out.
 ALONE_AFTER_SECONDS = 1.0
 
 
@@ -246,8 +247,9 @@ class Gate:
     at most `capacity` (503 overloaded past it, at once) unless the caller holds less than
     its fair part of it, so flooding keys cannot lock out a light one. A caller alone (see
     `ALONE_AFTER_SECONDS`: one app's key, say) has the whole capacity as its share, as no one
-    else is there; once another arrives, that one is admitted within its fair part and the
-    first is held to its share again. Checking the key here,
+    else is there; once another asks, admitted or not, the first is held to its share again
+    for new work (what it holds finishes), and the other is admitted within its fair part.
+    Checking the key here,
     before any work (costing a request included), makes a request without a valid key cost
     almost nothing.
 
@@ -272,8 +274,9 @@ class Gate:
         self.delayed = 0
         self.refused_at: dict[str, float] = {}  # who -> when last refused (429)
         self.alone_after = alone_after
-        #: (caller, when) of the latest admission and of the latest by another caller than it
-        self.admitted: list[tuple[str, float]] = []
+        #: (caller, when) of the latest request past the key check and of the latest by
+        #: another caller than that one
+        self.asked: list[tuple[str, float]] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.is_open(scope["path"]):
@@ -315,8 +318,10 @@ class Gate:
         held = self.in_flight_by.get(holder, 0)
         now = time.monotonic()
         # alone, the caller's share is the whole capacity; holding nothing, one request may go
-        # past it
+        # past it. Asking is being there, admitted or not: a caller refused as the process is
+        # full must not leave the one filling it alone.
         share = self.capacity if self.alone(holder, now) else self.share
+        self.note_asked(holder, now)
         if held and held + cost > share:
             await self.hold_back(holder, float(RETRY_AFTER_SECONDS))
             return await refuse(send, receive, 429,
@@ -328,7 +333,6 @@ class Gate:
                                 {"Retry-After": RETRY_AFTER_SECONDS})
         self.in_flight += cost
         self.in_flight_by[holder] = held + cost
-        self.note_admitted(holder, now)
         try:
             await self.app(scope, receive, send)
         finally:
@@ -340,19 +344,19 @@ class Gate:
                 del self.in_flight_by[holder]
 
     def alone(self, holder: str, now: float) -> bool:
-        """No other caller holds work or was admitted within `alone_after` seconds."""
+        """No other caller holds work or asked within `alone_after` seconds."""
         if len(self.in_flight_by) > (holder in self.in_flight_by):
             return False
-        other = next((when for who, when in self.admitted if who != holder), None)
+        other = next((when for who, when in self.asked if who != holder), None)
         return other is None or now - other > self.alone_after
 
-    def note_admitted(self, holder: str, now: float) -> None:
-        """Keeps the latest admission and the latest by a caller other than its one: the
+    def note_asked(self, holder: str, now: float) -> None:
+        """Keeps the latest request and the latest by a caller other than its one: the
         latest by anyone other than a given caller is always one of these two."""
-        if self.admitted and self.admitted[0][0] == holder:
-            self.admitted[0] = (holder, now)
+        if self.asked and self.asked[0][0] == holder:
+            self.asked[0] = (holder, now)
         else:
-            self.admitted = [(holder, now), *self.admitted[:1]]
+            self.asked = [(holder, now), *self.asked[:1]]
 
     def fair_part(self, holder: str) -> int:
         """The capacity shared equally among the callers with work in flight, this one

@@ -22,13 +22,15 @@ class Held:
         await send({"type": "http.response.body", "body": b""})
 
 
-def request_from(address: str) -> dict:
-    return {"type": "http", "path": "/v1/trending", "query_string": b"", "headers": [],
+def request_from(address: str, query: bytes = b"") -> dict:
+    return {"type": "http", "path": "/v1/trending", "query_string": query, "headers": [],
             "client": (address, 1), "app": SimpleNamespace(state=SimpleNamespace(auth=None))}
 
 
-async def status_of(gate: Gate, address: str, tasks: list[asyncio.Task]) -> int | None:
-    """Start a request from `address`; its status if answered at once, None if admitted."""
+async def status_of(gate: Gate, address: str, tasks: list[asyncio.Task],
+                    query: bytes = b"") -> int | None:
+    """Start a request from `address` (a trending list: 1 unit, 3 with n=100); its status if
+    answered at once, None if admitted."""
     answered: list[int] = []
 
     async def send(message: dict) -> None:
@@ -38,7 +40,7 @@ async def status_of(gate: Gate, address: str, tasks: list[asyncio.Task]) -> int 
     async def receive() -> dict:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    tasks.append(asyncio.create_task(gate(request_from(address), receive, send)))
+    tasks.append(asyncio.create_task(gate(request_from(address, query), receive, send)))
     await asyncio.sleep(0.01)
     return answered[0] if answered else None
 
@@ -62,27 +64,36 @@ async def test_a_light_caller_gets_its_fair_part_of_a_full_process() -> None:
 
 
 async def test_a_caller_alone_may_use_the_whole_process_until_another_comes() -> None:
-    """One app's key is alone: its share does not hold it back from an idle process. Another
-    caller gets its fair part at once, and the first is held to its share while the other
-    has work in flight or was admitted within `alone_after`."""
+    """One app's caller is alone: its share does not hold it back from an idle process. It
+    is held to its share again while another caller holds work or has asked within
+    `alone_after`, admitted or not: one refused because the process is full counts, or the
+    caller filling it would stay alone and keep it full."""
     app = Held()
     gate = Gate(app, capacity=CAPACITY, share=SHARE, is_open=lambda path: False,
                 over_limit_delay=0.0, alone_after=0.2)
     tasks: list[asyncio.Task] = []
-    for _ in range(CAPACITY):
+    for _ in range(SHARE + 1):
         assert await status_of(gate, "a", tasks) is None  # past SHARE: a is alone
-    assert await status_of(gate, "a", tasks) == 429  # alone, its share is the whole process
-    assert await status_of(gate, "b", tasks) is None  # b's fair part: 4 // 2
-    assert await status_of(gate, "a", tasks) == 429  # b holds work: a's share applies
+    assert await status_of(gate, "b", tasks, b"n=100") == 503  # 3 units: past b's fair part
+    for _ in range(2):
+        assert await status_of(gate, "a", tasks) == 429  # b asked: a's share applies
+    assert await status_of(gate, "b", tasks) is None  # 1 unit: within b's fair part, 4 // 2
     app.release.set()
     await asyncio.gather(*tasks)
     app.release.clear()
+    assert await status_of(gate, "b", tasks) is None  # b holds work ...
+    await asyncio.sleep(0.25)  # ... and asked longer ago than alone_after
     for _ in range(SHARE):
         assert await status_of(gate, "a", tasks) is None
-    assert await status_of(gate, "a", tasks) == 429  # b was admitted less than 0.2 s ago
+    assert await status_of(gate, "a", tasks) == 429  # b still holds work
+    app.release.set()
+    await asyncio.gather(*tasks)
+    app.release.clear()
     await asyncio.sleep(0.25)
-    assert await status_of(gate, "a", tasks) is None  # alone again
-    assert gate.in_flight_by == {"address a": SHARE + 1}
+    for _ in range(CAPACITY):
+        assert await status_of(gate, "a", tasks) is None  # alone again
+    assert await status_of(gate, "a", tasks) == 429  # alone, its share is the whole process
+    assert gate.in_flight_by == {"address a": CAPACITY}
     app.release.set()
     await asyncio.gather(*tasks)
 
