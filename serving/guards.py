@@ -249,9 +249,8 @@ class Gate:
     `ALONE_AFTER_SECONDS`: one app's key, say) has the whole capacity as its share, as no one
     else is there; once another asks, admitted or not, the first is held to its share again
     for new work (what it holds finishes), and the other is admitted within its fair part.
-    Checking the key here,
-    before any work (costing a request included), makes a request without a valid key cost
-    almost nothing.
+    Checking the key here, before any work (costing a request included), makes a request
+    without a valid key cost almost nothing.
 
     A caller refused (429) again within `over_limit_delay` seconds gets that answer after
     that delay (at most its Retry-After; up to `MAX_DELAYED` answers wait at once, the rest go

@@ -209,7 +209,6 @@ def test_the_plot_draws_the_best_reference_and_no_shadow_list() -> None:
     assert plotted(result) == ["default", "co-occurrence", "variant x", "reference jaccard w50"]
 
 
-
 def test_the_blend_plot_marks_the_weighting_served_in_each_window() -> None:
     def board(*rates: float) -> dict:
         return {"windows": [{"evaluated_up_to": 1000 * (k + 1), "hr_at_10": rate}
@@ -223,6 +222,7 @@ def test_the_blend_plot_marks_the_weighting_served_in_each_window() -> None:
     assert served == [(1000, 0.4), (2000, 0.2)]
     alone = {"recommenders": {"default": board(0.3)}, "blend": {"served_by_window": []}}
     assert blend_over_time(alone) == ({}, [])
+
 
 async def test_variants_are_scored_on_the_same_replay(redis: Redis, servers: Servers) -> None:
     """A variant that changes nothing scores exactly as the default; one that drops the
