@@ -55,6 +55,13 @@ MAX_COSTED_BODY_BYTES = 1024 * 1024
 #: not) within this many seconds; a share only matters when someone else is there to be
 #: crowded out.
 ALONE_AFTER_SECONDS = 1.0
+#: A request that would take its caller past its share waits this long at most for the
+#: caller's own work to finish, and at most MAX_WAITING_PER_CALLER of a caller's requests
+#: wait at once; then 429. A client's momentary burst goes through a few milliseconds late
+#: instead of failing, and the excess of one that keeps too much in flight is still refused
+#: within 100 ms. Waiting holds no share of the work.
+SHARE_WAIT_SECONDS = 0.1
+MAX_WAITING_PER_CALLER = 2
 
 
 async def refuse(send: Send, receive: Receive, status: int, message: str,
@@ -252,7 +259,9 @@ class Gate:
     Checking the key here, before any work (costing a request included), makes a request
     without a valid key cost almost nothing.
 
-    A caller refused (429) again within `over_limit_delay` seconds gets that answer after
+    A request past its caller's share first waits a little for the caller's own work to
+    finish (`SHARE_WAIT_SECONDS`). A caller refused (429) again within `over_limit_delay`
+    seconds gets that answer after
     that delay (at most its Retry-After; up to `MAX_DELAYED` answers wait at once, the rest go
     at once): a client that ignores Retry-After and retries in a loop then costs one cheap
     answer per connection per delay instead of thousands a second of the process everyone
@@ -262,7 +271,8 @@ class Gate:
 
     def __init__(self, app: App, *, capacity: int, share: int,
                  is_open: Callable[[str], bool], over_limit_delay: float,
-                 alone_after: float = ALONE_AFTER_SECONDS) -> None:
+                 alone_after: float = ALONE_AFTER_SECONDS,
+                 share_wait: float = SHARE_WAIT_SECONDS) -> None:
         self.app = app
         self.capacity = capacity
         self.share = min(share, capacity)
@@ -276,6 +286,9 @@ class Gate:
         #: (caller, when) of the latest request past the key check and of the latest by
         #: another caller than that one
         self.asked: list[tuple[str, float]] = []
+        self.share_wait = share_wait
+        self.waiting: dict[str, int] = {}  # who -> requests waiting for their own work
+        self.released: dict[str, asyncio.Event] = {}  # set when who's work in flight shrinks
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.is_open(scope["path"]):
@@ -314,18 +327,17 @@ class Gate:
             holder = caller.name
         cost = min(asked, self.capacity)  # what it holds of the process while in flight
         scope.setdefault("state", {})["caller"] = caller
-        held = self.in_flight_by.get(holder, 0)
         now = time.monotonic()
-        # alone, the caller's share is the whole capacity; holding nothing, one request may go
-        # past it. Asking is being there, admitted or not: a caller refused as the process is
-        # full must not leave the one filling it alone.
-        share = self.capacity if self.alone(holder, now) else self.share
+        past_share = self.past_share(holder, cost, now)
+        # Asking is being there, admitted or not: a caller refused as the process is full
+        # must not leave the one filling it alone.
         self.note_asked(holder, now)
-        if held and held + cost > share:
+        if past_share and not await self.own_work_finished(holder, cost):
             await self.hold_back(holder, float(RETRY_AFTER_SECONDS))
             return await refuse(send, receive, 429,
                                 "too much work in flight for this caller; retry",
                                 {"Retry-After": RETRY_AFTER_SECONDS})
+        held = self.in_flight_by.get(holder, 0)
         if self.in_flight + cost > self.capacity and held + cost > self.fair_part(holder):
             return await refuse(send, receive, 503,
                                 "overloaded: too much work in flight; retry",
@@ -341,6 +353,37 @@ class Gate:
                 self.in_flight_by[holder] = left
             else:
                 del self.in_flight_by[holder]
+            if (released := self.released.get(holder)) is not None:
+                released.set()
+
+    def past_share(self, holder: str, cost: int, now: float) -> bool:
+        """Whether `cost` more would take the caller past its share: the whole capacity when
+        it is alone; holding nothing, one request may go past it."""
+        held = self.in_flight_by.get(holder, 0)
+        share = self.capacity if self.alone(holder, now) else self.share
+        return bool(held) and held + cost > share
+
+    async def own_work_finished(self, holder: str, cost: int) -> bool:
+        """Waits, at most `share_wait` and for at most MAX_WAITING_PER_CALLER of the caller's
+        requests at once, until its own work in flight leaves room for `cost`."""
+        if self.waiting.get(holder, 0) >= MAX_WAITING_PER_CALLER:
+            return False
+        deadline = time.monotonic() + self.share_wait
+        released = self.released.setdefault(holder, asyncio.Event())
+        self.waiting[holder] = self.waiting.get(holder, 0) + 1
+        try:
+            while self.past_share(holder, cost, time.monotonic()):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                released.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(released.wait(), remaining)
+            return True
+        finally:
+            self.waiting[holder] -= 1
+            if not self.waiting[holder]:
+                del self.waiting[holder], self.released[holder]
 
     def alone(self, holder: str, now: float) -> bool:
         """No other caller holds work or asked within `alone_after` seconds."""

@@ -318,7 +318,8 @@ class Settings(BaseSettings):
     max_inflight_cost_per_caller: PositiveInt = Field(
         16, description="Work in flight one API key (or, with auth disabled, one client "
         "address) may hold, in the same units, while other callers are there (holding work "
-        "or asking within the last second); past it: 429 (a caller holding nothing may "
+        "or asking within the last second); past it: 429, after waiting up to 100 ms for "
+        "its own work to finish (a caller holding nothing may "
         "send one request that costs more). Half the process by default: a flooding key "
         "cannot hold it all (then others get only their fair part of it, the capacity over "
         "the callers with work in flight). A caller alone, as one app's backend key is when "

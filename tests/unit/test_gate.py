@@ -48,7 +48,7 @@ async def status_of(gate: Gate, address: str, tasks: list[asyncio.Task],
 async def test_a_light_caller_gets_its_fair_part_of_a_full_process() -> None:
     app = Held()
     gate = Gate(app, capacity=CAPACITY, share=SHARE, is_open=lambda path: False,
-                over_limit_delay=0.0)
+                over_limit_delay=0.0, share_wait=0.0)
     tasks: list[asyncio.Task] = []
     for heavy in ("a", "a", "b", "b"):
         assert await status_of(gate, heavy, tasks) is None  # admitted: the process is full
@@ -70,7 +70,7 @@ async def test_a_caller_alone_may_use_the_whole_process_until_another_comes() ->
     caller filling it would stay alone and keep it full."""
     app = Held()
     gate = Gate(app, capacity=CAPACITY, share=SHARE, is_open=lambda path: False,
-                over_limit_delay=0.0, alone_after=0.2)
+                over_limit_delay=0.0, alone_after=0.2, share_wait=0.0)
     tasks: list[asyncio.Task] = []
     for _ in range(SHARE + 1):
         assert await status_of(gate, "a", tasks) is None  # past SHARE: a is alone
@@ -97,6 +97,58 @@ async def test_a_caller_alone_may_use_the_whole_process_until_another_comes() ->
     app.release.set()
     await asyncio.gather(*tasks)
 
+
+class OneByOne:
+    """An app whose requests stay in flight until each is released, in the order admitted."""
+
+    def __init__(self) -> None:
+        self.admitted: list[asyncio.Event] = []
+
+    async def __call__(self, scope: dict, receive: object, send: object) -> None:
+        released = asyncio.Event()
+        self.admitted.append(released)
+        await released.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def test_a_request_past_its_share_waits_a_little_for_the_callers_own_work() -> None:
+    """A burst past the share goes through as the caller's own work finishes, within
+    `share_wait`; else 429 then. At most two of a caller's requests wait: a third is
+    refused at once."""
+    app = OneByOne()
+    gate = Gate(app, capacity=8, share=2, is_open=lambda path: False, over_limit_delay=0.0,
+                share_wait=0.3)
+
+    async def status(address: str) -> int:
+        answered: list[int] = []
+
+        async def send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                answered.append(message["status"])
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        await gate(request_from(address), receive, send)
+        return answered[0]
+
+    first = [asyncio.create_task(status(who)) for who in ("b", "a", "a")]
+    await asyncio.sleep(0.01)  # b is there, so a is held to its share (2), which it holds
+    burst = [asyncio.create_task(status("a")) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    assert burst[2].done() and burst[2].result() == 429  # a third would wait: at once
+    assert gate.waiting == {"address a": 2} and gate.in_flight_by["address a"] == 2
+    app.admitted[1].set()  # one of a's lists is done: the first waiting takes its place
+    await asyncio.sleep(0.01)
+    assert len(app.admitted) == 4 and gate.in_flight_by["address a"] == 2
+    assert not burst[0].done() and not burst[1].done()
+    await asyncio.sleep(0.35)
+    assert burst[1].done() and burst[1].result() == 429  # a's work did not finish in time
+    for released in app.admitted:
+        released.set()
+    assert [await task for task in first + burst] == [200, 200, 200, 200, 429, 429]
+    assert gate.waiting == {} and gate.released == {} and gate.in_flight_by == {}
 
 def test_a_request_costs_what_it_asks_the_process_to_do() -> None:
     """1 for a light request, 1 more per 50 items and per 64 KiB of body; a personalised list
@@ -144,7 +196,8 @@ async def test_a_key_pays_its_rate_for_all_it_asks_and_one_request_may_pass_its_
     auth = SimpleNamespace(identify=lambda key: SimpleNamespace(name=f"key {key}"),
                            charge=lambda caller, cost: charged.append((caller.name, cost)))
     app = Held()
-    gate = Gate(app, capacity=32, share=16, is_open=lambda path: False, over_limit_delay=0.0)
+    gate = Gate(app, capacity=32, share=16, is_open=lambda path: False, over_limit_delay=0.0,
+                share_wait=0.0)
     statuses: list[int] = []
 
     async def receive() -> dict:
