@@ -27,10 +27,9 @@ def request_from(address: str, query: bytes = b"") -> dict:
             "client": (address, 1), "app": SimpleNamespace(state=SimpleNamespace(auth=None))}
 
 
-async def status_of(gate: Gate, address: str, tasks: list[asyncio.Task],
-                    query: bytes = b"") -> int | None:
-    """Start a request from `address` (a trending list: 1 unit, 3 with n=100); its status if
-    answered at once, None if admitted."""
+async def status(gate: Gate, address: str, query: bytes = b"") -> int | None:
+    """A request from `address` (a trending list: 1 unit, 3 with n=100) through the gate:
+    its status once answered."""
     answered: list[int] = []
 
     async def send(message: dict) -> None:
@@ -40,9 +39,17 @@ async def status_of(gate: Gate, address: str, tasks: list[asyncio.Task],
     async def receive() -> dict:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    tasks.append(asyncio.create_task(gate(request_from(address, query), receive, send)))
-    await asyncio.sleep(0.01)
+    await gate(request_from(address, query), receive, send)
     return answered[0] if answered else None
+
+
+async def status_of(gate: Gate, address: str, tasks: list[asyncio.Task],
+                    query: bytes = b"") -> int | None:
+    """Start a request from `address`; its status if answered at once, None if admitted."""
+    task = asyncio.create_task(status(gate, address, query))
+    tasks.append(task)
+    await asyncio.sleep(0.01)
+    return task.result() if task.done() else None
 
 
 async def test_a_light_caller_gets_its_fair_part_of_a_full_process() -> None:
@@ -119,23 +126,9 @@ async def test_a_request_past_its_share_waits_a_little_for_the_callers_own_work(
     app = OneByOne()
     gate = Gate(app, capacity=8, share=2, is_open=lambda path: False, over_limit_delay=0.0,
                 share_wait=0.3)
-
-    async def status(address: str) -> int:
-        answered: list[int] = []
-
-        async def send(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                answered.append(message["status"])
-
-        async def receive() -> dict:
-            return {"type": "http.request", "body": b"", "more_body": False}
-
-        await gate(request_from(address), receive, send)
-        return answered[0]
-
-    first = [asyncio.create_task(status(who)) for who in ("b", "a", "a")]
+    first = [asyncio.create_task(status(gate, who)) for who in ("b", "a", "a")]
     await asyncio.sleep(0.01)  # b is there, so a is held to its share (2), which it holds
-    burst = [asyncio.create_task(status("a")) for _ in range(3)]
+    burst = [asyncio.create_task(status(gate, "a")) for _ in range(3)]
     await asyncio.sleep(0.01)
     assert burst[2].done() and burst[2].result() == 429  # a third would wait: at once
     assert gate.waiting == {"address a": 2} and gate.in_flight_by["address a"] == 2
