@@ -57,9 +57,9 @@ MAX_COSTED_BODY_BYTES = 1024 * 1024
 ALONE_AFTER_SECONDS = 1.0
 #: A request that would take its caller past its share waits this long at most for the
 #: caller's own work to finish, and at most MAX_WAITING_PER_CALLER of a caller's requests
-#: wait at once; then 429. A client's momentary burst goes through a few milliseconds late
-#: instead of failing, and the excess of one that keeps too much in flight is still refused
-#: within 100 ms. Waiting holds no share of the work.
+#: wait at once; then 429 (held back like any repeat refusal). A client's momentary burst
+#: goes through a few milliseconds late instead of failing, and waiting holds no share of
+#: the work; once admitted, the request still needs room in the process (503 if not).
 SHARE_WAIT_SECONDS = 0.1
 MAX_WAITING_PER_CALLER = 2
 
@@ -261,11 +261,11 @@ class Gate:
 
     A request past its caller's share first waits a little for the caller's own work to
     finish (`SHARE_WAIT_SECONDS`). A caller refused (429) again within `over_limit_delay`
-    seconds gets that answer after
-    that delay (at most its Retry-After; up to `MAX_DELAYED` answers wait at once, the rest go
-    at once): a client that ignores Retry-After and retries in a loop then costs one cheap
-    answer per connection per delay instead of thousands a second of the process everyone
-    shares, and a client that is refused once hears it at once."""
+    seconds gets that answer after that delay (at most its Retry-After; up to `MAX_DELAYED`
+    answers wait at once, the rest go at once): a client that ignores Retry-After and retries
+    in a loop then costs one cheap answer per connection per delay instead of thousands a
+    second of the process everyone shares, and a client that is refused once hears it at
+    once."""
 
     MAX_DELAYED = 1024
 
@@ -377,8 +377,11 @@ class Gate:
                 if remaining <= 0:
                     return False
                 released.clear()
+                # waited inline (not through wait_for's task, which registers a step late
+                # and could miss a set() between another waiter's clear() and its wait)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(released.wait(), remaining)
+                    async with asyncio.timeout(remaining):
+                        await released.wait()
             return True
         finally:
             self.waiting[holder] -= 1

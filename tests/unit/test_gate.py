@@ -143,6 +143,58 @@ async def test_a_request_past_its_share_waits_a_little_for_the_callers_own_work(
     assert [await task for task in first + burst] == [200, 200, 200, 200, 429, 429]
     assert gate.waiting == {} and gate.released == {} and gate.in_flight_by == {}
 
+
+async def test_a_waiter_wakes_when_its_callers_work_finishes_beside_another_waiter() -> None:
+    """In one step of the loop: a waits for room, one of a's lists finishes, and another of
+    a's requests, still past the share, starts waiting. The first is admitted at once, not
+    at its deadline (a wake-up lost between one waiter's clear and the other's wait)."""
+    app = OneByOne()
+    gate = Gate(app, capacity=64, share=4, is_open=lambda path: False, over_limit_delay=0.0,
+                share_wait=0.3)
+    tasks = [asyncio.create_task(status(gate, who)) for who in ("b", "a", "a", "a", "a")]
+    await asyncio.sleep(0.01)  # b is there; a holds its share
+    tasks.append(asyncio.create_task(status(gate, "a")))  # 1 unit: waits
+    app.admitted[1].set()  # one of a's lists is done
+    tasks.append(asyncio.create_task(status(gate, "a", b"n=100")))  # 3 units: still waits
+    await asyncio.sleep(0.05)
+    assert len(app.admitted) == 6 and gate.waiting == {"address a": 1}
+    for released in app.admitted:
+        released.set()
+    await asyncio.sleep(0.01)
+    for released in app.admitted:
+        released.set()
+    assert await asyncio.gather(*tasks) == [200] * 7
+    assert gate.waiting == {} and gate.released == {} and gate.in_flight_by == {}
+
+
+async def test_a_waiter_still_needs_room_in_the_process_and_a_cancelled_one_leaves_none() -> None:
+    """Room in its share is not room in the process: a waiter let through by its caller's
+    own work still gets 503 when the process is full and it is past its fair part. A
+    waiting request cancelled (its client gone) leaves no count behind."""
+    app = OneByOne()
+    gate = Gate(app, capacity=5, share=4, is_open=lambda path: False, over_limit_delay=0.0,
+                share_wait=0.3)
+    tasks = [asyncio.create_task(status(gate, who)) for who in ("a", "a", "a", "b", "c")]
+    await asyncio.sleep(0.01)  # full: a holds 3, b and c 1 each
+    waiter = asyncio.create_task(status(gate, "a", b"n=100"))  # 3 units: 3 + 3 > 4
+    no_room = asyncio.create_task(status(gate, "a"))  # 1 unit: 3 + 1 <= 4, but full: 503
+    await asyncio.sleep(0.01)
+    assert no_room.done() and no_room.result() == 503
+    cancelled = asyncio.create_task(status(gate, "a", b"n=100"))
+    await asyncio.sleep(0.01)
+    assert gate.waiting == {"address a": 2}
+    cancelled.cancel()
+    await asyncio.sleep(0.01)
+    assert gate.waiting == {"address a": 1}
+    app.admitted[0].set()
+    app.admitted[1].set()  # a holds 1: 1 + 3 is within its share, not within the process
+    await asyncio.sleep(0.01)
+    assert waiter.done() and waiter.result() == 503  # 3 + 3 > 5; fair part 5 // 3 = 1
+    for released in app.admitted:
+        released.set()
+    await asyncio.gather(*tasks)
+    assert gate.waiting == {} and gate.released == {} and gate.in_flight_by == {}
+
 def test_a_request_costs_what_it_asks_the_process_to_do() -> None:
     """1 for a light request, 1 more per 50 items and per 64 KiB of body; a personalised list
     (scored from a history) 6 more and 1 more per 10 items; n beyond what the service
