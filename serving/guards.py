@@ -57,7 +57,8 @@ MAX_COSTED_BODY_BYTES = 1024 * 1024
 ALONE_AFTER_SECONDS = 1.0
 #: A request that would take its caller past its share waits this long at most for the
 #: caller's own work to finish, and at most MAX_WAITING_PER_CALLER of a caller's requests
-#: wait at once; then 429 (held back like any repeat refusal). A client's momentary burst
+#: wait at once, and none of a caller refused within the hold-back delay; then 429 (held
+#: back like any repeat refusal). A client's momentary burst
 #: goes through a few milliseconds late instead of failing, and waiting holds no share of
 #: the work; once admitted, the request still needs room in the process (503 if not).
 SHARE_WAIT_SECONDS = 0.1
@@ -365,8 +366,12 @@ class Gate:
 
     async def own_work_finished(self, holder: str, cost: int) -> bool:
         """Waits, at most `share_wait` and for at most MAX_WAITING_PER_CALLER of the caller's
-        requests at once, until its own work in flight leaves room for `cost`."""
-        if self.waiting.get(holder, 0) >= MAX_WAITING_PER_CALLER:
+        requests at once, until its own work in flight leaves room for `cost`. A caller
+        refused within `over_limit_delay` does not wait: a burst is waited for, a sustained
+        excess (a flood keeping its share full) is refused as before."""
+        refused = self.refused_at.get(holder)
+        if (self.waiting.get(holder, 0) >= MAX_WAITING_PER_CALLER
+                or (refused is not None and time.monotonic() - refused <= self.over_limit_delay)):
             return False
         deadline = time.monotonic() + self.share_wait
         released = self.released.setdefault(holder, asyncio.Event())

@@ -195,6 +195,29 @@ async def test_a_waiter_still_needs_room_in_the_process_and_a_cancelled_one_leav
     await asyncio.gather(*tasks)
     assert gate.waiting == {} and gate.released == {} and gate.in_flight_by == {}
 
+
+async def test_a_caller_refused_within_the_delay_does_not_wait_again() -> None:
+    """A burst is waited for; a caller refused less than `over_limit_delay` ago keeps its
+    share full (a flood) and its next request past the share does not wait: its 429 is held
+    back as any repeat refusal."""
+    app = OneByOne()
+    gate = Gate(app, capacity=8, share=2, is_open=lambda path: False, over_limit_delay=0.5,
+                share_wait=0.1)
+    tasks = [asyncio.create_task(status(gate, who)) for who in ("b", "a", "a")]
+    await asyncio.sleep(0.01)
+    first = asyncio.create_task(status(gate, "a"))
+    await asyncio.sleep(0.01)
+    assert gate.waiting == {"address a": 1}
+    await asyncio.sleep(0.15)
+    assert first.done() and first.result() == 429  # waited, in vain; refused at once then
+    again = asyncio.create_task(status(gate, "a"))
+    await asyncio.sleep(0.01)
+    assert gate.waiting == {} and gate.delayed == 1 and not again.done()  # held back
+    for released in app.admitted:
+        released.set()
+    assert await again == 429
+    await asyncio.gather(*tasks)
+
 def test_a_request_costs_what_it_asks_the_process_to_do() -> None:
     """1 for a light request, 1 more per 50 items and per 64 KiB of body; a personalised list
     (scored from a history) 6 more and 1 more per 10 items; n beyond what the service
