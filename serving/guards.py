@@ -56,11 +56,11 @@ MAX_COSTED_BODY_BYTES = 1024 * 1024
 #: crowded out.
 ALONE_AFTER_SECONDS = 1.0
 #: A request that would take its caller past its share waits this long at most for the
-#: caller's own work to finish, and at most MAX_WAITING_PER_CALLER of a caller's requests
-#: wait at once, and none of a caller refused within the hold-back delay; then 429 (held
-#: back like any repeat refusal). A client's momentary burst
-#: goes through a few milliseconds late instead of failing, and waiting holds no share of
-#: the work; once admitted, the request still needs room in the process (503 if not).
+#: caller's own work to finish (at most MAX_WAITING_PER_CALLER of a caller's requests at
+#: once, and none of a caller refused within the hold-back delay); then 429, held back like
+#: any repeat refusal. A client's momentary burst goes through a few milliseconds late
+#: instead of failing, and waiting holds no share of the work; once admitted, the request
+#: still needs room in the process (503 if not).
 SHARE_WAIT_SECONDS = 0.1
 MAX_WAITING_PER_CALLER = 2
 
