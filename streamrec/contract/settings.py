@@ -320,11 +320,10 @@ class Settings(BaseSettings):
         "address) may hold, in the same units, while other callers are there (holding work "
         "or asking within the last second); past it: 429, after waiting up to 100 ms for "
         "its own work to finish unless refused within the last second (a caller holding "
-        "nothing may "
-        "send one request that costs more). Half the process by default: a flooding key "
-        "cannot hold it all (then others get only their fair part of it, the capacity over "
-        "the callers with work in flight). A caller alone, as one app's backend key is when "
-        "nothing else calls, may use the whole process."
+        "nothing may send one request that costs more). Half the process by default: a "
+        "flooding key cannot hold it all (then others get only their fair part of it, the "
+        "capacity over the callers with work in flight). A caller alone, as one app's "
+        "backend key is when nothing else calls, may use the whole process."
     )
     cors_allowed_origins: list[str] = Field(
         default_factory=list, description="Origins a browser may call the API from (JSON "

@@ -7,9 +7,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+#: Named lines, each as (xs, ys).
+Series = dict[str, tuple[list[float], list[float]]]
 
-def plot_series(path: Path, title: str, xlabel: str, ylabel: str,
-                series: dict[str, tuple[list[float], list[float]]],
+
+def plot_series(path: Path, title: str, xlabel: str, ylabel: str, series: Series,
                 references: dict[str, float] | None = None, log_y: bool = False,
                 marked: list[tuple[float, float]] | None = None,
                 marked_label: str = "") -> None:

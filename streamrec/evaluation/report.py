@@ -22,7 +22,7 @@ from streamrec import output
 from streamrec.contract import Settings, Variant, with_overrides
 from streamrec.servers import RedisServer
 
-from .plots import plot_series
+from .plots import Series, plot_series
 from .reference import REFERENCE_METHODS, largest_catalogue, reference_bytes
 from .replay import WEIGHTING_RECOMMENDER, Dataset, InvalidDataset, Replay, delete_prefix
 
@@ -154,17 +154,17 @@ def show(result: dict) -> None:
                       f"{blend['trials']:,.0f} decayed trials: {rates}")
 
 
+#: How every shadow list of the self-tuning blend's weightings is named in the results.
+SHADOW_PREFIX = WEIGHTING_RECOMMENDER.format("")
+
+
 def plotted(result: dict) -> list[str]:
     """The lines worth drawing: all but the blend's shadow lists and the references other than
     the best (metrics.json has every row)."""
-    shadows = WEIGHTING_RECOMMENDER.format("")
     others = {method.name for method in REFERENCE_METHODS} - {
         result.get("reference", {}).get("best")}
     return [name for name in result["recommenders"]
-            if not name.startswith(shadows) and name not in others]
-
-
-Series = dict[str, tuple[list[float], list[float]]]
+            if not name.startswith(SHADOW_PREFIX) and name not in others]
 
 
 def windowed(result: dict, names: Sequence[str]) -> Series:
@@ -178,9 +178,9 @@ def blend_over_time(result: dict) -> tuple[Series, list[tuple[float, float]]]:
     """The self-tuning blend's choices over the replay: each judged weighting's HR@10 per
     window (its shadow list's), by weighting label, and per window a point on the line of
     the weighting served most in it. Empty when the blend had nothing to choose from."""
-    shadows = WEIGHTING_RECOMMENDER.format("")
-    series = {name.removeprefix(shadows): line for name, line in windowed(
-        result, [name for name in result["recommenders"] if name.startswith(shadows)]).items()}
+    series = {name.removeprefix(SHADOW_PREFIX): line for name, line in windowed(
+        result, [name for name in result["recommenders"]
+                 if name.startswith(SHADOW_PREFIX)]).items()}
     if not series:
         return {}, []
     marked = []
