@@ -17,6 +17,7 @@ from streamrec.contract.clock import clock_ms
 from .reranking import cap_per_category, penalise_shown
 from .scoring import (
     COOCCURRENCE,
+    JUDGED_LIST_LENGTH,
     SYMMETRIC_ALPHA,
     ScoredItem,
     Weighting,
@@ -255,8 +256,9 @@ class Recommender:
             depth=settings.candidate_row_depth, similarity=settings.similarity,
             alpha=settings.similarity_alpha, weights=weights,
             top=n * RERANK_DEPTH if reranking else n,
-            per_source=n if every_source else 0, weightings=judged, per_weighting=n,
-            user_id=user_id, category=request.category, exclude=request.exclude)
+            per_source=n if every_source else 0, weightings=judged,
+            per_weighting=JUDGED_LIST_LENGTH, user_id=user_id, category=request.category,
+            exclude=request.exclude)
         ranked = found.blended
         if reranking:
             ranked = await self._reranked(ranked, n, user_id, request.max_per_category)

@@ -29,10 +29,11 @@ weight(t) alike). The blend scales each source to its best candidate and adds th
 The item (and source) with the largest term is the reason.
 
 Self-tuning blend: every list served to a user also carries, per judged weighting w of the
-sources, the top items w would have served (its shadow list). The user's next new item
-judges them all on the same request, so no traffic is spent exploring: the worker adds 1 to
-w's hits when w's list held the item, after multiplying every count by 1 - 1/horizon, so
-hits_w estimates the recent hit rate of w times the (shared) decayed number of trials.
+sources, the top `JUDGED_LIST_LENGTH` items w would have served (its shadow list), whatever
+the length asked. The user's next new item judges them all on the same request, so no
+traffic is spent exploring: the worker adds 1 to w's hits when w's list held the item, after
+multiplying every count by 1 - 1/horizon, so hits_w estimates the recent hit rate at 10 of w
+times the (shared) decayed number of trials.
 Once the trials reach a threshold the service serves the weighting with the most hits.
 """
 
@@ -125,6 +126,11 @@ def weighting_label(weighting: Weighting) -> str:
     """How a weighting is named in impressions and in the evidence: '1:0.5'."""
     cooccurrence, sequence = weighting
     return f"{cooccurrence:g}:{sequence:g}"
+
+
+#: How many of its best items each judged weighting's shadow list holds: one measure (the
+#: hit rate at 10) for requests of every length, and a long list's request pays for 10, not n.
+JUDGED_LIST_LENGTH = 10
 
 
 @dataclass(frozen=True, slots=True)

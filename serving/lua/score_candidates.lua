@@ -101,10 +101,10 @@ if request.similarity ~= 'count' then
   end
 end
 
-local alpha = request.alpha
+local kind, alpha = request.similarity, request.alpha
 local function similarity(c_ij, n_i, n_j)
-  if request.similarity == 'count' then return c_ij end
-  if request.similarity == 'cosine' then
+  if kind == 'count' then return c_ij end
+  if kind == 'cosine' then
     if n_i <= 0 or n_j <= 0 then return 0.0 end
     -- plain cosine bit for bit as before (powers round differently, which moves ties)
     if alpha == 0.5 then return c_ij / math.sqrt(n_i * n_j) end
@@ -115,17 +115,22 @@ local function similarity(c_ij, n_i, n_j)
   return 0.0
 end
 
--- one source: totals per candidate and, per candidate, its biggest term and voter
-local function source(vote_index, term_of, source_rows)
+-- one source: totals per candidate by position in `kept` (at[k], nil where it has none),
+-- its best total and, per candidate, the voter with the biggest term; a row's values are
+-- the terms themselves, or with `similar` the c_ij of s_ij
+local function source(vote_index, source_rows, similar)
   local totals, best, best_voter, top = {}, {}, {}, 0.0
   for k, voter in ipairs(voters) do
     local vote = voter[vote_index]
     local row = source_rows[k]
     if row and vote > 0 then
+      local n_i = user_counts[voter[1]] or 0.0
       for r = 1, #row, 2 do
         local j = row[r]
         if not dropped[j] then
-          local term = vote * term_of(tonumber(row[r + 1]), voter[1], j)
+          local value = tonumber(row[r + 1])
+          if similar then value = similarity(value, n_i, user_counts[j] or 0.0) end
+          local term = vote * value
           local total = totals[j]
           if total == nil then
             totals[j], best[j], best_voter[j] = term, term, voter[1]
@@ -137,73 +142,107 @@ local function source(vote_index, term_of, source_rows)
       end
     end
   end
-  for _, total in pairs(totals) do
-    if total > top then top = total end
-  end
-  return {totals = totals, best_voter = best_voter, top = top}
-end
-
-local sources = {
-  source(2, function(c_ij, i, j)
-    return similarity(c_ij, user_counts[i] or 0.0, user_counts[j] or 0.0) end, rows),
-  source(3, function(next_ij) return next_ij end, next_rows),
-}
-
--- the best `count` of `scores` (item -> score), best first, ties to the smaller id: one pass
--- that compares each candidate with the worst chosen so far, and inserts only the few better
-local function best_of(scores, count)
-  local chosen, size = {}, 0
-  if count <= 0 then return chosen end
-  local worst, worst_item = nil, nil
-  for item, score in pairs(scores) do
-    if not excluded[item] and (size < count or score > worst
-                               or (score == worst and item < worst_item)) then
-      local at = size + 1
-      while at > 1 do
-        local other = chosen[at - 1]
-        local other_score = scores[other]
-        if other_score > score or (other_score == score and other < item) then break end
-        chosen[at] = other
-        at = at - 1
-      end
-      chosen[at] = item
-      if size < count then size = size + 1 else chosen[count + 1] = nil end
-      worst_item = chosen[size]
-      worst = scores[worst_item]
+  local at = {}
+  for k = 1, #kept do
+    local total = totals[kept[k]]
+    if total ~= nil then
+      at[k] = total
+      if total > top then top = total end
     end
   end
-  return chosen
+  return {at = at, best_voter = best_voter, top = top}
 end
 
--- the sources blended with `weights`, each scaled to its best candidate; with `leading`,
--- also which source gave each candidate its biggest share
-local function blend(weights, leading)
-  local scores, leading_share = {}, {}
+local sources = {source(2, rows, true), source(3, next_rows, false)}
+
+-- The best `count` positions k of `scores` (scores[k] of kept[k]; nil: not a candidate),
+-- best first, never an excluded item. The chosen are kept in a heap with the worst on top,
+-- so a candidate below it costs one comparison and the few better ones log(count) steps
+-- each (an ordered insert cost up to count steps).
+local function best_of(scores, count)
+  local heap, size, worst, worst_item = {}, 0, nil, nil
+  if count <= 0 then return heap end
+  local function ahead(k, l)  -- kept[k] before kept[l]: the bigger score, on a tie the smaller id
+    local k_score, l_score = scores[k], scores[l]
+    if k_score ~= l_score then return k_score > l_score end
+    return kept[k] < kept[l]
+  end
+  local function behind(p, q)  -- heap position p's candidate after q's
+    return ahead(heap[q], heap[p])
+  end
+  for k = 1, #kept do
+    local score = scores[k]
+    if score ~= nil and (size < count or score > worst
+                         or (score == worst and kept[k] < worst_item))
+        and not excluded[kept[k]] then
+      local at
+      if size < count then
+        size = size + 1
+        heap[size], at = k, size
+        while at > 1 do  -- up while the parent is ahead of it
+          local parent = math.floor(at / 2)
+          if behind(parent, at) then break end
+          heap[parent], heap[at] = heap[at], heap[parent]
+          at = parent
+        end
+      else
+        heap[1], at = k, 1
+        while true do  -- down while a child is behind it
+          local child = 2 * at
+          if child > size then break end
+          if child < size and behind(child + 1, child) then child = child + 1 end
+          if behind(at, child) then break end
+          heap[child], heap[at] = heap[at], heap[child]
+          at = child
+        end
+      end
+      worst, worst_item = scores[heap[1]], kept[heap[1]]
+    end
+  end
+  table.sort(heap, ahead)
+  return heap
+end
+
+-- the sources blended with `weights`, each scaled to its best candidate, by position
+local function blend(weights)
+  local scores = {}
   for index, source_scores in ipairs(sources) do
     local weight = weights[index]
     if weight > 0 and source_scores.top > 0 then
-      local scale = weight / source_scores.top
-      for item, score in pairs(source_scores.totals) do
-        local share = score * scale
-        scores[item] = (scores[item] or 0.0) + share
-        if leading and (leading[item] == nil or share > leading_share[item]) then
-          leading[item], leading_share[item] = index, share
-        end
+      local scale, at = weight / source_scores.top, source_scores.at
+      for k = 1, #kept do
+        local score = at[k]
+        if score ~= nil then scores[k] = (scores[k] or 0.0) + score * scale end
       end
     end
   end
   return scores
 end
 
-local leading, blended = {}, {}
-if request.top > 0 then blended = blend(request.weights, leading) end
+-- the source that gave position k its biggest share of the blend with `weights` (the first
+-- on a tie)
+local function leading_source(k, weights)
+  local leading, leading_share = nil, nil
+  for index, source_scores in ipairs(sources) do
+    local weight, score = weights[index], source_scores.at[k]
+    if weight > 0 and source_scores.top > 0 and score ~= nil then
+      local share = score * (weight / source_scores.top)
+      if leading == nil or share > leading_share then leading, leading_share = index, share end
+    end
+  end
+  return leading
+end
 
 local reply = {}
-for _, item in ipairs(best_of(blended, request.top)) do
-  reply[#reply + 1] = item
-  reply[#reply + 1] = string.format('%.17g', blended[item])
-  reply[#reply + 1] = leading[item]
-  reply[#reply + 1] = sources[leading[item]].best_voter[item]
+if request.top > 0 then
+  local blended = blend(request.weights)
+  for _, k in ipairs(best_of(blended, request.top)) do
+    local leading = leading_source(k, request.weights)
+    reply[#reply + 1] = kept[k]
+    reply[#reply + 1] = string.format('%.17g', blended[k])
+    reply[#reply + 1] = leading
+    reply[#reply + 1] = sources[leading].best_voter[kept[k]]
+  end
 end
 local titles = {}
 for _, voter in ipairs(voter_ids) do
@@ -215,16 +254,20 @@ for _, voter in ipairs(voter_ids) do
 end
 local alone = {{}, {}}
 if request.per_source > 0 then
-  for index, scores in ipairs(sources) do
-    for _, item in ipairs(best_of(scores.totals, request.per_source)) do
-      alone[index][#alone[index] + 1] = item
-      alone[index][#alone[index] + 1] = string.format('%.17g', scores.totals[item])
+  for index, source_scores in ipairs(sources) do
+    for _, k in ipairs(best_of(source_scores.at, request.per_source)) do
+      alone[index][#alone[index] + 1] = kept[k]
+      alone[index][#alone[index] + 1] = string.format('%.17g', source_scores.at[k])
     end
   end
 end
 -- the self-tuning blend's shadow lists: what each judged weighting would have served
 local weighting_lists = {}
 for index, weights in ipairs(request.weightings) do
-  weighting_lists[index] = best_of(blend(weights), request.weighting_top)
+  local chosen = {}
+  for _, k in ipairs(best_of(blend(weights), request.weighting_top)) do
+    chosen[#chosen + 1] = kept[k]
+  end
+  weighting_lists[index] = chosen
 end
 return {reply, alone[1], alone[2], titles, weighting_lists}

@@ -302,6 +302,9 @@ async def test_the_service_serves_the_weighting_the_stream_judged_best(
     served = await rec.for_user("me", 2, now_ms=NOW, fallback=False)
     assert served.weighting_lists == {"1:0": ["c", "d"], "0:1": ["c", "d"]}
     assert impression_event("me", served).weighting_lists == served.weighting_lists
+    # the shadow lists hold each weighting's best JUDGED_LIST_LENGTH, whatever n was asked
+    one = await rec.for_user("me", 1, now_ms=NOW, fallback=False)
+    assert one.weighting_lists == served.weighting_lists
     cooc_d = (0.5 / math.sqrt(3)) / (16 / math.sqrt(8))
     assert [i.score for i in served.items] == pytest.approx([1, cooc_d])  # nothing judged yet
 
