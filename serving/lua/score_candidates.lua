@@ -203,18 +203,20 @@ local function best_of(scores, count)
   return heap
 end
 
--- the sources blended with `weights`, each scaled to its best candidate, by position
-local function blend(weights)
-  local scores = {}
-  for index, source_scores in ipairs(sources) do
-    local weight = weights[index]
-    if weight > 0 and source_scores.top > 0 then
-      local scale, at = weight / source_scores.top, source_scores.at
-      for k = 1, #kept do
-        local score = at[k]
-        if score ~= nil then scores[k] = (scores[k] or 0.0) + score * scale end
-      end
+-- the sources blended with `weights`, each scaled to its best candidate, by position: written
+-- over `scores` (one table for every weighting: filling a new one cost more than the sums)
+local function blend(weights, scores)
+  local first, second = sources[1], sources[2]
+  local first_scale = weights[1] > 0 and first.top > 0 and weights[1] / first.top or nil
+  local second_scale = weights[2] > 0 and second.top > 0 and weights[2] / second.top or nil
+  local first_at, second_at = first.at, second.at
+  for k = 1, #kept do
+    local score, first_score, second_score = nil, first_at[k], second_at[k]
+    if first_scale and first_score ~= nil then score = first_score * first_scale end
+    if second_scale and second_score ~= nil then
+      score = (score or 0.0) + second_score * second_scale
     end
+    scores[k] = score
   end
   return scores
 end
@@ -235,7 +237,7 @@ end
 
 local reply = {}
 if request.top > 0 then
-  local blended = blend(request.weights)
+  local blended = blend(request.weights, {})
   for _, k in ipairs(best_of(blended, request.top)) do
     local leading = leading_source(k, request.weights)
     reply[#reply + 1] = kept[k]
@@ -262,10 +264,10 @@ if request.per_source > 0 then
   end
 end
 -- the self-tuning blend's shadow lists: what each judged weighting would have served
-local weighting_lists = {}
+local weighting_lists, scores = {}, {}
 for index, weights in ipairs(request.weightings) do
   local chosen = {}
-  for _, k in ipairs(best_of(blend(weights), request.weighting_top)) do
+  for _, k in ipairs(best_of(blend(weights, scores), request.weighting_top)) do
     chosen[#chosen + 1] = kept[k]
   end
   weighting_lists[index] = chosen
