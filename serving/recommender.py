@@ -230,8 +230,8 @@ class Recommender:
         """The top n by the votes of `recent` (newest first; at `times_ms`, when known, for
         the session rule): co-occurrence blended with sequence rules (the served weighting),
         re-ranked by the user's impressions and the category cap; with `every_source`, the
-        top n item ids of each source alone (no re-ranking); for a user, the top n ids of
-        each weighting the blend judges."""
+        top n item ids of each source alone (no re-ranking); for a user, the top
+        JUDGED_LIST_LENGTH ids of each weighting the blend judges (whatever n)."""
         if not recent:
             return Learned([], {}, {})
         settings = self.settings

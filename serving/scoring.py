@@ -32,8 +32,8 @@ Self-tuning blend: every list served to a user also carries, per judged weightin
 sources, the top `JUDGED_LIST_LENGTH` items w would have served (its shadow list), whatever
 the length asked. The user's next new item judges them all on the same request, so no
 traffic is spent exploring: the worker adds 1 to w's hits when w's list held the item, after
-multiplying every count by 1 - 1/horizon, so hits_w estimates the recent hit rate at 10 of w
-times the (shared) decayed number of trials.
+multiplying every count by 1 - 1/horizon, so hits_w estimates the recent hit rate of w's
+shadow list times the (shared) decayed number of trials.
 Once the trials reach a threshold the service serves the weighting with the most hits.
 """
 
@@ -129,7 +129,7 @@ def weighting_label(weighting: Weighting) -> str:
 
 
 #: How many of its best items each judged weighting's shadow list holds: one measure (the
-#: hit rate at 10) for requests of every length, and a long list's request pays for 10, not n.
+#: hit rate at this length) for requests of every length, and a long list pays for this many.
 JUDGED_LIST_LENGTH = 10
 
 

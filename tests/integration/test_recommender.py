@@ -352,3 +352,23 @@ async def test_a_process_reuses_the_global_watermark_for_a_tenth_of_a_second(
     assert await reader.global_watermark() == Watermark(5, 6)  # reused: no read
     clock[0] += state_reader.GLOBAL_WATERMARK_REUSE_SECONDS * 0.02
     assert await reader.global_watermark() == Watermark(7, 8)
+
+
+async def test_shadow_lists_hold_ten_whatever_the_length_asked(redis: Redis, servers: Servers
+                                                              ) -> None:
+    # me took x; each of 14 others took x and one y: 14 candidates, y0 the strongest (taken
+    # twice more), then the newest pairs (forward decay: a later pair adds a little more).
+    settings = servers.settings()
+    takers = [(f"v{k}", f"y{k}") for k in range(14)] + [("w1", "y0"), ("w2", "y0")]
+    events = [("me", "x")] + [(user, item) for user, liked in takers for item in ("x", liked)]
+    await StateWriter(redis, settings).apply([
+        StreamRecord("events:0", k, InteractionEvent(
+            event_id=str(k), user_id=u, item_id=i, event_type="view", timestamp=T0 + k * 1000))
+        for k, (u, i) in enumerate(events)])
+    rec = Recommender(StateReader(redis, RedisKeys(settings.key_prefix)), settings)
+    best_ten = ["y0", *(f"y{k}" for k in range(13, 4, -1))]
+    for n in (3, 12):
+        served = await rec.for_user("me", n, now_ms=NOW, fallback=False)
+        assert len(served.items) == n
+        assert served.weighting_lists == {label: best_ten for label in served.weighting_lists}
+        assert len(served.weighting_lists) == len(settings.weightings)
