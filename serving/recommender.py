@@ -253,7 +253,8 @@ class Recommender:
             [(vote.item_id, vote.weight, next_votes[k].weight if k < len(next_votes) else 0.0)
              for k, vote in enumerate(votes)],
             depth=settings.candidate_row_depth, similarity=settings.similarity,
-            alpha=settings.similarity_alpha, weights=weights,
+            alpha=settings.similarity_alpha, exponent=settings.similarity_exponent,
+            weights=weights,
             top=n * RERANK_DEPTH if reranking else n,
             per_source=n if every_source else 0, weightings=judged,
             per_weighting=JUDGED_LIST_LENGTH, user_id=user_id, category=request.category,
@@ -311,7 +312,8 @@ class Recommender:
         in its categories (content neighbours for new items), then trending overall. The
         similarity here is symmetric whatever `similarity_alpha`: a neighbour list names the
         item's own kind (planted bundles are each other's nearest), where a user's next item
-        leans towards what is popular."""
+        leans towards what is popular; and its scores are the similarity itself whatever
+        `similarity_exponent` (with one voter, q would not change the order)."""
         settings = self.settings
         found = await self.reader.scored(
             [(item_id, 1.0, 0.0)], depth=max(settings.candidate_row_depth, n),

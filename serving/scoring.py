@@ -21,9 +21,11 @@ v = decay^a (times weight(t), its latest event type's, with `votes_by_event_type
 `earlier_session_vote` when the request continues a session and the item is from an earlier
 one: see `session_factors`), and
 
-    score(j) = sum_i v_i * s_ij
+    score(j) = sum_i v_i * s_ij^q
 
-over the user's `vote_items` most recent items (co-occurrence). The sequence source scores
+over the user's `vote_items` most recent items (co-occurrence); q is Aiolli's locality
+exponent (`similarity_exponent`, 1 by default): below 1, candidates that many recent items
+agree on gain over one strong pair, above 1 the strongest pairs dominate. The sequence source scores
 sum_i v'_i * next_ij over the `sequence_votes` newest items, v'_i = sequence_decay^a (times
 weight(t) alike). The blend scales each source to its best candidate and adds them with weights.
 The item (and source) with the largest term is the reason.

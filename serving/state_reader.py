@@ -119,7 +119,8 @@ class StateReader:
 
     async def scored(self, voters: Sequence[tuple[str, float, float]], *, depth: int,
                      similarity: Similarity, weights: Weighting, top: int,
-                     alpha: float = SYMMETRIC_ALPHA, per_source: int = 0,
+                     alpha: float = SYMMETRIC_ALPHA, exponent: float = 1.0,
+                     per_source: int = 0,
                      weightings: Sequence[Weighting] = (),
                      per_weighting: int = 0, user_id: str | None = None,
                      category: str | None = None, exclude: Collection[str] = (),
@@ -130,11 +131,12 @@ class StateReader:
         ids of each of `weightings` (the self-tuning blend's shadow lists). Candidates
         `user_id` has seen, unavailable ones and (with `category`) others are never scored;
         `exclude`d ones are never chosen. Rows are read `depth` deep. `alpha` is cosine's
-        exponent of the voter's n_i (0.5: plain cosine). With `count_shown`, the same call
+        exponent of the voter's n_i (0.5: plain cosine); a co-occurrence term is
+        vote * similarity^`exponent`. With `count_shown`, the same call
         counts how often each blended item was in the user's newest shown lists."""
         request = orjson.dumps({
             "user": user_id or "", "category": category or "", "depth": depth,
-            "similarity": similarity, "alpha": alpha, "top": top,
+            "similarity": similarity, "alpha": alpha, "exponent": exponent, "top": top,
             "per_source": per_source,
             "weights": weights, "weightings": weightings, "weighting_top": per_weighting,
             "voters": voters, "exclude": list(exclude), "count_shown": count_shown})

@@ -5,7 +5,7 @@
 --
 -- Notation as in serving/scoring.py (the one description of the math): c_ij, n_i, next_ij;
 -- votes v_i (co-occurrence) and v'_i (sequence) come from the caller.
---   co-occurrence  score_c(j) = sum_i v_i * s_ij      (s: count, cosine (with exponent
+--   co-occurrence  score_c(j) = sum_i v_i * s_ij^q    (s: count, cosine (with exponent
 --                                                     alpha of n_i) or jaccard)
 --   sequence       score_s(j) = sum_i v'_i * next_ij
 --   blend          score(j)   = sum over sources of w * score(j) / max_j score(j)
@@ -21,6 +21,7 @@
 --          top, per_source (0: none), weights: [cooccurrence, sequence],
 --          weightings: [[cooccurrence, sequence], ...] judged by the self-tuning blend,
 --          weighting_top (how many of each weighting's best to return),
+--          exponent (q: a co-occurrence term is v_i * s_ij^q),
 --          voters: [[item, v, v'], ...] newest first (v' 0 past the sequence voters),
 --          exclude: [item, ...], count_shown: whether to count the blended items' showings}
 -- Returns {blended, per_source_cooccurrence, per_source_sequence, titles, weighting_lists}:
@@ -102,7 +103,7 @@ if request.similarity ~= 'count' then
   end
 end
 
-local kind, alpha = request.similarity, request.alpha
+local kind, alpha, exponent = request.similarity, request.alpha, request.exponent
 local function similarity(c_ij, n_i, n_j)
   if kind == 'count' then return c_ij end
   if kind == 'cosine' then
@@ -118,7 +119,7 @@ end
 
 -- one source: totals per candidate by position in `kept` (at[k], nil where it has none),
 -- its best total and, per candidate, the voter with the biggest term; a row's values are
--- the terms themselves, or with `similar` the c_ij of s_ij
+-- the terms themselves, or with `similar` the c_ij of s_ij^q
 local function source(vote_index, source_rows, similar)
   local totals, best, best_voter, top = {}, {}, {}, 0.0
   for k, voter in ipairs(voters) do
@@ -130,7 +131,10 @@ local function source(vote_index, source_rows, similar)
         local j = row[r]
         if not dropped[j] then
           local value = tonumber(row[r + 1])
-          if similar then value = similarity(value, n_i, user_counts[j] or 0.0) end
+          if similar then
+            value = similarity(value, n_i, user_counts[j] or 0.0)
+            if exponent ~= 1 then value = value ^ exponent end
+          end
           local term = vote * value
           local total = totals[j]
           if total == nil then

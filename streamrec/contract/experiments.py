@@ -28,8 +28,8 @@ from .settings import Settings
 
 #: The settings a variant may override: how a list is scored and re-ranked, nothing else.
 RECOMMENDATION_SETTINGS = (
-    "similarity", "similarity_alpha", "vote_items", "votes_by_event_type", "vote_position_decay",
-    "earlier_session_vote", "candidate_row_depth",
+    "similarity", "similarity_alpha", "similarity_exponent", "vote_items", "votes_by_event_type",
+    "vote_position_decay", "earlier_session_vote", "candidate_row_depth",
     "sequence_votes", "sequence_vote_decay", "cooccurrence_weight", "sequence_weight",
     "blend_weightings",
     "impressions_before_penalty", "impression_penalty", "max_per_category",

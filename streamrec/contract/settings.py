@@ -154,6 +154,12 @@ class Settings(BaseSettings):
         "c_ij / (n_i^alpha * n_j^(1-alpha)), i the voting item; 0.5 is cosine, 1 the share of "
         "i's users who took j (favours popular candidates), 0 favours rare ones."
     )
+    similarity_exponent: float = Field(
+        1.0, gt=0, le=4, description="Locality exponent q (Aiolli 2013): a voter adds "
+        "vote * s_ij^q to a candidate in a personalised list. Below 1 what many recent items "
+        "agree on counts more than one strong pair, above 1 the strongest pairs count more; "
+        "1 the similarity as is."
+    )
     vote_items: PositiveInt = Field(20, description="Recent items that vote for candidates.")
     votes_by_event_type: bool = Field(
         False, description="A recent item's vote is also multiplied by the weight of its "

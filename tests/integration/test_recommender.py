@@ -125,6 +125,17 @@ async def test_similarity_alpha_is_a_setting(redis: Redis, servers: Servers) -> 
     assert [i.score for i in served.items] == pytest.approx([1.0, (0.5 * 1 / 3) / (8 * 2 / 4)])
 
 
+async def test_similarity_exponent_is_a_setting(redis: Redis, servers: Servers) -> None:
+    # q 0.5: each term is vote * cos^0.5 (c: 8 * (2/sqrt(8))^0.5, d: 0.5 * (1/sqrt(3))^0.5);
+    # similar lists keep the similarity itself
+    rec = await recommender(redis, servers, similarity_exponent=0.5)
+    served = await rec.for_user("me", 2, now_ms=NOW)
+    assert [i.score for i in served.items] == pytest.approx(
+        [1.0, (0.5 * (1 / math.sqrt(3)) ** 0.5) / (8 * (2 / math.sqrt(8)) ** 0.5)])
+    similar = await rec.similar_items("a", 1, now_ms=NOW)
+    assert similar.items[0].score == pytest.approx(2 / math.sqrt(8))
+
+
 async def test_filters_exclude_category_seen_and_unavailable(redis: Redis, servers: Servers
                                                              ) -> None:
     rec = await recommender(redis, servers)
