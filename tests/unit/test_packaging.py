@@ -1,5 +1,6 @@
 """What can be checked without Docker: the compose file, the image recipe, the CLI help."""
 
+import re
 from pathlib import Path
 
 import yaml
@@ -7,6 +8,7 @@ from typer.testing import CliRunner
 
 from streamrec.cli import app, settings_table
 from streamrec.contract import Settings
+from streamrec.contract.experiments import RECOMMENDATION_SETTINGS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = {command.name or command.callback.__name__ for command in app.registered_commands}
@@ -65,6 +67,13 @@ def test_help_lists_every_setting() -> None:
 
 def test_readme_settings_table_is_the_generated_one() -> None:
     assert settings_table() in (ROOT / "README.md").read_text()
+
+
+def test_readme_lists_the_settings_a_variant_may_override() -> None:
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    listed = readme[readme.index("A variant's `settings` override only"):]
+    listed = listed[:listed.index("plus `recommender`")]
+    assert set(re.findall(r"`([a-z_]+)`", listed)) == {"settings", *RECOMMENDATION_SETTINGS}
 
 
 def test_readme_documents_every_setting_and_the_two_commands() -> None:
