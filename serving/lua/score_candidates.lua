@@ -208,13 +208,19 @@ local function best_of(scores, count)
   return heap
 end
 
--- the sources blended with `weights`, each scaled to its best candidate, by position: written
--- over `scores` (one table for every weighting: filling a new one cost more than the sums)
+-- a source's factor in the blend with `weight`: its scores scaled to its best candidate (nil:
+-- left out, as a source weighted 0 or with nothing to offer)
+local function scale_of(source_scores, weight)
+  if weight > 0 and source_scores.top > 0 then return weight / source_scores.top end
+  return nil
+end
+
+-- the sources blended with `weights`, by position: written over `scores` (one table for
+-- every weighting: filling a new one cost more than the sums)
 local function blend(weights, scores)
-  local first, second = sources[1], sources[2]
-  local first_scale = weights[1] > 0 and first.top > 0 and weights[1] / first.top or nil
-  local second_scale = weights[2] > 0 and second.top > 0 and weights[2] / second.top or nil
-  local first_at, second_at = first.at, second.at
+  local first_scale = scale_of(sources[1], weights[1])
+  local second_scale = scale_of(sources[2], weights[2])
+  local first_at, second_at = sources[1].at, sources[2].at
   for k = 1, #kept do
     local score, first_score, second_score = nil, first_at[k], second_at[k]
     if first_scale and first_score ~= nil then score = first_score * first_scale end
@@ -231,9 +237,9 @@ end
 local function leading_source(k, weights)
   local leading, leading_share = nil, nil
   for index, source_scores in ipairs(sources) do
-    local weight, score = weights[index], source_scores.at[k]
-    if weight > 0 and source_scores.top > 0 and score ~= nil then
-      local share = score * (weight / source_scores.top)
+    local scale, score = scale_of(source_scores, weights[index]), source_scores.at[k]
+    if scale and score ~= nil then
+      local share = score * scale
       if leading == nil or share > leading_share then leading, leading_share = index, share end
     end
   end
