@@ -19,6 +19,7 @@ from .scoring import (
     COOCCURRENCE,
     JUDGED_LIST_LENGTH,
     SYMMETRIC_ALPHA,
+    ScoredItem,
     Weighting,
     because_you,
     leading_weighting,
@@ -246,8 +247,8 @@ class Recommender:
         next_votes = recency_votes(recent[:settings.sequence_votes] if with_sequence else [],
                                    settings.vote_type_weights, settings.sequence_vote_decay,
                                    factors)
-        penalised = user_id is not None and settings.impression_penalty < 1
-        reranking = penalised or request.max_per_category is not None
+        reranking = (user_id is not None and settings.impression_penalty < 1
+                     ) or request.max_per_category is not None
         n = request.n
         found = await self.reader.scored(
             [(vote.item_id, vote.weight, next_votes[k].weight if k < len(next_votes) else 0.0)
@@ -258,15 +259,10 @@ class Recommender:
             top=n * RERANK_DEPTH if reranking else n,
             per_source=n if every_source else 0, weightings=judged,
             per_weighting=JUDGED_LIST_LENGTH, user_id=user_id, category=request.category,
-            exclude=request.exclude, count_shown=penalised)
+            exclude=request.exclude)
         ranked = found.blended
-        if penalised:
-            ranked = penalise_shown(ranked, found.times_shown, settings.impressions_before_penalty,
-                                    settings.impression_penalty)
-        if request.max_per_category is not None:
-            ranked = cap_per_category(ranked, await self.reader.primary_categories(
-                [item.item_id for item in ranked]), request.max_per_category, n)
-        ranked = ranked[:n]
+        if reranking:
+            ranked = await self._reranked(ranked, n, user_id, request.max_per_category)
         voter_type = {vote.item_id: vote.event_type for vote in votes}
         return Learned(
             [RecommendedItem(
@@ -277,6 +273,19 @@ class Recommender:
             {source: [item for item, _ in best] for source, best in found.by_source.items()},
             {weighting_label(weighting): ids
              for weighting, ids in zip(judged, found.by_weighting, strict=True) if ids})
+
+    async def _reranked(self, ranked: list[ScoredItem], n: int, user_id: str | None,
+                        max_per_category: int | None) -> list[ScoredItem]:
+        settings = self.settings
+        ids = [item.item_id for item in ranked]
+        if user_id is not None and settings.impression_penalty < 1:
+            ranked = penalise_shown(ranked, await self.reader.shown_counts(user_id, ids),
+                                    settings.impressions_before_penalty,
+                                    settings.impression_penalty)
+        if max_per_category is not None:
+            ranked = cap_per_category(ranked, await self.reader.primary_categories(ids),
+                                      max_per_category, n)
+        return ranked[:n]
 
     async def _liked_trending(self, user_id: str, request: ListRequest
                               ) -> list[RecommendedItem]:

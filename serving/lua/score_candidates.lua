@@ -23,10 +23,9 @@
 --          weighting_top (how many of each weighting's best to return),
 --          exponent (q: a co-occurrence term is v_i * s_ij^q),
 --          voters: [[item, v, v'], ...] newest first (v' 0 past the sequence voters),
---          exclude: [item, ...], count_shown: whether to count the blended items' showings}
+--          exclude: [item, ...]}
 -- Returns {blended, per_source_cooccurrence, per_source_sequence, titles, weighting_lists}:
---   blended = {j, score, source index (1 co-occurrence, 2 sequence), voter, times shown
---              (in the user's newest shown lists; 0 without count_shown), ...} best first
+--   blended = {j, score, source index (1 co-occurrence, 2 sequence), voter, ...} best first
 --   per_source_* = {j, score, ...}: the top `per_source` of each source alone, unscaled
 --   titles = {voter, title, ...} for the voters the catalogue has a title for
 --   weighting_lists = {{j, ...}, ...}: per weighting, in order, its best `weighting_top` ids
@@ -246,34 +245,15 @@ local function leading_source(k, weights)
   return leading
 end
 
--- how often each of `items` was in the user's newest shown lists (the impression penalty's
--- count; lua/apply_batch.lua joins a list's items with the separator)
-local function times_shown(items)
-  local shown = {}
-  for _, item in ipairs(items) do shown[item] = 0 end
-  if user == '' or not request.count_shown then return shown end
-  local item_pattern = '[^' .. config.shown_separator .. ']+'
-  for _, joined in ipairs(redis.call('LRANGE', key('user_shown', user), 0, -1)) do
-    for item in string.gmatch(joined, item_pattern) do
-      if shown[item] then shown[item] = shown[item] + 1 end
-    end
-  end
-  return shown
-end
-
 local reply = {}
 if request.top > 0 then
   local blended = blend(request.weights, {})
-  local chosen, chosen_items = best_of(blended, request.top), {}
-  for index, k in ipairs(chosen) do chosen_items[index] = kept[k] end
-  local shown = times_shown(chosen_items)
-  for _, k in ipairs(chosen) do
+  for _, k in ipairs(best_of(blended, request.top)) do
     local leading = leading_source(k, request.weights)
     reply[#reply + 1] = kept[k]
     reply[#reply + 1] = string.format('%.17g', blended[k])
     reply[#reply + 1] = leading
     reply[#reply + 1] = sources[leading].best_voter[kept[k]]
-    reply[#reply + 1] = shown[kept[k]]
   end
 end
 local titles = {}
