@@ -3,12 +3,24 @@
 A weight w seen at time t is stored as w * 2^((t - anchor) / half_life). Sums of such
 terms rank exactly like the exponentially decayed sums at any later time, so the worker
 only ever adds (ZINCRBY) and never rewrites old scores. Reading the decayed value at time
-`now` multiplies by 2^(-(now - anchor) / half_life). Stored magnitudes stay finite as long
-as |t - anchor| is below ~1000 half-lives. `stream_app/lua/forward_decay.lua` applies the
-same formula inside Redis (a test checks both agree).
+`now` multiplies by 2^(-(now - anchor) / half_life). `stream_app/lua/forward_decay.lua`
+applies the same formula inside Redis (a test checks both agree).
+
+Stored magnitudes grow with time past the anchor, so events are learned only up to a horizon
+(`DECAY_HALF_LIVES_AHEAD` half-lives after it): the settings refuse an anchor and half-life
+whose horizon has passed, and events stamped past it are refused with the reason.
 """
 
+from datetime import UTC, datetime
+
 DAY_MS = 86_400_000
+
+#: How many half-lives after the anchor an event may be stamped. Its stored weight is then at
+#: most 2^200 times its weight, so the sums of such weights (below 2^50 times that), cosine's
+#: product of two of them and a count similarity raised to the power 4 (the bound of
+#: `similarity_exponent`) all stay below 2^1024, where a double overflows: past it, scores
+#: became inf and an erasure's subtraction NaN, which Redis refuses (the worker then stalled).
+DECAY_HALF_LIVES_AHEAD = 200
 
 
 def half_life_ms(days: float) -> float:
@@ -23,3 +35,13 @@ def forward_decayed(weight: float, event_time_ms: int, anchor_ms: int, half_life
 def value_at(stored: float, now_ms: int, anchor_ms: int, half_life: float) -> float:
     """The exponentially decayed value, as of `now_ms`, of a forward-decayed sum."""
     return stored * 2.0 ** (-(now_ms - anchor_ms) / half_life)
+
+
+def decay_horizon_ms(anchor_ms: int, half_life: float) -> int:
+    """The latest event time whose forward-decayed weight stays in range (see above)."""
+    return anchor_ms + int(DECAY_HALF_LIVES_AHEAD * half_life)
+
+
+def utc_text(epoch_ms: int) -> str:
+    """An epoch-milliseconds time for people, e.g. 2040-06-02T00:00:00Z."""
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

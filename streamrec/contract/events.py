@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from .clock import clock_ms
+from .decay import DECAY_HALF_LIVES_AHEAD, utc_text
 from .pseudonyms import pseudonymise
 from .settings import FORGET, IMPRESSION, MAX_BLEND_WEIGHTINGS, Settings
 
@@ -122,6 +123,19 @@ class InteractionEvent(_UserEvent):
         known = (info.context or {}).get("event_types")
         if known is not None and value not in known:
             raise ValueError(f"unknown event_type {value!r}; expected one of {sorted(known)}")
+        return value
+
+    @field_validator("timestamp")
+    @classmethod
+    def _within_decay_horizon(cls, value: int, info: ValidationInfo) -> int:
+        """Past the horizon its decayed weights would overflow (streamrec.contract.decay);
+        other events (impressions, erasures) add no decayed weight and pass."""
+        horizon = (info.context or {}).get("decay_horizon")
+        if horizon is not None and value > horizon[0]:
+            raise ValueError(
+                f"timestamp is past {utc_text(horizon[0])}, the last time this deployment "
+                f"can learn ({DECAY_HALF_LIVES_AHEAD} half-lives of {horizon[1]} after "
+                "decay_anchor_ms); its operator must move decay_anchor_ms")
         return value
 
 
@@ -280,6 +294,7 @@ def validation_context(settings: Settings, now_ms: int | None = None) -> dict[st
     return {
         "event_types": settings.event_types,
         "latest_ms": now_ms + int(settings.max_future_seconds * 1000),
+        "decay_horizon": settings.decay_horizon,
         "id_key": settings.id_key,
     }
 

@@ -4,6 +4,7 @@ The worker, the service, the launcher and the tools all take one `Settings`
 object; nothing reads the environment anywhere else.
 """
 
+import functools
 import json
 from pathlib import Path
 from typing import Literal
@@ -19,6 +20,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .clock import clock_ms
+from .decay import DECAY_HALF_LIVES_AHEAD, decay_horizon_ms, half_life_ms, utc_text
 from .pseudonyms import key_fingerprint
 
 #: Weightings the self-tuning blend judges at most, the configured one included.
@@ -95,8 +98,9 @@ class Settings(BaseSettings):
     trending_half_life_days: PositiveFloat = Field(30, description="Half-life of trending scores.")
     decay_anchor_ms: int = Field(
         1_704_067_200_000,
-        description="Landmark of forward decay (2024-01-01); keep within ~1000 half-lives of "
-        "event times.",
+        description="Landmark of forward decay (2024-01-01); events are learned until "
+        f"{DECAY_HALF_LIVES_AHEAD} of the shortest half-life after it (2040 with the defaults). "
+        "Moving it starts a new state.",
     )
     pair_window: PositiveInt = Field(
         20, description="A new item co-occurs with the user's last W distinct items."
@@ -347,6 +351,14 @@ class Settings(BaseSettings):
                                      self.sequence_votes):
             raise ValueError("history_length must be >= pair_window, vote_items, "
                              "sequence_window and sequence_votes")
+        horizon, setting = self.decay_horizon
+        if clock_ms() + self.max_future_seconds * 1000 > horizon:
+            raise ValueError(
+                f"{setting} {getattr(self, setting):g} with decay_anchor_ms "
+                f"{self.decay_anchor_ms} ({utc_text(self.decay_anchor_ms)}) learns events "
+                f"only until {utc_text(horizon)} ({DECAY_HALF_LIVES_AHEAD} half-lives after "
+                "the anchor; later, scores would overflow): set decay_anchor_ms to about now "
+                "(a new state) or a longer half-life")
         return self
 
     def as_environment(self) -> dict[str, str]:
@@ -385,6 +397,16 @@ class Settings(BaseSettings):
         return key_fingerprint(self.id_key)
 
     @property
+    def decay_horizon(self) -> tuple[int, str]:
+        """The latest event time every decayed score can learn (the soonest of the
+        half-lives' horizons: streamrec.contract.decay), and the half-life setting that sets
+        it."""
+        return soonest_decay_horizon(self.decay_anchor_ms, (
+            ("affinity_half_life_days", self.affinity_half_life_days),
+            ("trending_half_life_days", self.trending_half_life_days),
+            ("cooccurrence_half_life_days", self.cooccurrence_half_life_days)))
+
+    @property
     def session_gap_ms(self) -> float:
         return self.session_gap_minutes * 60_000
 
@@ -397,6 +419,14 @@ class Settings(BaseSettings):
     def event_types(self) -> frozenset[str]:
         """Accepted `event_type` values: the weighted interactions plus impressions."""
         return frozenset(self.event_weights) | {IMPRESSION}
+
+
+@functools.cache
+def soonest_decay_horizon(anchor_ms: int, half_lives: tuple[tuple[str, float | None], ...]
+                          ) -> tuple[int, str]:
+    """Settings.decay_horizon, computed once per set of values (every event is checked)."""
+    return min((decay_horizon_ms(anchor_ms, half_life_ms(days)), name)
+               for name, days in half_lives if days is not None)
 
 
 #: The settings that shape what an event adds to the shared state. Erasure takes an event

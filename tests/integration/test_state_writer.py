@@ -1,12 +1,15 @@
 """The write path's state on a hand-made stream: every counter, row and vector exactly."""
 
 import json
+import math
 
 import orjson
 import pytest
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
+from serving.recommender import Recommender
+from serving.state_reader import StateReader
 from stream_app.state_writer import (
     LUA,
     LearningSettingsChanged,
@@ -27,6 +30,7 @@ from streamrec.contract import (
     half_life_ms,
     pseudonym,
 )
+from streamrec.contract.clock import clock_ms
 from tests.support.servers import Servers
 from tests.support.sessions import GAP_MINUTES, SESSION_CASES, SessionCase
 from tests.support.state import differences, dump_state
@@ -56,8 +60,8 @@ STREAM = [
 ]
 
 
-def t(seconds: int) -> int:
-    return T0 + seconds * 1000
+def t(seconds: int, start_ms: int = T0) -> int:
+    return start_ms + seconds * 1000
 
 
 def records() -> list[StreamRecord]:
@@ -247,9 +251,10 @@ async def test_category_rankings_follow_catalogue_changes(redis: Redis, settings
 
 
 def view(event_id: str, user: str, item: str, second: int = 1,
-         recommendation_id: str | None = None, event_type: str = "view") -> InteractionEvent:
+         recommendation_id: str | None = None, event_type: str = "view", start_ms: int = T0
+         ) -> InteractionEvent:
     return InteractionEvent(event_id=event_id, user_id=user, item_id=item,
-                            event_type=event_type, timestamp=t(second),
+                            event_type=event_type, timestamp=t(second, start_ms),
                             recommendation_id=recommendation_id)
 
 
@@ -513,9 +518,9 @@ NOT_COMPARED = (":counters", ":applied_offsets", ":watermark", ":erasures", ":er
                 ":recommenders", ":metrics")
 
 
-def erasure_records(without: str | None = None, seconds: list[int] | None = None
-                    ) -> list[StreamRecord]:
-    """The erasure stream, event k stamped at second k or at `seconds[k]`."""
+def erasure_records(without: str | None = None, seconds: list[int] | None = None,
+                    start_ms: int = T0) -> list[StreamRecord]:
+    """The erasure stream, event k stamped at second k or at `seconds[k]` after `start_ms`."""
     records = [StreamRecord("items:0", k, item) for k, item in enumerate(ERASURE_CATALOGUE)]
     for k, (user, item, kind) in enumerate(ERASURE_STREAM):
         second = k if seconds is None else seconds[k]
@@ -524,18 +529,19 @@ def erasure_records(without: str | None = None, seconds: list[int] | None = None
         if kind == "impression":
             event: object = ImpressionEvent(
                 event_id=f"e{k}", user_id=user, event_type="impression", item_ids=["x", "z"],
-                timestamp=t(second), recommendation_id="list-b", recommender="personalised")
+                timestamp=t(second, start_ms), recommendation_id="list-b",
+                recommender="personalised")
         else:
             event = view(f"e{k}", user, item, second=second, event_type=kind,
-                         recommendation_id="list-b" if k == 12 else None)
+                         recommendation_id="list-b" if k == 12 else None, start_ms=start_ms)
         records.append(StreamRecord("events:0", k, event))
     return records
 
 
-def forget(user: str, offset: int, second: int = 100) -> StreamRecord:
+def forget(user: str, offset: int, second: int = 100, start_ms: int = T0) -> StreamRecord:
     return StreamRecord("events:0", offset, ForgetRequest(
         event_id=f"erase-{user}-{offset}", user_id=user, event_type="forget",
-        timestamp=t(second)))
+        timestamp=t(second, start_ms)))
 
 
 async def comparable(redis: Redis, prefix: str, renamed_to: str) -> dict[str, object]:
@@ -574,6 +580,38 @@ async def test_erasure_leaves_the_state_of_a_stream_without_the_user(
     assert not await redis.exists(k.recommendation("list-b"))
     audit = json.loads(await redis.hget(k.erasures, f"erase-b-{len(ERASURE_STREAM)}"))
     assert audit["user"] == pseudonym("b") and audit["contributions_removed"] == 7
+
+
+async def test_at_the_decay_horizon_scores_stay_finite_and_an_erasure_is_exact(
+        redis: Redis, servers: Servers) -> None:
+    """Events stamped at the last time the settings accept (200 one-day half-lives after the
+    anchor): stored weights near 2^200, raised to the power 4 by a count similarity, stay
+    finite, and taking a user out subtracts exactly (past ~1024 half-lives, scores were inf
+    and an erasure's subtraction NaN, which Redis refused: the worker stalled)."""
+    horizon = clock_ms() + 2 * 3600 * 1000  # past the hour of clock skew events may have
+    decay = {"affinity_half_life_days": 1, "trending_half_life_days": 1,
+             "cooccurrence_half_life_days": 1, "decay_anchor_ms": horizon - 200 * DAY_MS,
+             "similarity": "count", "similarity_exponent": 4}
+    erased, never = (servers.settings(**decay) for _ in range(2))
+    assert erased.decay_horizon[0] == horizon
+    start = horizon - 20_000  # the stream's 13 events, a second apart, end before it
+    newcomer = StreamRecord("events:0", 100, view("e-d", "d", "x", 15, start_ms=start))
+    await StateWriter(redis, erased).apply([*erasure_records(start_ms=start),
+                                            forget("b", len(ERASURE_STREAM), 20, start),
+                                            newcomer])
+    await StateWriter(redis, never).apply([*erasure_records(without="b", start_ms=start),
+                                           newcomer])
+    state = await comparable(redis, never.key_prefix, "p")
+    assert not differences(await comparable(redis, erased.key_prefix, "p"), state)
+    scores = [float(v) for value in state.values() if isinstance(value, dict)
+              for v in value.values() if isinstance(v, float | int)]
+    assert len(scores) > 20
+    assert all(math.isfinite(score) for score in scores)
+    served = await Recommender(StateReader(redis, RedisKeys(never.key_prefix)), never
+                               ).for_user("d", 5, now_ms=horizon)
+    assert {(item.item_id, item.source in ("co-occurrence", "sequence"))
+            for item in served.items[:2]} == {("y", True), ("z", True)}
+    assert all(math.isfinite(item.score) and item.score > 0 for item in served.items)
 
 
 async def test_an_erasure_interrupted_by_a_crash_ends_exact_when_redelivered(

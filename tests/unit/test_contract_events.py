@@ -8,6 +8,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from streamrec.contract import (
+    DAY_MS,
     ImpressionEvent,
     InvalidRecord,
     Settings,
@@ -16,6 +17,8 @@ from streamrec.contract import (
     parse_item,
     signed,
 )
+from streamrec.contract.clock import clock_ms
+from streamrec.contract.decay import utc_text
 
 NOW_MS = 1_764_000_000_000
 SETTINGS = Settings()
@@ -149,6 +152,40 @@ def test_retention_must_be_shorter_than_the_state_it_reads() -> None:
     with pytest.raises(ValueError, match="user_retention_days must be shorter"):
         Settings(user_retention_days=400, user_state_ttl_days=365)
     assert Settings(user_retention_days=30).user_retention_days == 30
+
+
+def test_a_half_life_whose_horizon_has_passed_is_refused_with_the_way_out() -> None:
+    """With the default anchor (2024-01-01), 200 one-day half-lives end on 2024-07-19:
+    trending scores would overflow to inf, and an erasure's subtraction to NaN."""
+    with pytest.raises(ValueError, match=r"trending_half_life_days 1 with decay_anchor_ms "
+                       r"1704067200000 \(2024-01-01T00:00:00Z\) learns events only until "
+                       r"2024-07-19T00:00:00Z .* set decay_anchor_ms to about now"):
+        Settings(trending_half_life_days=1)
+    assert Settings().decay_horizon == (1_704_067_200_000 + 200 * 30 * DAY_MS,
+                                        "affinity_half_life_days")
+    now = clock_ms()
+    recent = Settings(trending_half_life_days=1, decay_anchor_ms=now)
+    assert recent.decay_horizon == (now + 200 * DAY_MS, "trending_half_life_days")
+
+
+def test_an_interaction_past_the_decay_horizon_is_refused_and_an_erasure_is_not() -> None:
+    """A process that runs past its horizon (checked when it started) refuses what it can no
+    longer learn; erasures and impressions add no decayed weight and still pass."""
+    horizon = clock_ms() + 2 * 3600 * 1000  # past the hour of clock skew events may have
+    settings = Settings(decay_anchor_ms=horizon - 200 * 30 * DAY_MS)  # default half-lives
+    later = horizon + 3600 * 1000
+    with pytest.raises(InvalidRecord) as raised:
+        parse_event(interaction(timestamp=horizon + 1), settings, now_ms=later)
+    assert raised.value.reason == (
+        f"timestamp: timestamp is past {utc_text(horizon)}, the last time this deployment can "
+        "learn (200 half-lives of affinity_half_life_days after decay_anchor_ms); its operator "
+        "must move decay_anchor_ms")
+    assert parse_event(interaction(timestamp=horizon), settings,
+                       now_ms=later).timestamp == horizon
+    for other in ({"event_type": "forget"},
+                  {"event_type": "impression", "item_ids": ["i1"], "recommender": "trending"}):
+        record = {**interaction(item_id=...), **other, "timestamp": later}
+        assert parse_event(record, settings, now_ms=later).timestamp == later
 
 
 @given(st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x7f), min_size=1,
