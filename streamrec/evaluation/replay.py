@@ -250,11 +250,14 @@ RECOMMENDERS = ("default", "co-occurrence", "sequence", "trending", "popularity"
 WEIGHTING_RECOMMENDER = "blend {}"
 
 
-def as_event(index: int, interaction: Interaction) -> InteractionEvent:
+def as_event(index: int, interaction: Interaction, settings: Settings) -> InteractionEvent:
+    """The event the worker would learn; what it would refuse stops the replay."""
     try:
-        return InteractionEvent(event_id=str(index), user_id=interaction.user_id,
-                                item_id=interaction.item_id, event_type=interaction.event_type,
-                                timestamp=interaction.timestamp_ms)
+        return InteractionEvent.model_validate(
+            {"event_id": str(index), "user_id": interaction.user_id,
+             "item_id": interaction.item_id, "event_type": interaction.event_type,
+             "timestamp": interaction.timestamp_ms},
+            context={"decay_horizon": settings.decay_horizon})
     except ValidationError as error:
         raise InvalidDataset(f"the event {interaction}: {describe_validation_error(error)}"
                              ) from None
@@ -375,7 +378,7 @@ class Replay:
                 users_of[event.item_id] += 1
             history.add(event.item_id)
             last_time[event.user_id] = event.timestamp_ms
-            pending.append(StreamRecord("replay:0", index, as_event(index, event)))
+            pending.append(StreamRecord("replay:0", index, as_event(index, event, self.settings)))
             if len(pending) >= (MAX_APPLY_CHUNK if self.batch_size == 1 else self.batch_size):
                 await flush()
             progress(index + 1)

@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from streamrec.evaluation import (
     ITEM_COLUMNS,
     Interaction,
+    InvalidDataset,
     Replay,
     Scoreboard,
     gini,
@@ -138,6 +139,18 @@ async def test_replay_evaluates_exactly_the_protocols_events(redis: Redis, serve
     assert boards["popularity"]["mrr_at_10"] == 1.0
     assert boards["trending"]["mrr_at_10"] == 1.0
     assert result["default"] == "default"
+
+
+async def test_a_replay_stops_at_an_event_the_worker_would_refuse(redis: Redis,
+                                                                servers: Servers) -> None:
+    """An event past the decay horizon (2040-06-05 with the defaults) would overflow its
+    scores: the replay names it instead of scoring on infinities."""
+    settings = servers.settings()
+    horizon, _ = settings.decay_horizon
+    events = [Interaction("u1", "i1", horizon - 1, "click"),
+              Interaction("u1", "i2", horizon + 1, "click")]
+    with pytest.raises(InvalidDataset, match=r"i2.*timestamp is past 2040-06-05T00:00:00Z"):
+        await Replay(settings, redis, train_fraction=1.0).run(events)
 
 
 def test_cli_writes_metrics_json_a_plot_and_a_whole_table_into_a_file(
