@@ -61,6 +61,8 @@ LAG_SECONDS = Gauge("streamrec_worker_lag_seconds",
                     "Now minus the event time of the newest applied event (grows on an idle "
                     "stream: read it with the lag in records).")
 REDIS_MEMORY = Gauge("streamrec_redis_used_memory_bytes", "Redis used_memory.")
+DECAY_HORIZON = Gauge("streamrec_worker_decay_horizon_timestamp_seconds",
+                      "The last event time the settings can learn (the decay horizon).")
 
 
 def record_batch(result: BatchResult, *, records: int, seconds: float) -> None:
@@ -102,6 +104,7 @@ async def serve_metrics(settings: Settings, redis: Redis, writer: StateWriter
         return web.Response(body=generate_latest(REGISTRY),
                             headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    DECAY_HORIZON.set(settings.decay_horizon[0] / 1000)
     app = web.Application()
     app.router.add_get("/metrics", scrape)
     runner = web.AppRunner(app, access_log=None)

@@ -27,6 +27,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from streamrec.contract import (
+    DAY_MS,
     AttributionSecret,
     RedisKeys,
     Settings,
@@ -37,6 +38,7 @@ from streamrec.contract import (
     parse_item,
 )
 from streamrec.contract.clock import clock_ms
+from streamrec.contract.decay import DECAY_HALF_LIVES_AHEAD, utc_text
 
 from . import telemetry
 from .retention import sweep
@@ -57,6 +59,8 @@ RETENTION_SWEEP_SECONDS = 3600.0
 WORKER_DIRECTORY_PREFIX = "streamrec-worker-"
 #: Longest pause between two attempts at a batch that does not get through.
 MAX_RETRY_DELAY_SECONDS = 5.0
+#: A worker starting closer than this to its decay horizon says so in its log.
+DECAY_HORIZON_WARNING_DAYS = 30
 
 
 async def until_done(step: Callable[[], Awaitable[T]], what: str, sources: Collection[str],
@@ -247,10 +251,24 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
     return app
 
 
+def decay_horizon_warning(settings: Settings, now_ms: int | None = None) -> str | None:
+    """What a worker starting within DECAY_HORIZON_WARNING_DAYS of its decay horizon says
+    (past it, the settings are refused)."""
+    horizon, half_life = settings.decay_horizon
+    if horizon - clock_ms(now_ms) >= DECAY_HORIZON_WARNING_DAYS * DAY_MS:
+        return None
+    return (f"interactions stamped after {utc_text(horizon)} cannot be learned "
+            f"({DECAY_HALF_LIVES_AHEAD} half-lives of {half_life} after decay_anchor_ms) and "
+            "will be dead-lettered: move decay_anchor_ms (a new state) or lengthen the "
+            "half-life")
+
+
 def run_worker(settings: Settings, log_level: str = "info") -> None:
     """Create the topics if missing, then run one worker until SIGTERM/SIGINT; its temporary
     folder is removed when it stops (Faust ends by raising SystemExit)."""
     asyncio.run(ensure_topics(settings))
+    if warning := decay_horizon_warning(settings):
+        log.warning(warning)
     with tempfile.TemporaryDirectory(prefix=WORKER_DIRECTORY_PREFIX) as datadir:
         app = create_app(settings, Path(datadir))
         json_lines = settings.log_format == "json"

@@ -150,6 +150,8 @@ def test_both_endpoints_count_exactly(operated: Operated) -> None:
     assert worker("streamrec_worker_produce_to_applied_seconds_count") == 11
     assert 0 <= value(worker_after, "streamrec_worker_lag_seconds") < 60
     assert value(worker_after, "streamrec_redis_used_memory_bytes") > 0
+    assert value(worker_after, "streamrec_worker_decay_horizon_timestamp_seconds") == (
+        operated.settings.decay_horizon[0] / 1000)
 
     assert service("streamrec_lists_served_total", recommender="trending") == 2
     assert service("streamrec_list_items_count", recommender="trending") == 2

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from mode.supervisors import CrashingSupervisor
 
-from stream_app.worker import create_app, one_after_another
-from streamrec.contract import Settings
+from stream_app.worker import create_app, decay_horizon_warning, one_after_another
+from streamrec.contract import DAY_MS, Settings
 
 
 def test_an_agent_that_raises_stops_the_worker_instead_of_restarting_past_its_records(
@@ -73,3 +73,14 @@ async def test_stopping_cancels_the_batch_in_flight_and_waits_for_it() -> None:
     with pytest.raises(asyncio.CancelledError):
         await runner
     assert ended == ["cancelled"]
+
+
+def test_a_worker_starting_within_30_days_of_its_decay_horizon_says_when_it_stops_learning(
+        ) -> None:
+    settings = Settings()  # the horizon: 2040-06-05, 200 half-lives of 30 days after 2024
+    horizon = settings.decay_horizon[0]
+    assert decay_horizon_warning(settings, now_ms=horizon - 30 * DAY_MS) is None
+    assert decay_horizon_warning(settings, now_ms=horizon - 30 * DAY_MS + 1) == (
+        "interactions stamped after 2040-06-05T00:00:00Z cannot be learned (200 half-lives of "
+        "affinity_half_life_days after decay_anchor_ms) and will be dead-lettered: move "
+        "decay_anchor_ms (a new state) or lengthen the half-life")
