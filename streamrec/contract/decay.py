@@ -43,5 +43,5 @@ def decay_horizon_ms(anchor_ms: int, half_life: float) -> int:
 
 
 def utc_text(epoch_ms: int) -> str:
-    """An epoch-milliseconds time for people, e.g. 2040-06-02T00:00:00Z."""
+    """An epoch-milliseconds time for people, e.g. 2040-06-05T00:00:00Z."""
     return datetime.fromtimestamp(epoch_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -421,7 +421,7 @@ class Settings(BaseSettings):
         return frozenset(self.event_weights) | {IMPRESSION}
 
 
-@functools.cache
+@functools.lru_cache(maxsize=64)
 def soonest_decay_horizon(anchor_ms: int, half_lives: tuple[tuple[str, float | None], ...]
                           ) -> tuple[int, str]:
     """Settings.decay_horizon, computed once per set of values (every event is checked)."""
