@@ -251,24 +251,29 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
     return app
 
 
-def decay_horizon_warning(settings: Settings, now_ms: int | None = None) -> str | None:
-    """What a worker starting within DECAY_HORIZON_WARNING_DAYS of its decay horizon says
-    (past it, the settings are refused)."""
-    horizon, half_life = settings.decay_horizon
-    if horizon - clock_ms(now_ms) >= DECAY_HORIZON_WARNING_DAYS * DAY_MS:
+def decay_horizon_notice(settings: Settings, now_ms: int | None = None
+                         ) -> tuple[int, str] | None:
+    """What a worker starting past its decay horizon (an error: it learns no interaction, but
+    still applies erasures) or within DECAY_HORIZON_WARNING_DAYS of it (a warning) logs."""
+    horizon, half_lives = settings.decay_horizon
+    now_ms = clock_ms(now_ms)
+    if horizon - now_ms >= DECAY_HORIZON_WARNING_DAYS * DAY_MS:
         return None
-    return (f"interactions stamped after {utc_text(horizon)} cannot be learned "
-            f"({DECAY_HALF_LIVES_AHEAD} half-lives of {half_life} after decay_anchor_ms) and "
-            "will be dead-lettered: move decay_anchor_ms (a new state) or lengthen the "
-            "half-life")
+    level, when = ((logging.ERROR, "since") if horizon < now_ms
+                   else (logging.WARNING, "after"))
+    return level, (
+        f"interactions stamped {when} {utc_text(horizon)} cannot be learned "
+        f"({DECAY_HALF_LIVES_AHEAD} half-lives of {half_lives} after decay_anchor_ms "
+        f"{utc_text(settings.decay_anchor_ms)}) and are dead-lettered: set "
+        "STREAMREC_DECAY_ANCHOR_MS to about now (a new state)")
 
 
 def run_worker(settings: Settings, log_level: str = "info") -> None:
     """Create the topics if missing, then run one worker until SIGTERM/SIGINT; its temporary
     folder is removed when it stops (Faust ends by raising SystemExit)."""
     asyncio.run(ensure_topics(settings))
-    if warning := decay_horizon_warning(settings):
-        log.warning(warning)
+    if notice := decay_horizon_notice(settings):
+        log.log(*notice)
     with tempfile.TemporaryDirectory(prefix=WORKER_DIRECTORY_PREFIX) as datadir:
         app = create_app(settings, Path(datadir))
         json_lines = settings.log_format == "json"

@@ -6,9 +6,10 @@ only ever adds (ZINCRBY) and never rewrites old scores. Reading the decayed valu
 `now` multiplies by 2^(-(now - anchor) / half_life). `stream_app/lua/forward_decay.lua`
 applies the same formula inside Redis (a test checks both agree).
 
-Stored magnitudes grow with time past the anchor, so events are learned only up to a horizon
-(`DECAY_HALF_LIVES_AHEAD` half-lives after it): the settings refuse an anchor and half-life
-whose horizon has passed, and events stamped past it are refused with the reason.
+Stored magnitudes grow with time past the anchor, so interactions are learned only up to a
+horizon (`DECAY_HALF_LIVES_AHEAD` half-lives after it; those stamped later are refused with
+the reason), and the anchor may not lie in the future (reading a score multiplies by
+2^((anchor - now) / half_life)).
 """
 
 from datetime import UTC, datetime
@@ -21,6 +22,8 @@ DAY_MS = 86_400_000
 #: `similarity_exponent`) all stay below 2^1024, where a double overflows: past it, scores
 #: became inf and an erasure's subtraction NaN, which Redis refuses (the worker then stalled).
 DECAY_HALF_LIVES_AHEAD = 200
+#: 9999-12-31T23:59:59.999Z: the latest time a horizon is given as (datetime's limit).
+LATEST_MS = 253_402_300_799_999
 
 
 def half_life_ms(days: float) -> float:
@@ -39,7 +42,7 @@ def value_at(stored: float, now_ms: int, anchor_ms: int, half_life: float) -> fl
 
 def decay_horizon_ms(anchor_ms: int, half_life: float) -> int:
     """The latest event time whose forward-decayed weight stays in range (see above)."""
-    return anchor_ms + int(DECAY_HALF_LIVES_AHEAD * half_life)
+    return int(min(anchor_ms + DECAY_HALF_LIVES_AHEAD * half_life, LATEST_MS))
 
 
 def utc_text(epoch_ms: int) -> str:

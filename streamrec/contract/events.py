@@ -135,7 +135,7 @@ class InteractionEvent(_UserEvent):
             raise ValueError(
                 f"timestamp is past {utc_text(horizon[0])}, the last time this deployment "
                 f"can learn ({DECAY_HALF_LIVES_AHEAD} half-lives of {horizon[1]} after "
-                "decay_anchor_ms); its operator must move decay_anchor_ms")
+                "decay_anchor_ms); its operator must move decay_anchor_ms (a new state)")
         return value
 
 

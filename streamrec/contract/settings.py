@@ -21,7 +21,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .clock import clock_ms
-from .decay import DECAY_HALF_LIVES_AHEAD, decay_horizon_ms, half_life_ms, utc_text
+from .decay import DECAY_HALF_LIVES_AHEAD, LATEST_MS, decay_horizon_ms, half_life_ms, utc_text
 from .pseudonyms import key_fingerprint
 
 #: Weightings the self-tuning blend judges at most, the configured one included.
@@ -97,10 +97,10 @@ class Settings(BaseSettings):
     )
     trending_half_life_days: PositiveFloat = Field(30, description="Half-life of trending scores.")
     decay_anchor_ms: int = Field(
-        1_704_067_200_000,
-        description="Landmark of forward decay (2024-01-01); events are learned until "
-        f"{DECAY_HALF_LIVES_AHEAD} of the shortest half-life after it (2040 with the defaults). "
-        "Moving it starts a new state.",
+        1_704_067_200_000, ge=0, le=LATEST_MS,
+        description="Landmark of forward decay (2024-01-01; not in the future); interactions are "
+        f"learned until {DECAY_HALF_LIVES_AHEAD} of the shortest half-life after it (2040 with "
+        "the defaults). Moving it starts a new state.",
     )
     pair_window: PositiveInt = Field(
         20, description="A new item co-occurs with the user's last W distinct items."
@@ -351,14 +351,11 @@ class Settings(BaseSettings):
                                      self.sequence_votes):
             raise ValueError("history_length must be >= pair_window, vote_items, "
                              "sequence_window and sequence_votes")
-        horizon, setting = self.decay_horizon
-        if clock_ms() + self.max_future_seconds * 1000 > horizon:
+        if self.decay_anchor_ms > clock_ms() + self.max_future_seconds * 1000:
             raise ValueError(
-                f"{setting} {getattr(self, setting):g} with decay_anchor_ms "
-                f"{self.decay_anchor_ms} ({utc_text(self.decay_anchor_ms)}) learns events "
-                f"only until {utc_text(horizon)} ({DECAY_HALF_LIVES_AHEAD} half-lives after "
-                "the anchor; later, scores would overflow): set decay_anchor_ms to about now "
-                "(a new state) or a longer half-life")
+                f"decay_anchor_ms {self.decay_anchor_ms} ({utc_text(self.decay_anchor_ms)}) is "
+                "in the future: reading a decayed score would multiply it by 2 per half-life "
+                "until then; set it to a time already past (about now for a new state)")
         return self
 
     def as_environment(self) -> dict[str, str]:
@@ -398,9 +395,8 @@ class Settings(BaseSettings):
 
     @property
     def decay_horizon(self) -> tuple[int, str]:
-        """The latest event time every decayed score can learn (the soonest of the
-        half-lives' horizons: streamrec.contract.decay), and the half-life setting that sets
-        it."""
+        """The last event time every decayed score can learn (the soonest of the half-lives'
+        horizons: streamrec.contract.decay), and the half-life settings that set it."""
         return soonest_decay_horizon(self.decay_anchor_ms, (
             ("affinity_half_life_days", self.affinity_half_life_days),
             ("trending_half_life_days", self.trending_half_life_days),
@@ -425,8 +421,10 @@ class Settings(BaseSettings):
 def soonest_decay_horizon(anchor_ms: int, half_lives: tuple[tuple[str, float | None], ...]
                           ) -> tuple[int, str]:
     """Settings.decay_horizon, computed once per set of values (every event is checked)."""
-    return min((decay_horizon_ms(anchor_ms, half_life_ms(days)), name)
-               for name, days in half_lives if days is not None)
+    horizons = {name: decay_horizon_ms(anchor_ms, half_life_ms(days))
+                for name, days in half_lives if days is not None}
+    soonest = min(horizons.values())
+    return soonest, " and ".join(name for name, at in horizons.items() if at == soonest)
 
 
 #: The settings that shape what an event adds to the shared state. Erasure takes an event

@@ -77,8 +77,9 @@ def test_an_input_error_is_one_line_and_a_failure(
     ("STREAMREC_USER_RETENTION_DAYS", "400", "user_retention_days must be shorter than"),
     ("STREAMREC_COOCCURRENCE_HALF_LIFE_DAYS", "inf", "finite number"),
     ("STREAMREC_SESSION_GAP_MINUTES", "20000", "less than or equal to 10080"),
-    ("STREAMREC_TRENDING_HALF_LIFE_DAYS", "1", "streamrec: settings: trending_half_life_days 1 "
-                                               "with decay_anchor_ms 1704067200000"),
+    ("STREAMREC_DECAY_ANCHOR_MS", "253402300799999", "streamrec: settings: decay_anchor_ms "
+                                                    "253402300799999 (9999-12-31T23:59:59Z) is "
+                                                    "in the future"),
     ("STREAMREC_ID_HMAC_KEY", "", "at least 32"),  # an empty key is no key
     ("STREAMREC_ID_HMAC_KEY", "guessable", "at least 32"),
 ])

@@ -12,10 +12,12 @@ from streamrec.contract import (
     ImpressionEvent,
     InvalidRecord,
     Settings,
+    Variant,
     check_attribution,
     parse_event,
     parse_item,
     signed,
+    with_overrides,
 )
 from streamrec.contract.clock import clock_ms
 from streamrec.contract.decay import utc_text
@@ -154,18 +156,27 @@ def test_retention_must_be_shorter_than_the_state_it_reads() -> None:
     assert Settings(user_retention_days=30).user_retention_days == 30
 
 
-def test_a_half_life_whose_horizon_has_passed_is_refused_with_the_way_out() -> None:
-    """With the default anchor (2024-01-01), 200 one-day half-lives end on 2024-07-19:
-    trending scores would overflow to inf, and an erasure's subtraction to NaN."""
-    with pytest.raises(ValueError, match=r"trending_half_life_days 1 with decay_anchor_ms "
-                       r"1704067200000 \(2024-01-01T00:00:00Z\) learns events only until "
-                       r"2024-07-19T00:00:00Z .* set decay_anchor_ms to about now"):
-        Settings(trending_half_life_days=1)
+def test_the_decay_horizon_is_the_soonest_half_lifes_and_the_anchor_is_not_in_the_future(
+        ) -> None:
+    """200 half-lives after the anchor (2024-01-01 by default): 2040-06-05 for the 30-day
+    half-lives, 2024-07-19 for a one-day trending one (its interactions are then refused,
+    below; the worker says so when it starts). An anchor in the future would make reading a
+    score multiply by 2 per half-life until then."""
     assert Settings().decay_horizon == (1_704_067_200_000 + 200 * 30 * DAY_MS,
-                                        "affinity_half_life_days")
+                                        "affinity_half_life_days and trending_half_life_days")
+    assert Settings(trending_half_life_days=1).decay_horizon == (
+        1_704_067_200_000 + 200 * DAY_MS, "trending_half_life_days")
     now = clock_ms()
-    recent = Settings(trending_half_life_days=1, decay_anchor_ms=now)
-    assert recent.decay_horizon == (now + 200 * DAY_MS, "trending_half_life_days")
+    assert Settings(decay_anchor_ms=now).decay_anchor_ms == now
+    with pytest.raises(ValueError, match=r"decay_anchor_ms \d+ \(\S+\) is in the future"):
+        Settings(decay_anchor_ms=now + 2 * 3600 * 1000)
+
+
+def test_a_variant_of_settings_past_their_horizon_still_serves() -> None:
+    """The service keeps serving past the horizon (only learning stops), experiments too."""
+    past = Settings(trending_half_life_days=1)  # its horizon: 2024-07-19
+    variant = Variant(name="more-votes", settings={"vote_items": 30})
+    assert with_overrides(past, variant).vote_items == 30
 
 
 def test_an_interaction_past_the_decay_horizon_is_refused_and_an_erasure_is_not() -> None:
@@ -178,8 +189,9 @@ def test_an_interaction_past_the_decay_horizon_is_refused_and_an_erasure_is_not(
         parse_event(interaction(timestamp=horizon + 1), settings, now_ms=later)
     assert raised.value.reason == (
         f"timestamp: timestamp is past {utc_text(horizon)}, the last time this deployment can "
-        "learn (200 half-lives of affinity_half_life_days after decay_anchor_ms); its operator "
-        "must move decay_anchor_ms")
+        "learn (200 half-lives of affinity_half_life_days and trending_half_life_days after "
+        "decay_anchor_ms); its operator "
+        "must move decay_anchor_ms (a new state)")
     assert parse_event(interaction(timestamp=horizon), settings,
                        now_ms=later).timestamp == horizon
     for other in ({"event_type": "forget"},

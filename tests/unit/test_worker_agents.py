@@ -1,13 +1,14 @@
 """How the worker's agents are set up (what needs no broker to check)."""
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from mode.supervisors import CrashingSupervisor
 
-from stream_app.worker import create_app, decay_horizon_warning, one_after_another
+from stream_app.worker import create_app, decay_horizon_notice, one_after_another
 from streamrec.contract import DAY_MS, Settings
 
 
@@ -75,12 +76,17 @@ async def test_stopping_cancels_the_batch_in_flight_and_waits_for_it() -> None:
     assert ended == ["cancelled"]
 
 
-def test_a_worker_starting_within_30_days_of_its_decay_horizon_says_when_it_stops_learning(
-        ) -> None:
+def test_a_worker_starting_near_or_past_its_decay_horizon_says_so() -> None:
+    """Within 30 days of it a warning; past it an error (the worker still starts: erasures
+    must go through)."""
     settings = Settings()  # the horizon: 2040-06-05, 200 half-lives of 30 days after 2024
     horizon = settings.decay_horizon[0]
-    assert decay_horizon_warning(settings, now_ms=horizon - 30 * DAY_MS) is None
-    assert decay_horizon_warning(settings, now_ms=horizon - 30 * DAY_MS + 1) == (
-        "interactions stamped after 2040-06-05T00:00:00Z cannot be learned (200 half-lives of "
-        "affinity_half_life_days after decay_anchor_ms) and will be dead-lettered: move "
-        "decay_anchor_ms (a new state) or lengthen the half-life")
+    assert decay_horizon_notice(settings, now_ms=horizon - 30 * DAY_MS) is None
+    said = ("{} 2040-06-05T00:00:00Z cannot be learned (200 half-lives of "
+            "affinity_half_life_days and trending_half_life_days after decay_anchor_ms "
+            "2024-01-01T00:00:00Z) and are dead-lettered: set STREAMREC_DECAY_ANCHOR_MS to "
+            "about now (a new state)")
+    assert decay_horizon_notice(settings, now_ms=horizon - 30 * DAY_MS + 1) == (
+        logging.WARNING, said.format("interactions stamped after"))
+    assert decay_horizon_notice(settings, now_ms=horizon + 1) == (
+        logging.ERROR, said.format("interactions stamped since"))
