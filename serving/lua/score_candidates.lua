@@ -208,9 +208,13 @@ local function best_of(scores, count)
 end
 
 -- a source's factor in the blend with `weight`: its scores scaled to its best candidate (nil:
--- left out, as a source weighted 0 or with nothing to offer)
+-- left out, as a source weighted 0 or with nothing to offer, or whose best is so small, as
+-- counts decayed past ~1,000 half-lives are, that the factor would overflow to inf)
 local function scale_of(source_scores, weight)
-  if weight > 0 and source_scores.top > 0 then return weight / source_scores.top end
+  if weight > 0 and source_scores.top > 0 then
+    local scale = weight / source_scores.top
+    if scale < math.huge then return scale end
+  end
   return nil
 end
 

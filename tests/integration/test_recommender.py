@@ -20,6 +20,7 @@ from streamrec.contract import (
     Settings,
     reuse,
 )
+from streamrec.contract.clock import clock_ms
 from tests.support.servers import Servers
 
 T0 = Settings().decay_anchor_ms + 10 * DAY_MS
@@ -383,3 +384,23 @@ async def test_shadow_lists_hold_ten_whatever_the_length_asked(redis: Redis, ser
         assert len(served.items) == n
         assert served.weighting_lists == {label: best_ten for label in served.weighting_lists}
         assert len(served.weighting_lists) == len(settings.weightings)
+
+
+async def test_a_source_whose_best_score_is_subnormal_still_scores_finitely(
+        redis: Redis, servers: Servers) -> None:
+    """Events ~1,050 one-day half-lives before the anchor store next_ij near 2^-1050, a
+    subnormal double: scaling by 1 / that best overflowed to inf (the list's scores inf or
+    NaN, which broke its order). A source whose scale would not be finite is left out."""
+    now = clock_ms()
+    settings = servers.settings(cooccurrence_half_life_days=1, decay_anchor_ms=now)
+    old = now - 1050 * DAY_MS
+    events = [("a", "x", old), ("a", "y", old + 1000), ("b", "x", old + 2000),
+              ("b", "z", old + 3000), ("me", "x", now)]
+    await StateWriter(redis, settings).apply([
+        StreamRecord("events:0", k, InteractionEvent(
+            event_id=str(k), user_id=u, item_id=i, event_type="view", timestamp=t))
+        for k, (u, i, t) in enumerate(events)])
+    served = await Recommender(StateReader(redis, RedisKeys(settings.key_prefix)),
+                               settings).for_user("me", 5, now_ms=now)
+    assert served.items
+    assert all(math.isfinite(item.score) for item in served.items)
