@@ -95,7 +95,11 @@ def markdown(results: dict) -> str:
         "",
         "Personalised n=10 saturation over the floor's: sparse "
         f"**{spread(s['serving']['sparse']['personalised_over_floor'], 2)}**, dense "
-        f"**{spread(dense['personalised_over_floor'], 2)}** (target ≥ 0.5 on dense data).",
+        f"**{spread(dense['personalised_over_floor'], 2)}** (target ≥ 0.5 on dense data). "
+        "Without the neighbours source (every judged weighting without it, so that it is "
+        "never read; same run, same state): dense personalised n=10 saturation "
+        f"{spread(dense['without_neighbours']['achieved'])} req/s, "
+        f"{spread(dense['without_neighbours']['over_floor'], 2)} of the floor.",
         "",
         "**Overload** (dense, personalised n=10 offered past its saturation; goodput is "
         "answers within 2 s; the excess should be refused at once with 503 and Retry-After):",

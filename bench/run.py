@@ -232,7 +232,8 @@ def running_service(servers: object, workdir: Path, prefix: str, **overrides: ob
                         redis_url=servers.redis.url, key_prefix=prefix, http_port=free_port(),
                         auth="disabled",  # the cost of serving, not of key checks
                         **overrides)
-    name = "-".join([prefix, "service", *(f"{k}-{v}" for k, v in overrides.items())])
+    name = "-".join([prefix, "service", *(f"{k}-{v}" if isinstance(v, str) else k
+                                          for k, v in overrides.items())])
     service = start_child([sys.executable, "-m", "streamrec", "serve", "--log-level", "warning"],
                           workdir / f"{name}.log", child_environment(settings))
     base = f"http://127.0.0.1:{settings.http_port}"
@@ -288,6 +289,17 @@ def bench_serving(servers: object, workdir: Path, prefix: str, rates: list[float
         results["personalised_over_floor"] = saturation / floor
         console.print(f"  personalised n=10 / floor = {results['personalised_over_floor']:.2f}")
         return results
+
+
+def bench_without_neighbours(servers: object, workdir: Path, concurrency: int, seconds: float
+                             ) -> dict:
+    """Dense personalised n=10 at saturation with every judged weighting without the
+    neighbours source, so that it is never read: what that source costs, in the same run."""
+    pairs = [weighting for weighting in Settings().blend_weightings if not weighting[2]]
+    path = ENDPOINTS[OVERLOAD_LABEL]
+    with running_service(servers, workdir, "dense", blend_weightings=pairs) as base:
+        return load(base + path, "--concurrency", str(admitted_in_flight(path, concurrency)),
+                    seconds=seconds)
 
 
 #: The load the metrics' cost is measured at: dense similar n=10 (the most Python and the
@@ -516,6 +528,14 @@ def main() -> None:
             console.print("serving, dense (rows at their cap)")
             serving["dense"] = bench_serving(servers, servers.workdir, "dense", rates,
                                              args.concurrency, args.seconds)
+            plain = bench_without_neighbours(servers, servers.workdir, args.concurrency,
+                                             args.seconds)
+            floor = serving["dense"]["endpoints"]["trending n=10 (the floor)"][-1]["achieved"]
+            serving["dense"]["without_neighbours"] = plain | {
+                "over_floor": plain["achieved"] / floor}
+            console.print(f"  personalised n=10 without the neighbours: saturation "
+                          f"{plain['achieved']:.0f} req/s ({plain['achieved'] / floor:.2f} "
+                          "of the floor)")
             console.print("what the metrics cost (dense, with and without, alternated)")
             cost = bench_metrics_cost(servers, servers.workdir, args.seconds)
             console.print(f"  p99 {cost['p99_ms_enabled']:.2f} ms with, "

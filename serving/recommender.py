@@ -52,7 +52,7 @@ RANKING_SCAN_LIMIT = 5_000
 class RecommendedItem(BaseModel):
     item_id: str
     score: float
-    source: str = Field(description="co-occurrence, sequence, trending or popular")
+    source: str = Field(description="co-occurrence, sequence, neighbours, trending or popular")
     reason: str
 
 
@@ -180,9 +180,9 @@ class Recommender:
         return served, learned.by_source
 
     async def served_weighting(self, now_ms: int | None = None) -> Weighting:
-        """The (co-occurrence, sequence) weights lists are blended with: the configured ones
-        until the self-tuning blend has judged enough lists, then the leading weighting;
-        read again after `WEIGHTING_CHOICE_MS` (of `now_ms`, else of the wall clock)."""
+        """The (co-occurrence, sequence, neighbours) weights lists are blended with: the
+        configured ones until the self-tuning blend has judged enough lists, then the leading
+        weighting; read again after `WEIGHTING_CHOICE_MS` (of `now_ms`, else of the wall clock)."""
         weightings = self.settings.weightings
         if len(weightings) == 1:
             return weightings[0]
@@ -243,7 +243,7 @@ class Recommender:
         weights = await self.served_weighting(request.now_ms)
         judged = settings.weightings if user_id is not None and len(settings.weightings) > 1 \
             else []
-        with_sequence = every_source or any(sequence > 0 for _, sequence in [weights, *judged])
+        with_sequence = every_source or any(sequence > 0 for _, sequence, _ in [weights, *judged])
         next_votes = recency_votes(recent[:settings.sequence_votes] if with_sequence else [],
                                    settings.vote_type_weights, settings.sequence_vote_decay,
                                    factors)
@@ -258,8 +258,9 @@ class Recommender:
             weights=weights,
             top=n * RERANK_DEPTH if reranking else n,
             per_source=n if every_source else 0, weightings=judged,
-            per_weighting=JUDGED_LIST_LENGTH, user_id=user_id, category=request.category,
-            exclude=request.exclude)
+            per_weighting=JUDGED_LIST_LENGTH, neighbour_count=settings.neighbour_count,
+            neighbour_depth=settings.item_users_kept, user_id=user_id,
+            category=request.category, exclude=request.exclude)
         ranked = found.blended
         if reranking:
             ranked = await self._reranked(ranked, n, user_id, request.max_per_category)
@@ -327,7 +328,7 @@ class Recommender:
         found = await self.reader.scored(
             [(item_id, 1.0, 0.0)], depth=max(settings.candidate_row_depth, n),
             similarity=settings.similarity, alpha=SYMMETRIC_ALPHA,
-            weights=(1.0, 0.0), top=0, per_source=n,
+            weights=(1.0, 0.0, 0.0), top=0, per_source=n,
             category=category, exclude=exclude)
         label = found.titles.get(item_id, item_id)
         items = [

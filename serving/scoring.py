@@ -27,11 +27,15 @@ over the user's `vote_items` most recent items (co-occurrence); q is Aiolli's lo
 exponent (`similarity_exponent`, 1 by default): below 1, candidates that many recent items
 agree on gain over one strong pair, above 1 the strongest pairs dominate. The sequence source scores
 sum_i v'_i * next_ij over the `sequence_votes` newest items, v'_i = sequence_decay^a (times
-weight(t) alike). The blend scales each source to its best candidate and adds them with weights.
-The item (and source) with the largest term is the reason.
+weight(t) alike). The neighbours source (user-based, as in classic user-kNN, found through the
+voters' users) weighs each user u' among the voters' newest users by sum of v_i over the voters
+u' shares, over sqrt(how many items u' knows), and the `neighbour_count` heaviest add that
+weight to every item of their recent history. The blend scales each source to its best
+candidate and adds them with weights. The item (and source) with the largest term is the
+reason.
 
 Self-tuning blend: every list served to a user also carries, per judged weighting w of the
-sources, the top `JUDGED_LIST_LENGTH` items w would have served (its shadow list), whatever
+three sources, the top `JUDGED_LIST_LENGTH` items w would have served (its shadow list), whatever
 the length asked. The user's next new item judges them all on the same request, so no
 traffic is spent exploring: the worker adds 1 to w's hits when w's list held the item, after
 multiplying every count by 1 - 1/horizon, so hits_w estimates the recent hit rate of w's
@@ -105,7 +109,8 @@ SYMMETRIC_ALPHA = 0.5
 COOCCURRENCE = "co-occurrence"
 SEQUENCE = "sequence"
 #: The sources in the order lua/score_candidates.lua numbers them.
-SOURCES = (COOCCURRENCE, SEQUENCE)
+NEIGHBOURS = "neighbours"
+SOURCES = (COOCCURRENCE, SEQUENCE, NEIGHBOURS)
 
 REASONS = {
     "view": "because you viewed {}",
@@ -118,16 +123,21 @@ REASONS = {
 def because_you(event_type: str, item_label: str, source: str = COOCCURRENCE) -> str:
     if source == SEQUENCE:
         return f"often next after {item_label}"
+    if source == NEIGHBOURS:
+        return f"liked by others who liked {item_label}"
     return REASONS.get(event_type, "because you interacted with {}").format(item_label)
 
 
-Weighting = tuple[float, float]  # (co-occurrence weight, sequence weight)
+Weighting = tuple[float, float, float]  # (co-occurrence, sequence, neighbours) weights
 
 
 def weighting_label(weighting: Weighting) -> str:
-    """How a weighting is named in impressions and in the evidence: '1:0.5'."""
-    cooccurrence, sequence = weighting
-    return f"{cooccurrence:g}:{sequence:g}"
+    """How a weighting is named in impressions and in the evidence: '1:0.5', or with the
+    neighbours weighed '1:0.5:0.5' (a weighting without them keeps the label it had before
+    there were neighbours, so evidence and signed lists from then still count)."""
+    cooccurrence, sequence, neighbours = weighting
+    label = f"{cooccurrence:g}:{sequence:g}"
+    return f"{label}:{neighbours:g}" if neighbours else label
 
 
 #: How many of its best items each judged weighting's shadow list holds: one measure (the

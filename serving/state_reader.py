@@ -120,7 +120,8 @@ class StateReader:
                      alpha: float = SYMMETRIC_ALPHA, exponent: float = 1.0,
                      per_source: int = 0,
                      weightings: Sequence[Weighting] = (),
-                     per_weighting: int = 0, user_id: str | None = None,
+                     per_weighting: int = 0, neighbour_count: int = 0,
+                     neighbour_depth: int = 0, user_id: str | None = None,
                      category: str | None = None, exclude: Collection[str] = ()) -> Scored:
         """The voters' (item, co-occurrence vote, sequence vote; newest first) candidates
         scored in Redis (serving/scoring.py describes the math): the `top` of the blend with
@@ -129,12 +130,15 @@ class StateReader:
         `user_id` has seen, unavailable ones and (with `category`) others are never scored;
         `exclude`d ones are never chosen. Rows are read `depth` deep. `alpha` is cosine's
         exponent of the voter's n_i (0.5: plain cosine); a co-occurrence term is
-        vote * similarity^`exponent`."""
+        vote * similarity^`exponent`. The `neighbour_count` heaviest neighbours vote, found among
+        the strongest voter's `neighbour_depth` newest users (fewer for weaker voters; read
+        only when a weighting weighs them or `per_source` asks)."""
         request = orjson.dumps({
             "user": user_id or "", "category": category or "", "depth": depth,
             "similarity": similarity, "alpha": alpha, "exponent": exponent, "top": top,
             "per_source": per_source,
             "weights": weights, "weightings": weightings, "weighting_top": per_weighting,
+            "neighbours": {"count": neighbour_count, "depth": neighbour_depth},
             "voters": voters, "exclude": list(exclude)})
         blended, *alone, titles, by_weighting = await self._score_candidates(
             args=[self._script_config, request])

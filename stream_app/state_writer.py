@@ -148,6 +148,7 @@ class StateWriter:
             "earlier_session_pair": settings.earlier_session_pair,
             "history_length": settings.history_length,
             "cooccurrence_row_cap": settings.cooccurrence_row_cap,
+            "item_users_kept": settings.item_users_kept,
             "sequence_window": settings.sequence_window,
             # cjson has no None: 0 means counts never decay.
             "cooccurrence_half_life_ms": half_life_ms(settings.cooccurrence_half_life_days)

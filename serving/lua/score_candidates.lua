@@ -8,6 +8,8 @@
 --   co-occurrence  score_c(j) = sum_i v_i * s_ij^q    (s: count, cosine (with exponent
 --                                                     alpha of n_i) or jaccard)
 --   sequence       score_s(j) = sum_i v'_i * next_ij
+--   neighbours     score_n(j) = sum over the heaviest neighbours u' that know j of
+--                                (sum of v_i over the voters u' shares) / sqrt(items u' knows)
 --   blend          score(j)   = sum over sources of w * score(j) / max_j score(j)
 -- Candidates hidden from the user (seen, unavailable) or (with a category) outside it are
 -- dropped before scoring; excluded ones only when choosing (they still set a source's best,
@@ -18,14 +20,20 @@
 -- ARGV[1]: config JSON {keys}
 -- ARGV[2]: request JSON {user ('' for none), category ('' for any), depth (of the strongest
 --          voter's rows), similarity, alpha (cosine's exponent of n_i),
---          top, per_source (0: none), weights: [cooccurrence, sequence],
---          weightings: [[cooccurrence, sequence], ...] judged by the self-tuning blend,
+--          top, per_source (0: none), weights: [cooccurrence, sequence, neighbours],
+--          weightings: [[cooccurrence, sequence, neighbours], ...] judged by the self-tuning
+--            blend,
 --          weighting_top (how many of each weighting's best to return),
 --          exponent (q: a co-occurrence term is v_i * s_ij^q),
+--          neighbours: {count (how many neighbours vote), depth (users read for the
+--            strongest voter)}, read only when a weighting weighs them or per_source asks for
+--            each source alone,
 --          voters: [[item, v, v'], ...] newest first (v' 0 past the sequence voters),
 --          exclude: [item, ...]}
--- Returns {blended, per_source_cooccurrence, per_source_sequence, titles, weighting_lists}:
---   blended = {j, score, source index (1 co-occurrence, 2 sequence), voter, ...} best first
+-- Returns {blended, per_source_cooccurrence, per_source_sequence, per_source_neighbours,
+--          titles, weighting_lists}:
+--   blended = {j, score, source index (1 co-occurrence, 2 sequence, 3 neighbours), voter,
+--              ...} best first
 --   per_source_* = {j, score, ...}: the top `per_source` of each source alone, unscaled
 --   titles = {voter, title, ...} for the voters the catalogue has a title for
 --   weighting_lists = {{j, ...}, ...}: per weighting, in order, its best `weighting_top` ids
@@ -65,6 +73,76 @@ for k, voter in ipairs(voters) do
   end
   if voter[3] > 0 then
     next_rows[k] = read_row(key('item_next', voter[1]), depth_of(voter[3], 2))
+  end
+end
+
+-- Neighbours: the users who share the voters (each voter's newest users, item:{i}:users:
+-- `depth` of them for the strongest voter, fewer in proportion to its vote for weaker ones,
+-- as rows are read), each weighted by the co-occurrence votes of the voters they share over
+-- the square root of how many items they know; the `count` heaviest vote with that weight
+-- for each item of their history (newest first), through the shared voter with the biggest
+-- vote.
+local similar, via, neighbour_items = {}, {}, {}
+local function weighs_neighbours()
+  if request.per_source > 0 or (request.top > 0 and request.weights[3] > 0) then return true end
+  for _, weights in ipairs(request.weightings) do
+    if weights[3] > 0 then return true end
+  end
+  return false
+end
+local neighbours = request.neighbours
+if neighbours.count > 0 and weighs_neighbours() then
+  local candidates, via_vote = {}, {}
+  for _, voter in ipairs(voters) do
+    local vote = voter[2]
+    if vote > 0 then
+      local users_depth = math.ceil(neighbours.depth * vote / strongest[1])
+      for _, other in ipairs(redis.call('ZREVRANGE', key('item_users', voter[1]), 0,
+                                        users_depth - 1)) do
+        if other ~= user then
+          local shared_votes = similar[other]
+          if shared_votes == nil then
+            candidates[#candidates + 1] = other
+            similar[other], via[other], via_vote[other] = vote, voter[1], vote
+          else
+            similar[other] = shared_votes + vote
+            if vote > via_vote[other] then via[other], via_vote[other] = voter[1], vote end
+          end
+        end
+      end
+    end
+  end
+  -- the `count` heaviest (ties to the smaller id), kept in order as each user is weighed: a
+  -- user lighter than the last of a full list costs one comparison (no sort of them all)
+  local function heavier(a, b)
+    if similar[a] ~= similar[b] then return similar[a] > similar[b] end
+    return a < b
+  end
+  local heaviest = {}
+  for _, other in ipairs(candidates) do
+    local known = redis.call('ZCARD', key('user_affinity', other))
+    similar[other] = known > 0 and similar[other] / math.sqrt(known) or 0.0
+    if #heaviest < neighbours.count or heavier(other, heaviest[#heaviest]) then
+      local at = #heaviest + 1
+      while at > 1 and heavier(other, heaviest[at - 1]) do
+        heaviest[at] = heaviest[at - 1]
+        at = at - 1
+      end
+      heaviest[at] = other
+      if #heaviest > neighbours.count then heaviest[#heaviest] = nil end
+    end
+  end
+  for _, other in ipairs(heaviest) do
+    if similar[other] > 0 then
+      local items = redis.call('ZREVRANGE', key('user_recent', other), 0, -1)
+      for _, item in ipairs(items) do
+        if not listed[item] then
+          listed[item] = true
+          order[#order + 1] = item
+        end
+      end
+      neighbour_items[#neighbour_items + 1] = {other, items}
+    end
   end
 end
 
@@ -157,7 +235,37 @@ local function source(vote_index, source_rows, similar)
   return {at = at, best_voter = best_voter, top = top}
 end
 
-local sources = {source(2, rows, true), source(3, next_rows, false)}
+-- the neighbours' source: per candidate the sum of its neighbours' weights, and as its voter
+-- the shared voter of the heaviest of them
+local function neighbours_source()
+  local totals, best, best_voter, top = {}, {}, {}, 0.0
+  for _, entry in ipairs(neighbour_items) do
+    local other, items = entry[1], entry[2]
+    local term = similar[other]
+    for _, j in ipairs(items) do
+      if not dropped[j] then
+        local total = totals[j]
+        if total == nil then
+          totals[j], best[j], best_voter[j] = term, term, via[other]
+        else
+          totals[j] = total + term
+          if term > best[j] then best[j], best_voter[j] = term, via[other] end
+        end
+      end
+    end
+  end
+  local at = {}
+  for k = 1, #kept do
+    local total = totals[kept[k]]
+    if total ~= nil then
+      at[k] = total
+      if total > top then top = total end
+    end
+  end
+  return {at = at, best_voter = best_voter, top = top}
+end
+
+local sources = {source(2, rows, true), source(3, next_rows, false), neighbours_source()}
 
 -- The best `count` positions k of `scores` (scores[k] of kept[k]; nil: not a candidate),
 -- best first, never an excluded item. The chosen are kept in a heap with the worst on top,
@@ -223,12 +331,17 @@ end
 local function blend(weights, scores)
   local first_scale = scale_of(sources[1], weights[1])
   local second_scale = scale_of(sources[2], weights[2])
-  local first_at, second_at = sources[1].at, sources[2].at
+  local third_scale = scale_of(sources[3], weights[3])
+  local first_at, second_at, third_at = sources[1].at, sources[2].at, sources[3].at
   for k = 1, #kept do
     local score, first_score, second_score = nil, first_at[k], second_at[k]
     if first_scale and first_score ~= nil then score = first_score * first_scale end
     if second_scale and second_score ~= nil then
       score = (score or 0.0) + second_score * second_scale
+    end
+    local third_score = third_at[k]
+    if third_scale and third_score ~= nil then
+      score = (score or 0.0) + third_score * third_scale
     end
     scores[k] = score
   end
@@ -268,7 +381,7 @@ for _, voter in ipairs(voter_ids) do
     titles[#titles + 1] = title
   end
 end
-local alone = {{}, {}}
+local alone = {{}, {}, {}}
 if request.per_source > 0 then
   for index, source_scores in ipairs(sources) do
     for _, k in ipairs(best_of(source_scores.at, request.per_source)) do
@@ -286,4 +399,4 @@ for index, weights in ipairs(request.weightings) do
   end
   weighting_lists[index] = chosen
 end
-return {reply, alone[1], alone[2], titles, weighting_lists}
+return {reply, alone[1], alone[2], alone[3], titles, weighting_lists}

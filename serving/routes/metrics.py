@@ -13,7 +13,8 @@ class RecommenderMetrics(BaseModel):
 
 
 class BlendMetrics(BaseModel):
-    serving: str = Field(description="The (co-occurrence:sequence) weighting lists use now.")
+    serving: str = Field(
+        description="The (co-occurrence:sequence[:neighbours]) weighting lists use now.")
     trials: float = Field(description="Judged lists, decayed.")
     hit_rates: dict[str, float] = Field(
         description="Per judged weighting, the share of judged lists whose item it held.")

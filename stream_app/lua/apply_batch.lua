@@ -174,6 +174,7 @@ end
 local user_newest = {}      -- user -> newest event time applied in this batch
 local interacting = {}      -- users with an interaction in this batch
 local grown_rows = {}       -- co-occurrence and next rows that may exceed the cap (keys)
+local grown_user_sets = {}  -- items' user sets that may exceed `item_users_kept` (keys)
 local batch_newest = 0
 
 local function saw_user(user, ts)
@@ -287,12 +288,13 @@ local function same_session(window, at)
 end
 
 -- the model updates ----------------------------------------------------------------------
--- `user` owns the per-user keys (a scratch copy when sharing or erasing); `sign` is +1 to
--- learn the event and -1 to take it back out of the shared aggregates; `share` says whether
--- the shared aggregates learn it at all (not while the user is new: see apply_interaction).
+-- `user` owns the per-user keys (a scratch copy when sharing or erasing) and `person` is the
+-- user the event is about; `sign` is +1 to learn the event and -1 to take it back out of
+-- the shared aggregates; `share` says whether the shared aggregates learn it at all (not
+-- while the user is new: see apply_interaction).
 -- One user moves an item's popularity and trending once per event type (resending a
 -- purchase a thousand times counts once) and its co-occurrence and sequence rows once.
-local function learn_interaction(user, item, event_type, ts, sign, share)
+local function learn_interaction(user, person, item, event_type, ts, sign, share)
   local weight = config.event_weights[event_type]
   local affinity = forward_decayed(weight, ts, anchor, config.affinity_half_life_ms)
 
@@ -333,6 +335,13 @@ local function learn_interaction(user, item, event_type, ts, sign, share)
     end
     count = sign * count
     add_to_count(K.item_user_counts, count, item)
+    local users = key('item_users', item)
+    if sign > 0 then
+      call('ZADD', users, ts, person)
+      grown_user_sets[users] = true
+    else
+      call('ZREM', users, person)
+    end
     local window = call('ZREVRANGE', recent_key, 0, window_length - 1, 'WITHSCORES')
     if #window > 0 then
       local row = key('item_cooccurrence', item)
@@ -402,7 +411,9 @@ local function start_sharing(user)
   local scratch = UNIT .. 'sharing' .. UNIT .. user
   for _, logged in ipairs(call('LRANGE', contributions, 0, -1)) do
     local entry = cjson.decode(logged)
-    if #entry == 3 then learn_interaction(scratch, entry[1], entry[2], entry[3], 1, true) end
+    if #entry == 3 then
+      learn_interaction(scratch, user, entry[1], entry[2], entry[3], 1, true)
+    end
   end
   delete_keys(LEARNED_PER_USER, scratch)
   call('HSET', types_key, SHARED, 1)
@@ -441,7 +452,8 @@ end
 local function apply_interaction(e)
   local user, item = e.user_id, e.item_id
   local shared = sharing(user)
-  local changed, first_time = learn_interaction(user, item, e.event_type, e.timestamp, 1, shared)
+  local changed, first_time = learn_interaction(user, user, item, e.event_type, e.timestamp, 1,
+                                                shared)
   if changed then
     call('HSET', key('user_recent_types', user), item, e.event_type)
   end
@@ -565,7 +577,7 @@ local function forget(e)
     end
     local entry = cjson.decode(call('LINDEX', contributions, done))
     if #entry == 3 then
-      if shared then learn_interaction(scratch, entry[1], entry[2], entry[3], -1, true) end
+      if shared then learn_interaction(scratch, user, entry[1], entry[2], entry[3], -1, true) end
     else
       call('DEL', key('recommendation', entry[1]))
     end
@@ -651,6 +663,15 @@ end
 for row in pairs(grown_rows) do
   local excess = call('ZCARD', row) - config.cooccurrence_row_cap
   if excess > 0 then call('ZREMRANGEBYRANK', row, 0, excess - 1) end
+end
+
+-- The newest users of each item; an item's users name people, so the set expires as a
+-- user's own state does, `user_state_ttl_seconds` after its last addition (a member whose
+-- own state expired sooner stays until then or until newer users push it out: it no longer
+-- votes, knowing no items; erasure and retention take members out at once).
+for users in pairs(grown_user_sets) do
+  call('ZREMRANGEBYRANK', users, 0, -config.item_users_kept - 1)
+  call('EXPIRE', users, config.user_state_ttl_seconds)
 end
 
 -- Event ids are remembered for the window and at most `event_ids_kept` per user.

@@ -77,6 +77,9 @@ KEY_LAYOUT: tuple[KeySpec, ...] = (
             "sessions counts earlier_session_pair)"),
     KeySpec("item_next", "item:{}:next", "zset",
             "j -> sum of 1/d over users who went on to j d steps after i (capped)"),
+    KeySpec("item_users", "item:{}:users", "zset",
+            "u -> epoch ms of u's first interaction with i, for the newest `item_users_kept` "
+            "users whose interactions are shared: whom the neighbours source finds through i"),
     KeySpec("item_meta", "item:{}:meta", "hash",
             "title, categories and tags ('|'-joined), available (1/0)"),
     KeySpec("item_user_counts", "item_user_counts", "hash",

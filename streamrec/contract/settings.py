@@ -16,6 +16,7 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     SecretStr,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,7 +26,7 @@ from .decay import DECAY_HALF_LIVES_AHEAD, LATEST_MS, decay_horizon_ms, half_lif
 from .pseudonyms import key_fingerprint
 
 #: Weightings the self-tuning blend judges at most, the configured one included.
-MAX_BLEND_WEIGHTINGS = 8
+MAX_BLEND_WEIGHTINGS = 10
 
 DEFAULT_EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchase": 8.0}
 
@@ -149,6 +150,15 @@ class Settings(BaseSettings):
     cooccurrence_row_cap: PositiveInt = Field(
         500, description="Strongest co-occurring items kept per item."
     )
+    neighbour_count: PositiveInt = Field(
+        20, le=200, description="Neighbours who vote (the users sharing the most of the "
+        "user's voting items, over the square root of how many items they know)."
+    )
+    item_users_kept: PositiveInt = Field(
+        200, le=1000, description="Newest users kept per item, through whom the neighbours "
+        "source finds a user's neighbours: all of them for the strongest voter, fewer in "
+        "proportion to its vote for a weaker one."
+    )
     similarity: Similarity = Field(
         "jaccard", description="jaccard c_ij/(n_i+n_j-c_ij), cosine c_ij/sqrt(n_i*n_j) (see "
         "STREAMREC_SIMILARITY_ALPHA) or count c_ij."
@@ -196,10 +206,16 @@ class Settings(BaseSettings):
     sequence_weight: float = Field(
         1.0, ge=0, description="Weight of the sequence source in the blend."
     )
-    blend_weightings: list[tuple[NonNegativeFloat, NonNegativeFloat]] = Field(
-        [(1.0, 0.0), (1.0, 0.5), (1.0, 1.0), (0.5, 1.0), (0.0, 1.0)],
+    neighbours_weight: NonNegativeFloat = Field(
+        0.0, description="Weight of the neighbours source in the blend (users who share the "
+        "user's voting items vote for theirs)."
+    )
+    blend_weightings: list[tuple[NonNegativeFloat, NonNegativeFloat, NonNegativeFloat]] = Field(
+        [(1.0, 0.0, 0.0), (1.0, 0.5, 0.0), (1.0, 1.0, 0.0), (0.5, 1.0, 0.0), (0.0, 1.0, 0.0),
+         (1.0, 0.5, 0.5), (1.0, 1.0, 0.5), (1.0, 0.5, 1.0), (1.0, 1.0, 1.0)],
         max_length=MAX_BLEND_WEIGHTINGS - 1,
-        description="Self-tuning blend: (co-occurrence, sequence) weightings judged online "
+        description="Self-tuning blend: (co-occurrence, sequence, neighbours) weightings "
+        "(a pair weighs the neighbours 0) judged online "
         "beside the configured weights, on every personalised list: each one's top items "
         "ride along with the list's impression, and the user's next new item credits those "
         "that held it. The service serves the weighting with the most (decayed) hits "
@@ -340,6 +356,16 @@ class Settings(BaseSettings):
         "list); empty: no cross-origin access."
     )
 
+    @field_validator("blend_weightings", mode="before")
+    @classmethod
+    def _pairs_weigh_no_neighbours(cls, value: object) -> object:
+        """A (co-occurrence, sequence) pair, as weightings were given before the neighbours
+        source (settings, stored experiments), weighs the neighbours 0."""
+        if not isinstance(value, list):
+            return value
+        return [[*weighting, 0.0] if isinstance(weighting, (list, tuple)) and len(weighting) == 2
+                else weighting for weighting in value]
+
     @model_validator(mode="after")
     def _check_windows(self) -> "Settings":
         if {IMPRESSION, FORGET} & set(self.event_weights):
@@ -375,10 +401,11 @@ class Settings(BaseSettings):
         return None if self.id_hmac_key is None else self.id_hmac_key.get_secret_value().encode()
 
     @property
-    def weightings(self) -> list[tuple[float, float]]:
-        """The blend's (co-occurrence, sequence) weightings judged online: the configured
-        weights first (served until the evidence says otherwise), then `blend_weightings`."""
-        configured = (self.cooccurrence_weight, self.sequence_weight)
+    def weightings(self) -> list[tuple[float, float, float]]:
+        """The blend's (co-occurrence, sequence, neighbours) weightings judged online: the
+        configured weights first (served until the evidence says otherwise), then
+        `blend_weightings`."""
+        configured = (self.cooccurrence_weight, self.sequence_weight, self.neighbours_weight)
         return list(dict.fromkeys([configured, *self.blend_weightings]))
 
     @property

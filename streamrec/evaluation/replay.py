@@ -34,7 +34,7 @@ from redis.asyncio import Redis
 
 from serving.impressions import impression_event
 from serving.recommender import RecommendationList, Recommender
-from serving.scoring import COOCCURRENCE, SEQUENCE, weighting_label
+from serving.scoring import COOCCURRENCE, NEIGHBOURS, SEQUENCE, weighting_label
 from serving.state_reader import StateReader
 from stream_app.state_writer import StateWriter, StreamRecord
 from streamrec.contract import (
@@ -245,7 +245,7 @@ def self_information(recommended: Sequence[str], users_of: Counter[str], users: 
                ) / len(recommended)
 
 
-RECOMMENDERS = ("default", "co-occurrence", "sequence", "trending", "popularity")
+RECOMMENDERS = ("default", "co-occurrence", "sequence", "neighbours", "trending", "popularity")
 #: The replay's name for the shadow list of a weighting the self-tuning blend judges.
 WEIGHTING_RECOMMENDER = "blend {}"
 
@@ -277,6 +277,7 @@ async def ask_all(recommender: Recommender, user_id: str, k: int, now_ms: int
         "default": ids(served),
         "co-occurrence": by_source.get(COOCCURRENCE, []),
         "sequence": by_source.get(SEQUENCE, []),
+        "neighbours": by_source.get(NEIGHBOURS, []),
         "trending": ids(await recommender.trending(k, user_id=user_id, now_ms=now_ms)),
         "popularity": ids(await recommender.popular(k, user_id=user_id)),
     } | {WEIGHTING_RECOMMENDER.format(label): served.weighting_lists.get(label, [])

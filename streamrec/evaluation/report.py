@@ -149,7 +149,7 @@ def show(result: dict) -> None:
     blend = result["blend"]
     if blend["hit_rates"]:
         rates = ", ".join(f"{label} {rate:.4f}" for label, rate in blend["hit_rates"].items())
-        console.print(f"self-tuning blend (co-occurrence:sequence): serves "
+        console.print(f"self-tuning blend (co-occurrence:sequence[:neighbours]): serves "
                       f"{blend['served_at_end']} at the end; hit rates over "
                       f"{blend['trials']:,.0f} decayed trials: {rates}")
 
@@ -200,7 +200,7 @@ def write(result: dict, out: Path) -> None:
     weightings, served = blend_over_time(result)
     if weightings:
         plot_series(blend, "Self-tuning blend: each weighting's own list "
-                    "(co-occurrence:sequence)", "evaluated events (windows of 1000)",
+                    "(co-occurrence:sequence[:neighbours])", "evaluated events (windows of 1000)",
                     "HR@10", weightings, marked=served,
                     marked_label="served most in the window")
         written.append(blend)

@@ -130,8 +130,10 @@ async def test_replay_evaluates_exactly_the_protocols_events(redis: Redis, serve
     result = await Replay(servers.settings(), redis, window=1, reference=True).run(events)
     boards = result["recommenders"]
     assert {name: m["evaluated"] for name, m in boards.items()} == {
-        "default": 1, "co-occurrence": 1, "sequence": 1, "trending": 1, "popularity": 1,
+        "default": 1, "co-occurrence": 1, "sequence": 1, "neighbours": 1, "trending": 1,
+        "popularity": 1,
         "blend 1:1": 1, "blend 1:0": 1, "blend 1:0.5": 1, "blend 0.5:1": 1, "blend 0:1": 1,
+        "blend 1:0.5:0.5": 1, "blend 1:1:0.5": 1, "blend 1:0.5:1": 1, "blend 1:1:1": 1,
         "reference cosine w20": 1, "reference jaccard w20": 1, "reference cosine w50": 1,
         "reference jaccard w50": 1}
     assert boards["default"]["evaluated_apart"] == 0

@@ -264,8 +264,42 @@ async def test_the_list_and_each_source_alone_from_one_read(redis: Redis, server
     rec = await recommender(redis, servers)  # sequence weight 0: it is still read here
     served, by_source = await rec.for_user_by_source("me", 2, now_ms=NOW)
     assert [i.item_id for i in served.items] == ["c", "d"]
-    assert by_source == {"co-occurrence": ["c", "d"], "sequence": ["c", "d"]}
+    assert by_source == {"co-occurrence": ["c", "d"], "sequence": ["c", "d"],
+                         "neighbours": ["c", "d"]}
     assert (await rec.for_user_by_source("stranger", 2, now_ms=NOW))[1] == {}
+
+
+async def test_neighbours_vote_with_the_votes_they_share_over_the_root_of_what_they_know(
+        redis: Redis, servers: Servers) -> None:
+    # me: a (purchase, vote 8), b (view, vote 0.5). a's users u1 u2 u3, b's u1 u4. u1
+    # (8.5/sqrt 2) knows nothing new; u2, u3 (8/sqrt 2 each) know c; u4, who also took e and
+    # the unavailable f, (0.5/sqrt 4) knows d and e. c = 16/sqrt 2 (through a), d = e = 0.25
+    # (through b).
+    rec = await recommender(redis, servers, neighbours_weight=1.0, cooccurrence_weight=0.0)
+    await StateWriter(redis, rec.settings).apply([
+        StreamRecord("events:0", 100 + k, InteractionEvent(
+            event_id=f"more{k}", user_id="u4", item_id=i, event_type="view",
+            timestamp=T0 + (20 + k) * 1000)) for k, i in enumerate(("e", "f"))])
+    served = await rec.for_user("me", 3, now_ms=NOW, fallback=False)
+    assert [(i.item_id, i.source, i.reason) for i in served.items] == [
+        ("c", "neighbours", "liked by others who liked Red shoes"),
+        ("d", "neighbours", "liked by others who liked b"),
+        ("e", "neighbours", "liked by others who liked b")]
+    assert [i.score for i in served.items] == pytest.approx(
+        [1.0, 0.25 / (16 / math.sqrt(2)), 0.25 / (16 / math.sqrt(2))])
+    # The 2 heaviest neighbours only: u1 and one of u2, u3 (the smaller id): c alone.
+    rec = await recommender(redis, servers, neighbours_weight=1.0, cooccurrence_weight=0.0,
+                            neighbour_count=2)
+    served = await rec.for_user("me", 2, now_ms=NOW, fallback=False)
+    assert [(i.item_id, i.score) for i in served.items] == [("c", 1.0)]
+    # A voter reads its newest users in proportion to its vote: item_users_kept for a (8),
+    # 1/16 of it for b (0.5). b's newest are me (never my own neighbour), u4, u1: at 16 b
+    # reads me alone and d is not found, at 32 it reads u4 too.
+    for kept, expected in ((16, ["c"]), (32, ["c", "d"])):
+        rec = await recommender(redis, servers, neighbours_weight=1.0, cooccurrence_weight=0.0,
+                                item_users_kept=kept)
+        served = await rec.for_user("me", 3, now_ms=NOW, fallback=False)
+        assert [i.item_id for i in served.items] == expected
 
 
 async def test_the_service_penalises_what_a_user_keeps_ignoring(redis: Redis, servers: Servers
@@ -308,11 +342,14 @@ async def test_the_category_cap_holds_over_the_top_up(redis: Redis, servers: Ser
 
 async def test_the_service_serves_the_weighting_the_stream_judged_best(
         redis: Redis, servers: Servers) -> None:
-    # As in test_blend: co-occurrence c 8*2/sqrt(8) (its best), d 0.5/sqrt(3); sequence c 16, d 0.5.
-    rec = await recommender(redis, servers, blend_weightings=[(0.0, 1.0)],
+    # As in test_blend: co-occurrence c 8*2/sqrt(8) (its best), d 0.5/sqrt(3); sequence c 16,
+    # d 0.5; neighbours (as in the test above, u4 knowing b and d only) c 16/sqrt(2),
+    # d 0.5/sqrt(2).
+    rec = await recommender(redis, servers, blend_weightings=[(0.0, 1.0), (0.0, 0.0, 1.0)],
                             blend_trials_before_switch=10)
     served = await rec.for_user("me", 2, now_ms=NOW, fallback=False)
-    assert served.weighting_lists == {"1:0": ["c", "d"], "0:1": ["c", "d"]}
+    assert served.weighting_lists == {"1:0": ["c", "d"], "0:1": ["c", "d"],
+                                      "0:0:1": ["c", "d"]}
     assert impression_event("me", served).weighting_lists == served.weighting_lists
     # the shadow lists hold each weighting's best JUDGED_LIST_LENGTH, whatever n was asked
     one = await rec.for_user("me", 1, now_ms=NOW, fallback=False)
@@ -321,13 +358,22 @@ async def test_the_service_serves_the_weighting_the_stream_judged_best(
     assert [i.score for i in served.items] == pytest.approx([1, cooc_d])  # nothing judged yet
 
     keys = RedisKeys(rec.settings.key_prefix)
-    await redis.hset(keys.blend_evidence, mapping={"\x1ftrials": 10, "1:0": 2, "0:1": 3})
+    await redis.hset(keys.blend_evidence,
+                     mapping={"\x1ftrials": 10, "1:0": 2, "0:1": 3, "0:0:1": 1})
     later = await rec.for_user("me", 2, now_ms=NOW + 999, fallback=False)
     assert [i.score for i in later.items] == pytest.approx([1, cooc_d])  # the choice is kept 1 s
-    assert await rec.served_weighting(NOW + 1000) == (0.0, 1.0)
+    assert await rec.served_weighting(NOW + 1000) == (0.0, 1.0, 0.0)
     switched = await rec.for_user("me", 2, now_ms=NOW + 1000, fallback=False)
     assert [(i.item_id, i.source) for i in switched.items] == [("c", "sequence"), ("d", "sequence")]
     assert [i.score for i in switched.items] == pytest.approx([1, 0.5 / 16])
+
+    await redis.hset(keys.blend_evidence, "0:0:1", 4)
+    assert await rec.served_weighting(NOW + 2000) == (0.0, 0.0, 1.0)
+    switched = await rec.for_user("me", 2, now_ms=NOW + 2000, fallback=False)
+    assert [(i.item_id, i.source) for i in switched.items] == [
+        ("c", "neighbours"), ("d", "neighbours")]
+    assert [i.score for i in switched.items] == pytest.approx(
+        [1, (0.5 / math.sqrt(2)) / (16 / math.sqrt(2))])
 
 
 async def test_a_ranking_is_read_past_what_the_user_may_not_see(redis: Redis, servers: Servers

@@ -84,7 +84,7 @@ def records() -> list[StreamRecord]:
 def small_settings(servers: Servers) -> Settings:
     return servers.settings(pair_window=2, history_length=3, vote_items=2,
                              cooccurrence_row_cap=2, sequence_window=2, sequence_votes=2,
-                             cooccurrence_half_life_days=None)
+                             cooccurrence_half_life_days=None, item_users_kept=2)
 
 
 def decayed(*terms: tuple[float, int]) -> float:
@@ -111,6 +111,13 @@ async def test_hand_made_stream_gives_exact_state(redis: Redis, small_settings: 
     assert state[k.item_next("b")] == {"c": 2.0, "a": 0.5}
     assert state[k.item_next("c")] == {"a": 1.0, "d": 0.5}
     assert state[k.item_next("d")] == {"a": 1.0}
+
+    # Each item's users by their first interaction with it, the newest 2: a's first, u1@1,
+    # gives way to u3@9 and u2@11.
+    assert state[k.item_users("a")] == {"u3": t(9), "u2": t(11)}
+    assert state[k.item_users("b")] == {"u1": t(2), "u2": t(4)}
+    assert state[k.item_users("c")] == {"u1": t(3), "u2": t(5)}
+    assert state[k.item_users("d")] == {"u1": t(7), "u3": t(8)}
 
     assert state[k.popularity] == {"a": 6.0, "b": 3.0, "c": 9.0, "d": 9.0}
     expected_trending = {
@@ -396,6 +403,15 @@ async def test_per_user_state_is_bounded_and_expires(redis: Redis, servers: Serv
                 k.user_category_affinity("u"), k.user_watermark("u"), k.user_event_ids("u")):
         if await redis.exists(key):
             assert 0 < await redis.ttl(key) <= 2 * 86400, key
+
+
+async def test_an_items_users_expire_as_a_users_own_state_does(
+        redis: Redis, servers: Servers) -> None:
+    settings = servers.settings(user_state_ttl_days=2, shared_after_items=1)
+    await StateWriter(redis, settings).apply([StreamRecord("e:0", 0, view("a", "u1", "i"))])
+    users = RedisKeys(settings.key_prefix).item_users("i")
+    assert await redis.zrange(users, 0, -1) == [b"u1"]
+    assert 0 < await redis.ttl(users) <= 2 * 86400
 
 
 async def test_a_pair_across_sessions_adds_less_than_one_within_a_session(

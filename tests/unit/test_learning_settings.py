@@ -35,6 +35,7 @@ NOT_RECORDED = {
     "shared_after_items": "the new-user rule: erasure checks whether the user joined",
     "shared_after_events": "the new-user rule: erasure checks whether the user joined",
     "cooccurrence_row_cap": "an exactness limit the README states (evicted entries)",
+    "item_users_kept": "an exactness limit like the row cap (evicted users)",
     "recommendation_ttl_seconds": "served lists, deleted by erasure",
     "shown_lists_kept": "served lists, deleted by erasure",
     "shown_ttl_seconds": "served lists, deleted by erasure",

@@ -2,6 +2,7 @@
 themselves are summed in Redis: tests/integration/test_scoring.py)."""
 
 import pytest
+from pydantic import ValidationError
 
 from serving.scoring import (
     BlendEvidence,
@@ -72,24 +73,46 @@ def test_reasons_read_naturally() -> None:
     assert because_you("add_to_cart", "Red shoes") == "because you added Red shoes to your cart"
     assert because_you("play", "Song") == "because you interacted with Song"
     assert because_you("view", "Heat", "sequence") == "often next after Heat"
+    assert because_you("view", "Heat", "neighbours") == "liked by others who liked Heat"
 
 
 def test_the_configured_weighting_serves_until_enough_lists_are_judged() -> None:
-    weightings = [(1.0, 1.0), (1.0, 0.0), (0.0, 1.0)]
-    evidence = BlendEvidence(trials=199.9, hits={"1:1": 10.0, "1:0": 30.0})
-    assert leading_weighting(weightings, evidence, trials_before_switch=200) == (1.0, 1.0)
-    evidence = BlendEvidence(trials=200.0, hits={"1:1": 10.0, "1:0": 30.0})
-    assert leading_weighting(weightings, evidence, trials_before_switch=200) == (1.0, 0.0)
+    weightings = [(1.0, 1.0, 0.0), (1.0, 0.0, 0.0), (0.0, 1.0, 0.5)]
+    evidence = BlendEvidence(trials=199.9, hits={"1:1": 10.0, "1:0": 30.0, "0:1:0.5": 20.0})
+    assert leading_weighting(weightings, evidence, trials_before_switch=200) == (1.0, 1.0, 0.0)
+    evidence = BlendEvidence(trials=200.0, hits={"1:1": 10.0, "1:0": 30.0, "0:1:0.5": 20.0})
+    assert leading_weighting(weightings, evidence, trials_before_switch=200) == (1.0, 0.0, 0.0)
+    evidence = BlendEvidence(trials=200.0, hits={"1:1": 10.0, "1:0": 30.0, "0:1:0.5": 31.0})
+    assert leading_weighting(weightings, evidence, trials_before_switch=200) == (0.0, 1.0, 0.5)
 
 
 def test_a_tie_keeps_the_earlier_weighting_and_a_never_judged_one_has_no_hits() -> None:
-    weightings = [(1.0, 1.0), (1.0, 0.5), (0.0, 1.0)]
+    weightings = [(1.0, 1.0, 0.0), (1.0, 0.5, 0.0), (0.0, 1.0, 0.0)]
     evidence = BlendEvidence(trials=500.0, hits={"1:1": 30.0, "1:0.5": 30.0})
-    assert leading_weighting(weightings, evidence, trials_before_switch=200) == (1.0, 1.0)
-    assert weighting_label((1.0, 0.5)) == "1:0.5"
+    assert leading_weighting(weightings, evidence, trials_before_switch=200) == (1.0, 1.0, 0.0)
+
+
+def test_a_weighting_without_neighbours_keeps_its_label_from_before_them() -> None:
+    assert weighting_label((1.0, 0.5, 0.0)) == "1:0.5"
+    assert weighting_label((1.0, 0.5, 0.25)) == "1:0.5:0.25"
 
 
 def test_the_configured_weights_are_judged_first_and_once() -> None:
     assert Settings(cooccurrence_weight=1, sequence_weight=0.5).weightings == [
-        (1.0, 0.5), (1.0, 0.0), (1.0, 1.0), (0.5, 1.0), (0.0, 1.0)]
-    assert Settings(sequence_weight=2, blend_weightings=[]).weightings == [(1.0, 2.0)]
+        (1.0, 0.5, 0.0), (1.0, 0.0, 0.0), (1.0, 1.0, 0.0), (0.5, 1.0, 0.0), (0.0, 1.0, 0.0),
+        (1.0, 0.5, 0.5), (1.0, 1.0, 0.5), (1.0, 0.5, 1.0), (1.0, 1.0, 1.0)]
+    assert Settings(sequence_weight=2, neighbours_weight=0.5, blend_weightings=[]
+                    ).weightings == [(1.0, 2.0, 0.5)]
+
+
+def test_weighting_pairs_as_given_before_neighbours_weigh_them_zero() -> None:
+    assert Settings(blend_weightings=[(1, 0), (0, 1, 0.5)]).blend_weightings == [
+        (1.0, 0.0, 0.0), (0.0, 1.0, 0.5)]
+    with pytest.raises(ValidationError):
+        Settings(blend_weightings=[(1,)])
+
+
+@pytest.mark.parametrize("setting", [{"item_users_kept": 1001}, {"neighbour_count": 201}])
+def test_the_neighbours_work_per_list_is_bounded(setting: dict[str, int]) -> None:
+    with pytest.raises(ValidationError):
+        Settings(**setting)
