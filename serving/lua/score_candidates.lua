@@ -194,11 +194,24 @@ local function similarity(c_ij, n_i, n_j)
   return 0.0
 end
 
--- one source: totals per candidate by position in `kept` (at[k], nil where it has none),
--- its best total and, per candidate, the voter with the biggest term; a row's values are
--- the terms themselves, or with `similar` the c_ij of s_ij^q
+-- A source as the blend reads it: per position k of `kept` its total (nil: not a
+-- candidate of it), the voter of each candidate's biggest term, and its best total.
+local function scored(totals, best_voter)
+  local at, top = {}, 0.0
+  for k = 1, #kept do
+    local total = totals[kept[k]]
+    if total ~= nil then
+      at[k] = total
+      if total > top then top = total end
+    end
+  end
+  return {at = at, best_voter = best_voter, top = top}
+end
+
+-- one source from rows (see `scored`); a row's values are the terms themselves, or with
+-- `similar` the c_ij of s_ij^q
 local function source(vote_index, source_rows, similar)
-  local totals, best, best_voter, top = {}, {}, {}, 0.0
+  local totals, best, best_voter = {}, {}, {}
   for k, voter in ipairs(voters) do
     local vote = voter[vote_index]
     local row = source_rows[k]
@@ -224,21 +237,13 @@ local function source(vote_index, source_rows, similar)
       end
     end
   end
-  local at = {}
-  for k = 1, #kept do
-    local total = totals[kept[k]]
-    if total ~= nil then
-      at[k] = total
-      if total > top then top = total end
-    end
-  end
-  return {at = at, best_voter = best_voter, top = top}
+  return scored(totals, best_voter)
 end
 
 -- the neighbours' source: per candidate the sum of its neighbours' weights, and as its voter
 -- the shared voter of the heaviest of them
 local function neighbours_source()
-  local totals, best, best_voter, top = {}, {}, {}, 0.0
+  local totals, best, best_voter = {}, {}, {}
   for _, entry in ipairs(neighbour_items) do
     local other, items = entry[1], entry[2]
     local term = similar[other]
@@ -254,15 +259,7 @@ local function neighbours_source()
       end
     end
   end
-  local at = {}
-  for k = 1, #kept do
-    local total = totals[kept[k]]
-    if total ~= nil then
-      at[k] = total
-      if total > top then top = total end
-    end
-  end
-  return {at = at, best_voter = best_voter, top = top}
+  return scored(totals, best_voter)
 end
 
 local sources = {source(2, rows, true), source(3, next_rows, false), neighbours_source()}
