@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from streamrec.contract import (
     BLEND_TRIALS_FIELD,
     LIST_SEPARATOR,
+    SHARED_FIELD,
     SHOWN_SEPARATOR,
     RedisKeys,
     Reused,
@@ -82,7 +83,8 @@ class StateReader:
         self.keys = keys
         self._score_candidates = redis.register_script(SCORE_CANDIDATES_LUA)
         self._top_of_ranking = redis.register_script(TOP_OF_RANKING_LUA)
-        self._script_config = orjson.dumps({"keys": keys.templates()})
+        self._script_config = orjson.dumps({"keys": keys.templates(),
+                                            "shared_field": SHARED_FIELD})
         self._global_watermark: Reused[Watermark] = Reused(GLOBAL_WATERMARK_REUSE_SECONDS)
         self._learning_settings: Reused[bytes | None] = Reused(SETTINGS_REUSE_SECONDS)
 

@@ -17,7 +17,7 @@
 -- source with the biggest weighted share (first source on a tie) and, in it, the voter with
 -- the biggest term (first voter on a tie).
 --
--- ARGV[1]: config JSON {keys}
+-- ARGV[1]: config JSON {keys, shared_field}
 -- ARGV[2]: request JSON {user ('' for none), category ('' for any), depth (of the strongest
 --          voter's rows), similarity, alpha (cosine's exponent of n_i),
 --          top, per_source (0: none), weights: [cooccurrence, sequence, neighbours],
@@ -79,9 +79,10 @@ end
 -- Neighbours: the users who share the voters (each voter's newest users, item:{i}:users:
 -- `depth` of them for the strongest voter, fewer in proportion to its vote for weaker ones,
 -- as rows are read), each weighted by the co-occurrence votes of the voters they share over
--- the square root of how many items they know; the `count` heaviest vote with that weight
--- for each item of their history (newest first), through the shared voter with the biggest
--- vote.
+-- the square root of how many items they know; the `count` heaviest whose interactions are
+-- shared (one whose state expired and who came back new is in an item's users from before,
+-- but under the new-user rule again) vote with that weight for each item of their history
+-- but the voters themselves (newest first), through the shared voter with the biggest vote.
 local similar, via, neighbour_items = {}, {}, {}
 local function weighs_neighbours()
   if request.per_source > 0 or (request.top > 0 and request.weights[3] > 0) then return true end
@@ -91,7 +92,7 @@ local function weighs_neighbours()
   return false
 end
 local neighbours = request.neighbours
-if neighbours.count > 0 and weighs_neighbours() then
+if neighbours.count > 0 and neighbours.depth > 0 and weighs_neighbours() then
   local candidates, via_vote = {}, {}
   for _, voter in ipairs(voters) do
     local vote = voter[2]
@@ -113,7 +114,8 @@ if neighbours.count > 0 and weighs_neighbours() then
     end
   end
   -- the `count` heaviest (ties to the smaller id), kept in order as each user is weighed: a
-  -- user lighter than the last of a full list costs one comparison (no sort of them all)
+  -- user lighter than the last of a full list costs one comparison (no sort of them all),
+  -- and only one who would enter is asked whether they are shared
   local function heavier(a, b)
     if similar[a] ~= similar[b] then return similar[a] > similar[b] end
     return a < b
@@ -122,7 +124,9 @@ if neighbours.count > 0 and weighs_neighbours() then
   for _, other in ipairs(candidates) do
     local known = redis.call('ZCARD', key('user_affinity', other))
     similar[other] = known > 0 and similar[other] / math.sqrt(known) or 0.0
-    if #heaviest < neighbours.count or heavier(other, heaviest[#heaviest]) then
+    if similar[other] > 0 and (#heaviest < neighbours.count
+                               or heavier(other, heaviest[#heaviest]))
+        and redis.call('HEXISTS', key('user_item_types', other), config.shared_field) == 1 then
       local at = #heaviest + 1
       while at > 1 and heavier(other, heaviest[at - 1]) do
         heaviest[at] = heaviest[at - 1]
@@ -132,17 +136,20 @@ if neighbours.count > 0 and weighs_neighbours() then
       if #heaviest > neighbours.count then heaviest[#heaviest] = nil end
     end
   end
+  local voting = {}
+  for _, voter in ipairs(voters) do voting[voter[1]] = true end
   for _, other in ipairs(heaviest) do
-    if similar[other] > 0 then
-      local items = redis.call('ZREVRANGE', key('user_recent', other), 0, -1)
-      for _, item in ipairs(items) do
+    local items = {}
+    for _, item in ipairs(redis.call('ZREVRANGE', key('user_recent', other), 0, -1)) do
+      if not voting[item] then
+        items[#items + 1] = item
         if not listed[item] then
           listed[item] = true
           order[#order + 1] = item
         end
       end
-      neighbour_items[#neighbour_items + 1] = {other, items}
     end
+    neighbour_items[#neighbour_items + 1] = {other, items}
   end
 end
 

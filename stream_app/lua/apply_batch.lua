@@ -390,7 +390,7 @@ end
 -- recommendations until their history shows some breadth (`shared_after_items` distinct
 -- items; `shared_after_events` bounds what the catch-up below replays). Then their logged
 -- contributions are learned in order on a scratch copy, exactly as if shared from the start.
-local SHARED = UNIT .. 'shared'
+local SHARED = config.shared_field
 local sharing_users = {}
 local function sharing(user)
   local known = sharing_users[user]

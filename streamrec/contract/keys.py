@@ -28,6 +28,9 @@ EXPERIMENT_FIELD = SHOWN_SEPARATOR + "experiment"
 OWNER_FIELD = SHOWN_SEPARATOR + "user"
 #: The field of blend_evidence counting the judged lists (the others are weightings' labels).
 BLEND_TRIALS_FIELD = SHOWN_SEPARATOR + "trials"
+#: The field of user:{u}:item_types present once u's interactions are in the shared
+#: aggregates (the new-user rule).
+SHARED_FIELD = SHOWN_SEPARATOR + "shared"
 #: The slot of the id in a per-id key's pattern.
 ID_SLOT = "{}"
 

@@ -7,16 +7,16 @@ object; nothing reads the environment anywhere else.
 import functools
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import (
+    BeforeValidator,
     Field,
     NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     SecretStr,
-    field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -31,6 +31,19 @@ MAX_BLEND_WEIGHTINGS = 10
 DEFAULT_EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchase": 8.0}
 
 Similarity = Literal["cosine", "jaccard", "count"]
+
+
+def _neighbours_weigh_zero_in_a_pair(value: object) -> object:
+    """A (co-occurrence, sequence) pair, as weightings were given before the neighbours
+    source (settings, stored experiments' variants), weighs the neighbours 0."""
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        return (*value, 0.0)
+    return value
+
+
+#: A weighting the self-tuning blend judges: (co-occurrence, sequence, neighbours).
+JudgedWeighting = Annotated[tuple[NonNegativeFloat, NonNegativeFloat, NonNegativeFloat],
+                            BeforeValidator(_neighbours_weigh_zero_in_a_pair)]
 
 
 class Settings(BaseSettings):
@@ -210,7 +223,7 @@ class Settings(BaseSettings):
         0.0, description="Weight of the neighbours source in the blend (users who share the "
         "user's voting items vote for theirs)."
     )
-    blend_weightings: list[tuple[NonNegativeFloat, NonNegativeFloat, NonNegativeFloat]] = Field(
+    blend_weightings: list[JudgedWeighting] = Field(
         [(1.0, 0.0, 0.0), (1.0, 0.5, 0.0), (1.0, 1.0, 0.0), (0.5, 1.0, 0.0), (0.0, 1.0, 0.0),
          (1.0, 0.5, 0.5), (1.0, 1.0, 0.5), (1.0, 0.5, 1.0), (1.0, 1.0, 1.0)],
         max_length=MAX_BLEND_WEIGHTINGS - 1,
@@ -355,16 +368,6 @@ class Settings(BaseSettings):
         default_factory=list, description="Origins a browser may call the API from (JSON "
         "list); empty: no cross-origin access."
     )
-
-    @field_validator("blend_weightings", mode="before")
-    @classmethod
-    def _pairs_weigh_no_neighbours(cls, value: object) -> object:
-        """A (co-occurrence, sequence) pair, as weightings were given before the neighbours
-        source (settings, stored experiments), weighs the neighbours 0."""
-        if not isinstance(value, list):
-            return value
-        return [[*weighting, 0.0] if isinstance(weighting, (list, tuple)) and len(weighting) == 2
-                else weighting for weighting in value]
 
     @model_validator(mode="after")
     def _check_windows(self) -> "Settings":

@@ -13,6 +13,7 @@ from serving.state_reader import StateReader, Watermark
 from stream_app.state_writer import StateWriter, StreamRecord
 from streamrec.contract import (
     DAY_MS,
+    SHARED_FIELD,
     ImpressionEvent,
     InteractionEvent,
     ItemEvent,
@@ -300,6 +301,29 @@ async def test_neighbours_vote_with_the_votes_they_share_over_the_root_of_what_t
                                 item_users_kept=kept)
         served = await rec.for_user("me", 3, now_ms=NOW, fallback=False)
         assert [i.item_id for i in served.items] == expected
+
+
+async def test_a_neighbour_is_someone_whose_interactions_are_shared(
+        redis: Redis, servers: Servers) -> None:
+    # As above, u4 alone brings d. A user whose state expired and who came back is still in
+    # the users of the items they took before, but under the new-user rule again: no vote.
+    rec = await recommender(redis, servers, neighbours_weight=1.0, cooccurrence_weight=0.0)
+    assert [i.item_id for i in (await rec.for_user("me", 3, now_ms=NOW,
+                                                   fallback=False)).items] == ["c", "d"]
+    await redis.hdel(RedisKeys(rec.settings.key_prefix).user_item_types("u4"), SHARED_FIELD)
+    assert [i.item_id for i in (await rec.for_user("me", 3, now_ms=NOW,
+                                                   fallback=False)).items] == ["c"]
+
+
+async def test_a_sessions_own_items_are_not_what_its_neighbours_vote_for(
+        redis: Redis, servers: Servers) -> None:
+    # Session [a]: a's users u1 u2 u3 me, each knowing 2 items, weigh 1/sqrt(2); beside a,
+    # u1 and me took b, u2 and u3 c. a itself, in every neighbour's history, is neither
+    # recommended nor the source's best (it would halve the others' scores).
+    rec = await recommender(redis, servers, neighbours_weight=1.0, cooccurrence_weight=0.0)
+    served = await rec.for_session(["a"], 2, now_ms=NOW)
+    assert [(i.item_id, i.source, i.score) for i in served.items] == [
+        ("b", "neighbours", 1.0), ("c", "neighbours", 1.0)]
 
 
 async def test_the_service_penalises_what_a_user_keeps_ignoring(redis: Redis, servers: Servers

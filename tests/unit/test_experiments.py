@@ -20,6 +20,7 @@ from serving.experiment_results import (
 )
 from serving.experiments import team_draft
 from streamrec.contract import Experiment, ImpressionEvent, assign
+from streamrec.contract.experiments import ExperimentRecord, stored
 
 TWO = [{"name": "control", "share": 0.5}, {"name": "treatment", "share": 0.5}]
 
@@ -52,6 +53,16 @@ def test_a_variant_names_what_it_changes_and_nothing_else() -> None:
     assert variant.settings.overrides() == {"sequence_weight": 2.0, "max_per_category": None}
     assert variant.model_dump()["settings"] == {"recommender": "trending",
                                                 "sequence_weight": 2.0, "max_per_category": None}
+
+
+def test_a_variant_stored_with_weighting_pairs_still_loads_weighing_no_neighbours() -> None:
+    """Pairs were the blend's weightings before the neighbours source: an experiment stored
+    then is read on every personalised request, so it must still load."""
+    variants = [TWO[0], {**TWO[1], "settings": {"blend_weightings": [[1, 0], [0, 1]]}}]
+    record = ExperimentRecord.model_validate_json(
+        stored(experiment(variants=variants), now_ms=1_700_000_000_000).model_dump_json())
+    assert record.variants[1].settings.overrides() == {
+        "blend_weightings": [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0)]}
 
 
 @pytest.mark.parametrize(("changes", "message"), [

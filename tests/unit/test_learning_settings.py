@@ -40,7 +40,7 @@ NOT_RECORDED = {
     "shown_lists_kept": "served lists, deleted by erasure",
     "shown_ttl_seconds": "served lists, deleted by erasure",
     "blend_evidence_horizon": "the blend's anonymous evidence, kept by erasure",
-    "blend_trials_field": "a field name",
+    "blend_trials_field": "a field name", "shared_field": "a field name",
 }
 
 
