@@ -667,8 +667,8 @@ end
 
 -- The newest users of each item; an item's users name people, so the set expires as a
 -- user's own state does, `user_state_ttl_seconds` after its last addition (a member whose
--- own state expired sooner stays until then or until newer users push it out: it no longer
--- votes, knowing no items; erasure and retention take members out at once).
+-- own state expired sooner stays until then or until newer users push it out, and votes
+-- again only once shared again; erasure and retention take members out at once).
 for users in pairs(grown_user_sets) do
   call('ZREMRANGEBYRANK', users, 0, -config.item_users_kept - 1)
   call('EXPIRE', users, config.user_state_ttl_seconds)
