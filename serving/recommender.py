@@ -244,6 +244,8 @@ class Recommender:
         judged = settings.weightings if user_id is not None and len(settings.weightings) > 1 \
             else []
         with_sequence = every_source or any(sequence > 0 for _, sequence, _ in [weights, *judged])
+        with_neighbours = every_source or any(
+            neighbours > 0 for _, _, neighbours in [weights, *judged])
         next_votes = recency_votes(recent[:settings.sequence_votes] if with_sequence else [],
                                    settings.vote_type_weights, settings.sequence_vote_decay,
                                    factors)
@@ -258,7 +260,8 @@ class Recommender:
             weights=weights,
             top=n * RERANK_DEPTH if reranking else n,
             per_source=n if every_source else 0, weightings=judged,
-            per_weighting=JUDGED_LIST_LENGTH, neighbour_count=settings.neighbour_count,
+            per_weighting=JUDGED_LIST_LENGTH,
+            neighbour_count=settings.neighbour_count if with_neighbours else 0,
             neighbour_depth=settings.item_users_kept, user_id=user_id,
             category=request.category, exclude=request.exclude)
         ranked = found.blended

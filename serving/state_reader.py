@@ -133,8 +133,7 @@ class StateReader:
         `exclude`d ones are never chosen. Rows are read `depth` deep. `alpha` is cosine's
         exponent of the voter's n_i (0.5: plain cosine); a co-occurrence term is
         vote * similarity^`exponent`. The `neighbour_count` heaviest neighbours vote, found among
-        the strongest voter's `neighbour_depth` newest users (fewer for weaker voters; read
-        only when a weighting weighs them or `per_source` asks)."""
+        the strongest voter's `neighbour_depth` newest users (fewer for weaker voters)."""
         request = orjson.dumps({
             "user": user_id or "", "category": category or "", "depth": depth,
             "similarity": similarity, "alpha": alpha, "exponent": exponent, "top": top,

@@ -25,9 +25,8 @@
 --            blend,
 --          weighting_top (how many of each weighting's best to return),
 --          exponent (q: a co-occurrence term is v_i * s_ij^q),
---          neighbours: {count (how many neighbours vote), depth (users read for the
---            strongest voter)}, read only when a weighting weighs them or per_source asks for
---            each source alone,
+--          neighbours: {count (how many neighbours vote; 0: none, not read), depth (users
+--            read for the strongest voter)},
 --          voters: [[item, v, v'], ...] newest first (v' 0 past the sequence voters),
 --          exclude: [item, ...]}
 -- Returns {blended, per_source_cooccurrence, per_source_sequence, per_source_neighbours,
@@ -84,15 +83,8 @@ end
 -- but under the new-user rule again) vote with that weight for each item of their history
 -- but the voters themselves (newest first), through the shared voter with the biggest vote.
 local similar, via, neighbour_items = {}, {}, {}
-local function weighs_neighbours()
-  if request.per_source > 0 or (request.top > 0 and request.weights[3] > 0) then return true end
-  for _, weights in ipairs(request.weightings) do
-    if weights[3] > 0 then return true end
-  end
-  return false
-end
 local neighbours = request.neighbours
-if neighbours.count > 0 and neighbours.depth > 0 and weighs_neighbours() then
+if neighbours.count > 0 and neighbours.depth > 0 then
   local candidates, via_vote = {}, {}
   for _, voter in ipairs(voters) do
     local vote = voter[2]
