@@ -54,21 +54,23 @@ local function depth_of(vote, source)
   return math.ceil(depth * vote / strongest[source])
 end
 
-local order, listed = {}, {}
-local function read_row(row_key, row_depth)
+local order, listed, cooccurring = {}, {}, {}
+local function read_row(row_key, row_depth, marked)
   local row = redis.call('ZREVRANGE', row_key, 0, row_depth - 1, 'WITHSCORES')
   for r = 1, #row, 2 do
-    if not listed[row[r]] then
-      listed[row[r]] = true
-      order[#order + 1] = row[r]
+    local j = row[r]
+    if not listed[j] then
+      listed[j] = true
+      order[#order + 1] = j
     end
+    if marked then marked[j] = true end
   end
   return row
 end
 local rows, next_rows = {}, {}
 for k, voter in ipairs(voters) do
   if voter[2] > 0 then
-    rows[k] = read_row(key('item_cooccurrence', voter[1]), depth_of(voter[2], 1))
+    rows[k] = read_row(key('item_cooccurrence', voter[1]), depth_of(voter[2], 1), cooccurring)
   end
   if voter[3] > 0 then
     next_rows[k] = read_row(key('item_next', voter[1]), depth_of(voter[3], 2))
@@ -106,26 +108,30 @@ if neighbours.count > 0 and neighbours.depth > 0 then
     end
   end
   -- the `count` heaviest (ties to the smaller id), kept in order as each user is weighed: a
-  -- user lighter than the last of a full list costs one comparison (no sort of them all),
-  -- and only one who would enter is asked whether they are shared
+  -- user lighter than the last of a full list costs one comparison (no sort of them all);
+  -- one whose shared votes are below the last's weight is not weighed at all (a user who
+  -- knows an item knows at least one: the votes bound the weight); and only one who would
+  -- enter is asked whether they are shared
   local function heavier(a, b)
     if similar[a] ~= similar[b] then return similar[a] > similar[b] end
     return a < b
   end
   local heaviest = {}
   for _, other in ipairs(candidates) do
-    local known = redis.call('ZCARD', key('user_affinity', other))
-    similar[other] = known > 0 and similar[other] / math.sqrt(known) or 0.0
-    if similar[other] > 0 and (#heaviest < neighbours.count
-                               or heavier(other, heaviest[#heaviest]))
-        and redis.call('HEXISTS', key('user_item_types', other), config.shared_field) == 1 then
-      local at = #heaviest + 1
-      while at > 1 and heavier(other, heaviest[at - 1]) do
-        heaviest[at] = heaviest[at - 1]
-        at = at - 1
+    local full = #heaviest >= neighbours.count
+    if not full or similar[other] >= similar[heaviest[#heaviest]] then
+      local known = redis.call('ZCARD', key('user_affinity', other))
+      similar[other] = known > 0 and similar[other] / math.sqrt(known) or 0.0
+      if similar[other] > 0 and (not full or heavier(other, heaviest[#heaviest]))
+          and redis.call('HEXISTS', key('user_item_types', other), config.shared_field) == 1 then
+        local at = #heaviest + 1
+        while at > 1 and heavier(other, heaviest[at - 1]) do
+          heaviest[at] = heaviest[at - 1]
+          at = at - 1
+        end
+        heaviest[at] = other
+        if #heaviest > neighbours.count then heaviest[#heaviest] = nil end
       end
-      heaviest[at] = other
-      if #heaviest > neighbours.count then heaviest[#heaviest] = nil end
     end
   end
   local voting = {}
@@ -163,7 +169,7 @@ for _, item in ipairs(order) do
   if not dropped[item] then kept[#kept + 1] = item end
 end
 
--- n of voters and kept candidates, for the similarity
+-- n of voters and of the kept candidates of their co-occurrence rows, for the similarity
 local user_counts = {}
 local function read_counts(items)
   if #items == 0 then return end
@@ -174,8 +180,12 @@ local voter_ids = {}
 for k, voter in ipairs(voters) do voter_ids[k] = voter[1] end
 if request.similarity ~= 'count' then
   read_counts(voter_ids)
-  for start = 1, #kept, 4000 do  -- unpack() has a limit on its arguments
-    read_counts({unpack(kept, start, math.min(start + 3999, #kept))})
+  local similar_kept = {}
+  for _, item in ipairs(kept) do
+    if cooccurring[item] then similar_kept[#similar_kept + 1] = item end
+  end
+  for start = 1, #similar_kept, 4000 do  -- unpack() has a limit on its arguments
+    read_counts({unpack(similar_kept, start, math.min(start + 3999, #similar_kept))})
   end
 end
 
@@ -263,13 +273,33 @@ end
 
 local sources = {source(2, rows, true), source(3, next_rows, false), neighbours_source()}
 
--- The best `count` positions k of `scores` (scores[k] of kept[k]; nil: not a candidate),
+-- a source's factor in the blend with `weight`: its scores scaled to its best candidate (nil:
+-- left out, as a source weighted 0 or with nothing to offer, or whose best is so small, as
+-- counts decayed past ~1,000 half-lives are, that the factor would overflow to inf)
+local function scale_of(source_scores, weight)
+  if weight > 0 and source_scores.top > 0 then
+    local scale = weight / source_scores.top
+    if scale < math.huge then return scale end
+  end
+  return nil
+end
+
+-- The best `count` positions k of `scores` (scores[k] of kept[k]; nil: not a candidate), or
+-- with `weights` of the sources blended with them (each position's blend computed as it is
+-- met and written to `scores` only if chosen: one pass, one table for every weighting),
 -- best first, never an excluded item. The chosen are kept in a heap with the worst on top,
 -- so a candidate below it costs one comparison and the few better ones log(count) steps
 -- each (an ordered insert cost up to count steps).
-local function best_of(scores, count)
+local function best_of(scores, count, weights)
   local heap, size, worst, worst_item = {}, 0, nil, nil
   if count <= 0 then return heap end
+  local first_scale, second_scale, third_scale
+  if weights then
+    first_scale = scale_of(sources[1], weights[1])
+    second_scale = scale_of(sources[2], weights[2])
+    third_scale = scale_of(sources[3], weights[3])
+  end
+  local first_at, second_at, third_at = sources[1].at, sources[2].at, sources[3].at
   local function ahead(k, l)  -- kept[k] before kept[l]: the bigger score, on a tie the smaller id
     local k_score, l_score = scores[k], scores[l]
     if k_score ~= l_score then return k_score > l_score end
@@ -279,10 +309,23 @@ local function best_of(scores, count)
     return ahead(heap[q], heap[p])
   end
   for k = 1, #kept do
-    local score = scores[k]
+    local score
+    if weights then
+      local first_score, second_score, third_score = first_at[k], second_at[k], third_at[k]
+      if first_scale and first_score ~= nil then score = first_score * first_scale end
+      if second_scale and second_score ~= nil then
+        score = (score or 0.0) + second_score * second_scale
+      end
+      if third_scale and third_score ~= nil then
+        score = (score or 0.0) + third_score * third_scale
+      end
+    else
+      score = scores[k]
+    end
     if score ~= nil and (size < count or score > worst
                          or (score == worst and kept[k] < worst_item))
         and not excluded[kept[k]] then
+      scores[k] = score
       local at
       if size < count then
         size = size + 1
@@ -311,39 +354,6 @@ local function best_of(scores, count)
   return heap
 end
 
--- a source's factor in the blend with `weight`: its scores scaled to its best candidate (nil:
--- left out, as a source weighted 0 or with nothing to offer, or whose best is so small, as
--- counts decayed past ~1,000 half-lives are, that the factor would overflow to inf)
-local function scale_of(source_scores, weight)
-  if weight > 0 and source_scores.top > 0 then
-    local scale = weight / source_scores.top
-    if scale < math.huge then return scale end
-  end
-  return nil
-end
-
--- the sources blended with `weights`, by position: written over `scores` (one table for
--- every weighting: filling a new one cost more than the sums)
-local function blend(weights, scores)
-  local first_scale = scale_of(sources[1], weights[1])
-  local second_scale = scale_of(sources[2], weights[2])
-  local third_scale = scale_of(sources[3], weights[3])
-  local first_at, second_at, third_at = sources[1].at, sources[2].at, sources[3].at
-  for k = 1, #kept do
-    local score, first_score, second_score = nil, first_at[k], second_at[k]
-    if first_scale and first_score ~= nil then score = first_score * first_scale end
-    if second_scale and second_score ~= nil then
-      score = (score or 0.0) + second_score * second_scale
-    end
-    local third_score = third_at[k]
-    if third_scale and third_score ~= nil then
-      score = (score or 0.0) + third_score * third_scale
-    end
-    scores[k] = score
-  end
-  return scores
-end
-
 -- the source that gave position k its biggest share of the blend with `weights` (the first
 -- on a tie)
 local function leading_source(k, weights)
@@ -360,8 +370,8 @@ end
 
 local reply = {}
 if request.top > 0 then
-  local blended = blend(request.weights, {})
-  for _, k in ipairs(best_of(blended, request.top)) do
+  local blended = {}
+  for _, k in ipairs(best_of(blended, request.top, request.weights)) do
     local leading = leading_source(k, request.weights)
     reply[#reply + 1] = kept[k]
     reply[#reply + 1] = string.format('%.17g', blended[k])
@@ -390,7 +400,7 @@ end
 local weighting_lists, scores = {}, {}
 for index, weights in ipairs(request.weightings) do
   local chosen = {}
-  for _, k in ipairs(best_of(blend(weights, scores), request.weighting_top)) do
+  for _, k in ipairs(best_of(scores, request.weighting_top, weights)) do
     chosen[#chosen + 1] = kept[k]
   end
   weighting_lists[index] = chosen

@@ -1,8 +1,9 @@
 """The lists the read path serves over a fixed synthetic state, against the lists recorded
-before: a change made for speed must not move quality. Over 2,000 requests of every kind
+before: a change made for speed must not move quality. Over 2,300 requests of every kind
 (personalised with and without filters, caps and penalised impressions, within a session and
-not, similar, trending, popular), the same ids in the same order, from the same source with
-the same reason, and scores within 1e-9 relative.
+not, served with and without the neighbours, similar, trending, popular), the same ids in the
+same order, from the same source with the same reason, and scores within 1e-9 relative; and
+for each personalised list, what every judged weighting would have served (its shadow list).
 
 A change meant to move what is served records the lists again, on purpose, and says so in
 its commit: `STREAMREC_RECORD_SERVED_LISTS=1 pytest tests/integration/test_served_lists.py`.
@@ -44,7 +45,9 @@ async def served_lists(redis: Redis, settings: Settings) -> dict[str, list[list[
         await writer.apply(stream[start:start + BATCH])
     now = stream[-1].payload.timestamp + 3_600_000  # every user starts a new session
     within = stream[-1].payload.timestamp + 60_000  # the latest users continue theirs
-    recommender = Recommender(StateReader(redis, RedisKeys(settings.key_prefix)), settings)
+    reader = StateReader(redis, RedisKeys(settings.key_prefix))
+    recommender = Recommender(reader, settings)
+    with_neighbours = Recommender(reader, settings.model_copy(update={"neighbours_weight": 0.5}))
     users, items = world.users, [item.item_id for item in world.catalogue()]
     categories = world.categories
 
@@ -70,7 +73,15 @@ async def served_lists(redis: Redis, settings: Settings) -> dict[str, list[list[
             options["max_per_category"] = 2
         asked_at = within if k % 2 else now
         served = await recommender.for_user(user, n, now_ms=asked_at, **options)
-        lists[f"personalised {user} n={n} {sorted(options.items())} at {asked_at} #{k}"
+        name = f"personalised {user} n={n} {sorted(options.items())} at {asked_at} #{k}"
+        lists[name] = as_record(served)
+        lists[f"shadow lists of {name}"] = [[label, *ids] for label, ids
+                                            in sorted(served.weighting_lists.items())]
+    for k in range(300):
+        user, n = users[(k * 5) % len(users)], 50 if k % 10 == 0 else 10
+        options = {"category": categories[k % len(categories)]} if k % 7 == 1 else {}
+        served = await with_neighbours.for_user(user, n, now_ms=now, **options)
+        lists[f"personalised, the neighbours served, {user} n={n} {options} #{k}"
               ] = as_record(served)
     for k in range(500):
         item, n = items[(k * 7) % len(items)], 50 if k % 10 == 0 else 10
@@ -91,13 +102,18 @@ async def served_lists(redis: Redis, settings: Settings) -> dict[str, list[list[
 async def test_the_served_lists_are_the_recorded_ones(redis: Redis, servers: Servers) -> None:
     settings = servers.settings(shared_after_items=Settings().shared_after_items)
     lists = await served_lists(redis, settings)
-    assert len(lists) == 2_000 and sum(map(len, lists.values())) > 20_000
+    assert len(lists) == 3_500 and sum(map(len, lists.values())) > 20_000
+    assert any(source == "neighbours" for name, served in lists.items()
+               if name.startswith("personalised, the neighbours") for _, _, source, _ in served)
     if os.environ.get("STREAMREC_RECORD_SERVED_LISTS") == "1":
         RECORDED.write_bytes(gzip.compress(json.dumps(lists).encode(), mtime=0))
     recorded = json.loads(gzip.decompress(RECORDED.read_bytes()))
     assert lists.keys() == recorded.keys()
     for name, served in lists.items():
         expected = recorded[name]
+        if name.startswith("shadow lists"):
+            assert served == expected, name
+            continue
         assert [(i, source, reason) for i, _, source, reason in served] == [
             (i, source, reason) for i, _, source, reason in expected], name
         for (item, score, *_), (_, recorded_score, *_) in zip(served, expected, strict=True):
