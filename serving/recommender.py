@@ -262,7 +262,8 @@ class Recommender:
             per_source=n if every_source else 0, weightings=judged,
             per_weighting=JUDGED_LIST_LENGTH,
             neighbour_count=settings.neighbour_count if with_neighbours else 0,
-            neighbour_depth=settings.item_users_kept, user_id=user_id,
+            neighbour_depth=settings.item_users_kept,
+            neighbour_support=settings.neighbour_support, user_id=user_id,
             category=request.category, exclude=request.exclude)
         ranked = found.blended
         if reranking:

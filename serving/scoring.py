@@ -30,7 +30,8 @@ sum_i v'_i * next_ij over the `sequence_votes` newest items, v'_i = sequence_dec
 weight(t) alike). The neighbours source (user-based, as in classic user-kNN, found through the
 voters' users) weighs each user u' among the voters' newest users by sum of v_i over the voters
 u' shares, over sqrt(how many items u' knows), and the `neighbour_count` heaviest add that
-weight to every item of their recent history. The blend scales each source to its best
+weight to every item of their recent history that at least `neighbour_support` of them have
+(so that no one neighbour's history is shown as such). The blend scales each source to its best
 candidate and adds them with weights. The item (and source) with the largest term is the
 reason.
 

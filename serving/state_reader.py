@@ -123,7 +123,8 @@ class StateReader:
                      per_source: int = 0,
                      weightings: Sequence[Weighting] = (),
                      per_weighting: int = 0, neighbour_count: int = 0,
-                     neighbour_depth: int = 0, user_id: str | None = None,
+                     neighbour_depth: int = 0, neighbour_support: int = 1,
+                     user_id: str | None = None,
                      category: str | None = None, exclude: Collection[str] = ()) -> Scored:
         """The voters' (item, co-occurrence vote, sequence vote; newest first) candidates
         scored in Redis (serving/scoring.py describes the math): the `top` of the blend with
@@ -133,13 +134,15 @@ class StateReader:
         `exclude`d ones are never chosen. Rows are read `depth` deep. `alpha` is cosine's
         exponent of the voter's n_i (0.5: plain cosine); a co-occurrence term is
         vote * similarity^`exponent`. The `neighbour_count` heaviest neighbours vote, found among
-        the strongest voter's `neighbour_depth` newest users (fewer for weaker voters)."""
+        the strongest voter's `neighbour_depth` newest users (fewer for weaker voters), for
+        the items at least `neighbour_support` of them have."""
         request = orjson.dumps({
             "user": user_id or "", "category": category or "", "depth": depth,
             "similarity": similarity, "alpha": alpha, "exponent": exponent, "top": top,
             "per_source": per_source,
             "weights": weights, "weightings": weightings, "weighting_top": per_weighting,
-            "neighbours": {"count": neighbour_count, "depth": neighbour_depth},
+            "neighbours": {"count": neighbour_count, "depth": neighbour_depth,
+                           "support": neighbour_support},
             "voters": voters, "exclude": list(exclude)})
         blended, *alone, titles, by_weighting = await self._score_candidates(
             args=[self._script_config, request])

@@ -8,7 +8,8 @@
 --   co-occurrence  score_c(j) = sum_i v_i * s_ij^q    (s: count, cosine (with exponent
 --                                                     alpha of n_i) or jaccard)
 --   sequence       score_s(j) = sum_i v'_i * next_ij
---   neighbours     score_n(j) = sum over the heaviest neighbours u' that know j of
+--   neighbours     score_n(j) = sum over the heaviest neighbours u' that know j (if at least
+--                                `support` of them do) of
 --                                (sum of v_i over the voters u' shares) / sqrt(items u' knows)
 --   blend          score(j)   = sum over sources of w * score(j) / max_j score(j)
 -- Candidates hidden from the user (seen, unavailable) or (with a category) outside it are
@@ -26,7 +27,7 @@
 --          weighting_top (how many of each weighting's best to return),
 --          exponent (q: a co-occurrence term is v_i * s_ij^q),
 --          neighbours: {count (how many neighbours vote; 0: none, not read), depth (users
---            read for the strongest voter)},
+--            read for the strongest voter), support (neighbours an item needs)},
 --          voters: [[item, v, v'], ...] newest first (v' 0 past the sequence voters),
 --          exclude: [item, ...]}
 -- Returns {blended, per_source_cooccurrence, per_source_sequence, per_source_neighbours,
@@ -83,7 +84,8 @@ end
 -- the square root of how many items they know; the `count` heaviest whose interactions are
 -- shared (one whose state expired and who came back new is in an item's users from before,
 -- but under the new-user rule again) vote with that weight for each item of their history
--- but the voters themselves (newest first), through the shared voter with the biggest vote.
+-- but the voters themselves (newest first) that at least `support` of them have, through the
+-- shared voter with the biggest vote.
 local similar, via, neighbour_items = {}, {}, {}
 local neighbours = request.neighbours
 if neighbours.count > 0 and neighbours.depth > 0 then
@@ -136,18 +138,30 @@ if neighbours.count > 0 and neighbours.depth > 0 then
   end
   local voting = {}
   for _, voter in ipairs(voters) do voting[voter[1]] = true end
+  local having = {}
   for _, other in ipairs(heaviest) do
     local items = {}
     for _, item in ipairs(redis.call('ZREVRANGE', key('user_recent', other), 0, -1)) do
       if not voting[item] then
         items[#items + 1] = item
+        having[item] = (having[item] or 0) + 1
+      end
+    end
+    neighbour_items[#neighbour_items + 1] = {other, items}
+  end
+  -- only what `support` of them have: one look-alike's own history is never shown as such
+  for _, entry in ipairs(neighbour_items) do
+    local supported = {}
+    for _, item in ipairs(entry[2]) do
+      if having[item] >= neighbours.support then
+        supported[#supported + 1] = item
         if not listed[item] then
           listed[item] = true
           order[#order + 1] = item
         end
       end
     end
-    neighbour_items[#neighbour_items + 1] = {other, items}
+    entry[2] = supported
   end
 end
 

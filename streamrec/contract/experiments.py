@@ -31,7 +31,7 @@ RECOMMENDATION_SETTINGS = (
     "similarity", "similarity_alpha", "similarity_exponent", "vote_items", "votes_by_event_type",
     "vote_position_decay", "earlier_session_vote", "candidate_row_depth",
     "sequence_votes", "sequence_vote_decay", "cooccurrence_weight", "sequence_weight",
-    "blend_weightings", "neighbours_weight", "neighbour_count",
+    "blend_weightings", "neighbours_weight", "neighbour_count", "neighbour_support",
     "impressions_before_penalty", "impression_penalty", "max_per_category",
 )
 #: The recommenders a variant of `GET /v1/users/{id}/recommendations` may serve.

@@ -29,6 +29,9 @@ from .pseudonyms import key_fingerprint
 MAX_BLEND_WEIGHTINGS = 10
 
 DEFAULT_EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchase": 8.0}
+#: Weights compare event types; past this a weight times the decay at the horizon (2^200),
+#: summed and raised to a similarity's powers, could overflow a double.
+MAX_EVENT_WEIGHT = 1e6
 
 Similarity = Literal["cosine", "jaccard", "count"]
 
@@ -102,9 +105,10 @@ class Settings(BaseSettings):
     )
 
     # --- the model -------------------------------------------------------------
-    event_weights: dict[str, PositiveFloat] = Field(
+    event_weights: dict[str, Annotated[float, Field(gt=0, le=MAX_EVENT_WEIGHT)]] = Field(
         default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS),
-        description="Interaction types and their weights (JSON object).",
+        description="Interaction types and their weights (JSON object; at most 1e6, so that "
+        "decayed sums stay finite up to the decay horizon).",
     )
     affinity_half_life_days: PositiveFloat = Field(
         30, description="Half-life of user affinities (SAR's default)."
@@ -166,6 +170,10 @@ class Settings(BaseSettings):
     neighbour_count: PositiveInt = Field(
         20, le=200, description="Neighbours who vote (the users sharing the most of the "
         "user's voting items, over the square root of how many items they know)."
+    )
+    neighbour_support: PositiveInt = Field(
+        2, le=200, description="Neighbours who must have an item for it to be recommended "
+        "through them: at 1, one look-alike's recent items may be shown as they are."
     )
     item_users_kept: PositiveInt = Field(
         200, le=1000, description="Newest users kept per item, through whom the neighbours "
@@ -376,6 +384,9 @@ class Settings(BaseSettings):
         if self.user_retention_days and self.user_retention_days >= self.user_state_ttl_days:
             raise ValueError("user_retention_days must be shorter than user_state_ttl_days: "
                              "a user's activity is read from state that expires then")
+        if self.neighbour_support > self.neighbour_count:
+            raise ValueError("neighbour_support must be <= neighbour_count: no item could have "
+                             "more neighbours than vote")
         if self.history_length < max(self.pair_window, self.vote_items, self.sequence_window,
                                      self.sequence_votes):
             raise ValueError("history_length must be >= pair_window, vote_items, "

@@ -49,13 +49,13 @@ async def build_state(redis: Redis, settings: Settings) -> None:
 
 
 async def recommender(redis: Redis, servers: Servers, **overrides: object) -> Recommender:
-    """Co-occurrence alone with plain counts, symmetric cosine and votes weighted by event
-    type unless `overrides` say otherwise: the numbers below are worked out by hand for that
-    (test_blend covers the sequence source)."""
+    """Co-occurrence alone with plain counts, symmetric cosine, votes weighted by event type
+    and every item a neighbour has unless `overrides` say otherwise: the numbers below are
+    worked out by hand for that (test_blend covers the sequence source)."""
     settings = servers.settings(**{
         "vote_position_decay": 0.5, "sequence_weight": 0.0, "cooccurrence_half_life_days": None,
         "similarity": "cosine", "similarity_alpha": 0.5, "votes_by_event_type": True,
-        **overrides})
+        "neighbour_support": 1, **overrides})
     await build_state(redis, settings)
     return Recommender(StateReader(redis, RedisKeys(settings.key_prefix)), settings)
 
@@ -301,6 +301,37 @@ async def test_neighbours_vote_with_the_votes_they_share_over_the_root_of_what_t
                                 item_users_kept=kept)
         served = await rec.for_user("me", 3, now_ms=NOW, fallback=False)
         assert [i.item_id for i in served.items] == expected
+
+
+async def test_an_item_of_one_neighbour_alone_is_not_shown_through_them(
+        redis: Redis, servers: Servers) -> None:
+    # As above without e, f: c is u2's and u3's (16/sqrt 2), d is u4's alone (0.5/sqrt 2). At
+    # support 2 only c is found, at 3 nothing is.
+    for support, expected in ((1, [("c", 1.0), ("d", 0.5 / 16)]), (2, [("c", 1.0)]), (3, [])):
+        rec = await recommender(redis, servers, neighbours_weight=1.0, cooccurrence_weight=0.0,
+                                neighbour_support=support)
+        served = await rec.for_user("me", 3, now_ms=NOW, fallback=False)
+        assert [i.item_id for i in served.items] == [item for item, _ in expected], support
+        assert [i.score for i in served.items] == pytest.approx([score for _, score in expected])
+
+
+async def test_a_look_alike_is_not_shown_one_persons_history(redis: Redis, servers: Servers
+                                                               ) -> None:
+    # The victim took a rare item and two private ones; a crowd took popular items. Someone who
+    # knows of the rare item takes it and a popular one: the victim becomes a neighbour, but
+    # their private items, which no other neighbour has, are never shown (they are at 1).
+    stream = [("victim", "rare"), ("victim", "private-1"), ("victim", "private-2")]
+    stream += [(f"crowd-{k}", item) for k in range(5) for item in ("popular", "hit")]
+    stream += [("attacker", "popular"), ("attacker", "rare")]
+    for support, shown in ((1, {"private-1", "private-2", "hit"}), (2, {"hit"})):
+        settings = servers.settings(neighbours_weight=1.0, cooccurrence_weight=0.0,
+                                    sequence_weight=0.0, neighbour_support=support)
+        await StateWriter(redis, settings).apply([StreamRecord("events:0", k, InteractionEvent(
+            event_id=str(k), user_id=user, item_id=item, event_type="view",
+            timestamp=T0 + k * 1000)) for k, (user, item) in enumerate(stream)])
+        rec = Recommender(StateReader(redis, RedisKeys(settings.key_prefix)), settings)
+        served = await rec.for_user("attacker", 10, now_ms=NOW, fallback=False)
+        assert {item.item_id for item in served.items} == shown, support
 
 
 async def test_a_neighbour_is_someone_whose_interactions_are_shared(

@@ -74,6 +74,7 @@ def test_an_input_error_is_one_line_and_a_failure(
     ("STREAMREC_HTTP_PORT", "eighty", "streamrec: STREAMREC_HTTP_PORT: Input should be a valid "
                                       "integer"),
     ("STREAMREC_EVENT_WEIGHTS", "view=1", 'error parsing value for field "event_weights"'),
+    ("STREAMREC_EVENT_WEIGHTS", '{"view": 1e300}', "less than or equal to 1000000"),
     ("STREAMREC_USER_RETENTION_DAYS", "400", "user_retention_days must be shorter than"),
     ("STREAMREC_COOCCURRENCE_HALF_LIFE_DAYS", "inf", "finite number"),
     ("STREAMREC_SESSION_GAP_MINUTES", "20000", "less than or equal to 10080"),

@@ -112,7 +112,8 @@ def test_weighting_pairs_as_given_before_neighbours_weigh_them_zero() -> None:
         Settings(blend_weightings=[(1,)])
 
 
-@pytest.mark.parametrize("setting", [{"item_users_kept": 1001}, {"neighbour_count": 201}])
+@pytest.mark.parametrize("setting", [{"item_users_kept": 1001}, {"neighbour_count": 201},
+                                     {"neighbour_count": 5, "neighbour_support": 6}])
 def test_the_neighbours_work_per_list_is_bounded(setting: dict[str, int]) -> None:
     with pytest.raises(ValidationError):
         Settings(**setting)
