@@ -272,7 +272,7 @@ class Recommender:
         return Learned(
             [RecommendedItem(
                 item_id=s.item_id, score=s.score, source=s.source,
-                reason=because_you(voter_type[s.because_of],
+                reason=because_you(voter_type.get(s.because_of),
                                    found.titles.get(s.because_of, s.because_of), s.source))
              for s in ranked],
             {source: [item for item, _ in best] for source, best in found.by_source.items()},

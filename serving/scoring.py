@@ -100,7 +100,9 @@ def session_factors(times_ms: Sequence[int], now_ms: int, gap_ms: float, earlier
 class ScoredItem:
     item_id: str
     score: float
-    because_of: str | None  # the voting item that contributed most
+    # the voting item that contributed most; for the neighbours', the one most of them came
+    # through, and None when fewer than the support did (naming it would name a person's item)
+    because_of: str | None
     source: str = "co-occurrence"  # the source that contributed most
 
 
@@ -121,12 +123,17 @@ REASONS = {
 }
 
 
-def because_you(event_type: str, item_label: str, source: str = COOCCURRENCE) -> str:
+def because_you(event_type: str | None, item_label: str | None, source: str = COOCCURRENCE
+                ) -> str:
+    """An item's reason: its source's, naming the voting item (`item_label`) that gave it
+    most; the neighbours' names none when too few of them share one (see `ScoredItem`)."""
     if source == SEQUENCE:
         return f"often next after {item_label}"
     if source == NEIGHBOURS:
+        if item_label is None:
+            return "liked by people who like what you like"
         return f"liked by others who liked {item_label}"
-    return REASONS.get(event_type, "because you interacted with {}").format(item_label)
+    return REASONS.get(event_type or "", "because you interacted with {}").format(item_label)
 
 
 Weighting = tuple[float, float, float]  # (co-occurrence, sequence, neighbours) weights

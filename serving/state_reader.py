@@ -15,6 +15,7 @@ from streamrec.contract import (
     SHOWN_SEPARATOR,
     RedisKeys,
     Reused,
+    Settings,
     Similarity,
     learned_under_another_key,
     lua_script,
@@ -123,7 +124,8 @@ class StateReader:
                      per_source: int = 0,
                      weightings: Sequence[Weighting] = (),
                      per_weighting: int = 0, neighbour_count: int = 0,
-                     neighbour_depth: int = 0, neighbour_support: int = 1,
+                     neighbour_depth: int = 0,
+                     neighbour_support: int = Settings.model_fields["neighbour_support"].default,
                      user_id: str | None = None,
                      category: str | None = None, exclude: Collection[str] = ()) -> Scored:
         """The voters' (item, co-occurrence vote, sequence vote; newest first) candidates
@@ -148,7 +150,7 @@ class StateReader:
             args=[self._script_config, request])
         flat = iter(blended)
         return Scored(
-            blended=[ScoredItem(item.decode(), float(score), voter.decode(),
+            blended=[ScoredItem(item.decode(), float(score), voter.decode() or None,
                                 SOURCES[int(source) - 1])
                      for item, score, source, voter in zip(flat, flat, flat, flat, strict=True)],
             by_source={name: _pairs(pairs) for name, pairs in zip(SOURCES, alone, strict=True)},

@@ -32,8 +32,8 @@
 --          exclude: [item, ...]}
 -- Returns {blended, per_source_cooccurrence, per_source_sequence, per_source_neighbours,
 --          titles, weighting_lists}:
---   blended = {j, score, source index (1 co-occurrence, 2 sequence, 3 neighbours), voter,
---              ...} best first
+--   blended = {j, score, source index (1 co-occurrence, 2 sequence, 3 neighbours), voter
+--              ('' for none), ...} best first
 --   per_source_* = {j, score, ...}: the top `per_source` of each source alone, unscaled
 --   titles = {voter, title, ...} for the voters the catalogue has a title for
 --   weighting_lists = {{j, ...}, ...}: per weighting, in order, its best `weighting_top` ids
@@ -264,23 +264,31 @@ local function source(vote_index, source_rows, similar)
 end
 
 -- the neighbours' source: per candidate the sum of its neighbours' weights, and as its voter
--- the shared voter of the heaviest of them
+-- the shared voter through which most of them came (the heavier's on a tie), or none ('')
+-- when fewer than `support` came through it: naming a voter that one neighbour alone shares
+-- with the user would say that that person has the item
 local function neighbours_source()
-  local totals, best, best_voter = {}, {}, {}
-  for _, entry in ipairs(neighbour_items) do
+  local totals, came_via, best_voter = {}, {}, {}
+  for _, entry in ipairs(neighbour_items) do  -- heaviest first
     local other, items = entry[1], entry[2]
-    local term = similar[other]
+    local term, voter = similar[other], via[other]
     for _, j in ipairs(items) do
       if not dropped[j] then
-        local total = totals[j]
+        local total, counts = totals[j], came_via[j]
         if total == nil then
-          totals[j], best[j], best_voter[j] = term, term, via[other]
+          totals[j], counts = term, {}
+          came_via[j] = counts
         else
           totals[j] = total + term
-          if term > best[j] then best[j], best_voter[j] = term, via[other] end
         end
+        counts[voter] = (counts[voter] or 0) + 1
+        local best = best_voter[j]
+        if best == nil or counts[voter] > counts[best] then best_voter[j] = voter end
       end
     end
+  end
+  for j, voter in pairs(best_voter) do
+    if came_via[j][voter] < neighbours.support then best_voter[j] = '' end
   end
   return scored(totals, best_voter)
 end

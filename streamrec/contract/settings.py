@@ -173,7 +173,9 @@ class Settings(BaseSettings):
     )
     neighbour_support: PositiveInt = Field(
         2, le=200, description="Neighbours who must have an item for it to be recommended "
-        "through them: at 1, one look-alike's recent items may be shown as they are."
+        "through them (and share a voter for it to be named in its reason). At 1, one "
+        "look-alike's recent items may be shown as they are; above neighbour_count, "
+        "nothing is recommended through them."
     )
     item_users_kept: PositiveInt = Field(
         200, le=1000, description="Newest users kept per item, through whom the neighbours "
@@ -384,9 +386,6 @@ class Settings(BaseSettings):
         if self.user_retention_days and self.user_retention_days >= self.user_state_ttl_days:
             raise ValueError("user_retention_days must be shorter than user_state_ttl_days: "
                              "a user's activity is read from state that expires then")
-        if self.neighbour_support > self.neighbour_count:
-            raise ValueError("neighbour_support must be <= neighbour_count: no item could have "
-                             "more neighbours than vote")
         if self.history_length < max(self.pair_window, self.vote_items, self.sequence_window,
                                      self.sequence_votes):
             raise ValueError("history_length must be >= pair_window, vote_items, "

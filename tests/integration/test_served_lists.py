@@ -47,7 +47,10 @@ async def served_lists(redis: Redis, settings: Settings) -> dict[str, list[list[
     within = stream[-1].payload.timestamp + 60_000  # the latest users continue theirs
     reader = StateReader(redis, RedisKeys(settings.key_prefix))
     recommender = Recommender(reader, settings)
-    with_neighbours = Recommender(reader, settings.model_copy(update={"neighbours_weight": 0.5}))
+    with_neighbours = [  # each item through 2 of them (the default), and through 1
+        Recommender(reader, settings.model_copy(update={"neighbours_weight": 2.0,
+                                                        "neighbour_support": support}))
+        for support in (2, 1)]
     users, items = world.users, [item.item_id for item in world.catalogue()]
     categories = world.categories
 
@@ -80,7 +83,7 @@ async def served_lists(redis: Redis, settings: Settings) -> dict[str, list[list[
     for k in range(300):
         user, n = users[(k * 5) % len(users)], 50 if k % 10 == 0 else 10
         options = {"category": categories[k % len(categories)]} if k % 7 == 1 else {}
-        served = await with_neighbours.for_user(user, n, now_ms=now, **options)
+        served = await with_neighbours[k % 2].for_user(user, n, now_ms=now, **options)
         lists[f"personalised, the neighbours served, {user} n={n} {options} #{k}"
               ] = as_record(served)
     for k in range(500):
