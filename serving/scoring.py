@@ -33,7 +33,8 @@ u' shares, over sqrt(how many items u' knows), and the `neighbour_count` heavies
 weight to every item of their recent history that at least `neighbour_support` of them have
 (so that no one neighbour's history is shown as such). The blend scales each source to its best
 candidate and adds them with weights. The item (and source) with the largest term is the
-reason.
+reason; for the neighbours, the voter most of them came through, and none when fewer than
+`neighbour_support` did.
 
 Self-tuning blend: every list served to a user also carries, per judged weighting w of the
 three sources, the top `JUDGED_LIST_LENGTH` items w would have served (its shadow list), whatever
